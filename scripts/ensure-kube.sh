@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Ensures a real kube-apiserver (and kube-controller-manager) plus etcd exist.
+# Prints the directory holding kube-apiserver, kube-controller-manager and etcd.
+#
+# If KUBE_ASSETS (or KUBEBUILDER_ASSETS) names a directory that already holds
+# kube-apiserver and etcd, it is used as is. Otherwise Kubernetes v1.20.2 is
+# built once from Debian's source package and cached in
+# ${POD_IDENTITY_CACHE:-$HOME/.cache/pod-identity-rs}/kube (outside the repo).
+set -euo pipefail
+
+for d in "${KUBE_ASSETS:-}" "${KUBEBUILDER_ASSETS:-}"; do
+  if [ -n "$d" ] && [ -x "$d/kube-apiserver" ] && [ -x "$d/etcd" ]; then
+    echo "$d"; exit 0
+  fi
+done
+
+cache="${POD_IDENTITY_CACHE:-$HOME/.cache/pod-identity-rs}/kube"
+out="$cache/bin"
+if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/etcd" ]; then
+  echo "$out"; exit 0
+fi
+
+log() { echo "ensure-kube: $*" >&2; }
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/etcd" ]; then
+  echo "$out"; exit 0
+fi
+
+need=()
+command -v go >/dev/null || need+=(golang-go)
+[ -x /usr/bin/etcd ] || need+=(etcd-server)
+command -v rsync >/dev/null || need+=(rsync)
+[ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need+=(golang-github-modern-go-reflect2-dev)
+command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+fi
+
+src="$cache/src"
+mkdir -p "$src/lists/partial" "$src/cache/archives/partial"
+echo "deb-src http://deb.debian.org/debian bookworm main" >"$src/src.list"
+aptopts=(-o Dir::Etc::SourceList="$src/src.list" -o Dir::Etc::SourceParts=/dev/null
+         -o Dir::State::Lists="$src/lists" -o Dir::Cache="$src/cache")
+tree="$src/kubernetes-1.20.2"
+if [ ! -d "$tree" ]; then
+  log "downloading Debian's kubernetes source package"
+  apt-get "${aptopts[@]}" update -qq >&2
+  (cd "$src" && apt-get "${aptopts[@]}" source -d kubernetes=1.20.5+really1.20.2-1.1+deb12u1 >&2)
+  orig=$(ls "$src"/kubernetes_*.orig.tar.gz | head -1)
+  tar -C "$src" -xzf "$orig"
+  # Go >= 1.18 crashes in the vendored reflect2 1.0.1; use Debian's 1.0.2.
+  r2="$tree/vendor/github.com/modern-go/reflect2"
+  rm -f "$r2"/*.go "$r2"/*.s
+  cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$r2"/
+  cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$r2"/ 2>/dev/null || true
+fi
+log "building kube-apiserver and kube-controller-manager (several minutes, once)"
+(cd "$tree" && make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2)
+mkdir -p "$out.tmp"
+cp "$tree/_output/bin/kube-apiserver" "$tree/_output/bin/kube-controller-manager" "$out.tmp/"
+ln -sf /usr/bin/etcd "$out.tmp/etcd"
+rm -rf "$out"; mv "$out.tmp" "$out"
+rm -rf "$tree" "$src/cache"
+echo "$out"

@@ -1,0 +1,385 @@
+//! The ServiceAccount cache.
+//!
+//! Filled by a kube-runtime metadata watcher (only metadata crosses the wire,
+//! and only uid plus the annotations we read are kept), or from a file. A pod
+//! whose ServiceAccount is not in the cache triggers one direct GET, shared by
+//! every concurrent request for the same ServiceAccount and bounded by the
+//! lookup grace period, so a ServiceAccount created a moment before its pod is
+//! still injected.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+
+use crate::identity::{ConfigMapEntry, ServiceAccountEntry};
+use crate::manifests::ServiceAccountManifest;
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+pub const CONFIG_MAP_NAME: &str = "pod-identity-webhook";
+
+type FetchResult = std::result::Result<Option<Arc<ServiceAccountEntry>>, String>;
+
+struct Fetcher {
+    client: kube::Client,
+    timeout: Duration,
+    inflight: Mutex<HashMap<String, Shared<BoxFuture<'static, FetchResult>>>>,
+}
+
+pub struct ServiceAccountCache {
+    prefix: String,
+    entries: RwLock<HashMap<String, Arc<ServiceAccountEntry>>>,
+    config_map: RwLock<HashMap<String, ConfigMapEntry>>,
+    sa_synced: AtomicBool,
+    cm_synced: AtomicBool,
+    fetcher: Option<Fetcher>,
+    metrics: Arc<Metrics>,
+}
+
+fn key(namespace: &str, name: &str) -> String {
+    let mut k = String::with_capacity(namespace.len() + name.len() + 1);
+    k.push_str(namespace);
+    k.push('/');
+    k.push_str(name);
+    k
+}
+
+fn entry_from_meta(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, prefix: &str) -> ServiceAccountEntry {
+    let annotations = meta
+        .annotations
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    ServiceAccountEntry::from_annotations(meta.uid.as_deref().unwrap_or(""), annotations, prefix)
+}
+
+impl ServiceAccountCache {
+    /// A cache filled once from manifests; it never talks to a cluster and is
+    /// ready at once.
+    pub fn from_manifests(prefix: &str, sas: &[ServiceAccountManifest], metrics: Arc<Metrics>) -> Arc<Self> {
+        let cache = Self::empty(prefix, None, metrics);
+        {
+            let mut map = cache.entries.write().unwrap_or_else(|e| e.into_inner());
+            for sa in sas {
+                let e = ServiceAccountEntry::from_annotations(
+                    &sa.uid,
+                    sa.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    prefix,
+                );
+                map.insert(key(&sa.namespace, &sa.name), Arc::new(e));
+            }
+            map.shrink_to_fit();
+            cache.metrics.cache_size.set(map.len() as i64);
+        }
+        cache.sa_synced.store(true, Ordering::Release);
+        cache.cm_synced.store(true, Ordering::Release);
+        Arc::new(cache)
+    }
+
+    /// A cache backed by the cluster; call [`Self::spawn_watchers`] to fill it.
+    pub fn for_cluster(
+        prefix: &str,
+        client: kube::Client,
+        lookup_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let fetcher = Fetcher {
+            client,
+            timeout: lookup_timeout,
+            inflight: Mutex::new(HashMap::new()),
+        };
+        Arc::new(Self::empty(prefix, Some(fetcher), metrics))
+    }
+
+    fn empty(prefix: &str, fetcher: Option<Fetcher>, metrics: Arc<Metrics>) -> Self {
+        ServiceAccountCache {
+            prefix: prefix.to_string(),
+            entries: RwLock::new(HashMap::new()),
+            config_map: RwLock::new(HashMap::new()),
+            sa_synced: AtomicBool::new(false),
+            cm_synced: AtomicBool::new(true),
+            fetcher,
+            metrics,
+        }
+    }
+
+    /// True once the initial list of ServiceAccounts (and the ConfigMap, when
+    /// watched) has been loaded.
+    pub fn is_ready(&self) -> bool {
+        self.sa_synced.load(Ordering::Acquire) && self.cm_synced.load(Ordering::Acquire)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get_cached(&self, namespace: &str, name: &str) -> Option<Arc<ServiceAccountEntry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key(namespace, name))
+            .cloned()
+    }
+
+    pub fn config_map_entry(&self, namespace: &str, name: &str) -> Option<ConfigMapEntry> {
+        let map = self.config_map.read().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&key(namespace, name)).cloned()
+    }
+
+    fn insert(&self, namespace: &str, name: &str, entry: ServiceAccountEntry) {
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(key(namespace, name), Arc::new(entry));
+        self.metrics.cache_size.set(map.len() as i64);
+    }
+
+    fn remove(&self, namespace: &str, name: &str) {
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(&key(namespace, name));
+        self.metrics.cache_size.set(map.len() as i64);
+    }
+
+    /// The ServiceAccount's entry: from the cache, or on a miss from one direct
+    /// GET shared by concurrent callers. `Ok(None)` means it does not exist.
+    pub async fn lookup(self: &Arc<Self>, namespace: &str, name: &str) -> Result<Option<Arc<ServiceAccountEntry>>> {
+        if let Some(e) = self.get_cached(namespace, name) {
+            return Ok(Some(e));
+        }
+        self.metrics.cache_misses.inc();
+        let Some(fetcher) = &self.fetcher else {
+            return Ok(None);
+        };
+        let k = key(namespace, name);
+        let fut = {
+            let mut inflight = fetcher.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            inflight
+                .entry(k.clone())
+                .or_insert_with(|| self.start_fetch(namespace, name, k.clone()))
+                .clone()
+        };
+        let lookup_error = |reason: String| Error::ServiceAccountLookup {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            reason,
+        };
+        match tokio::time::timeout(fetcher.timeout, fut).await {
+            Ok(Ok(entry)) => Ok(entry),
+            Ok(Err(e)) => Err(lookup_error(e)),
+            Err(_) => {
+                self.metrics.fallback("timeout");
+                Err(lookup_error(format!(
+                    "no answer from the API server within {:?}",
+                    fetcher.timeout
+                )))
+            }
+        }
+    }
+
+    /// Starts the GET in its own task so a caller that gives up does not cancel
+    /// it for the others; the result also lands in the cache.
+    fn start_fetch(self: &Arc<Self>, namespace: &str, name: &str, k: String) -> Shared<BoxFuture<'static, FetchResult>> {
+        let this = Arc::clone(self);
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        let task = tokio::spawn(async move {
+            let Some(fetcher) = &this.fetcher else {
+                return Ok(None);
+            };
+            let api: Api<ServiceAccount> = Api::namespaced(fetcher.client.clone(), &namespace);
+            let result = match api.get_metadata_opt(&name).await {
+                Ok(Some(sa)) => {
+                    let entry = entry_from_meta(&sa.metadata, &this.prefix);
+                    this.insert(&namespace, &name, entry.clone());
+                    this.metrics.fallback("found");
+                    Ok(Some(Arc::new(entry)))
+                }
+                Ok(None) => {
+                    this.metrics.fallback("not_found");
+                    Ok(None)
+                }
+                Err(e) => {
+                    this.metrics.fallback("error");
+                    Err(e.to_string())
+                }
+            };
+            fetcher
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&k);
+            result
+        });
+        async move { task.await.unwrap_or_else(|e| Err(format!("lookup task failed: {e}"))) }
+            .boxed()
+            .shared()
+    }
+
+    /// Starts the ServiceAccount watcher (and the ConfigMap watcher when
+    /// `config_map_namespace` is given). They run until the process ends,
+    /// retrying with backoff.
+    pub fn spawn_watchers(self: &Arc<Self>, config_map_namespace: Option<&str>) -> Result<()> {
+        let Some(fetcher) = &self.fetcher else {
+            return Err(Error::Config("this cache has no cluster connection".into()));
+        };
+        let client = fetcher.client.clone();
+        let this = Arc::clone(self);
+        // Api<PartialObjectMeta<_>> makes metadata-only list and watch requests.
+        let api: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client.clone());
+        tokio::spawn(async move {
+            let mut stream = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            let mut buffer: Option<HashMap<String, Arc<ServiceAccountEntry>>> = None;
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::Init) => buffer = Some(HashMap::new()),
+                    Ok(Event::InitApply(sa)) => {
+                        let ns = sa.metadata.namespace.as_deref().unwrap_or("");
+                        let name = sa.metadata.name.as_deref().unwrap_or("");
+                        let e = entry_from_meta(&sa.metadata, &this.prefix);
+                        buffer.get_or_insert_with(HashMap::new).insert(key(ns, name), Arc::new(e));
+                    }
+                    Ok(Event::InitDone) => {
+                        let mut fresh = buffer.take().unwrap_or_default();
+                        fresh.shrink_to_fit();
+                        let mut map = this.entries.write().unwrap_or_else(|e| e.into_inner());
+                        *map = fresh;
+                        this.metrics.cache_size.set(map.len() as i64);
+                        drop(map);
+                        if !this.sa_synced.swap(true, Ordering::AcqRel) {
+                            tracing::info!(serviceaccounts = this.len(), "ServiceAccount cache synced");
+                        }
+                    }
+                    Ok(Event::Apply(sa)) => {
+                        let ns = sa.metadata.namespace.as_deref().unwrap_or("");
+                        let name = sa.metadata.name.as_deref().unwrap_or("");
+                        this.insert(ns, name, entry_from_meta(&sa.metadata, &this.prefix));
+                    }
+                    Ok(Event::Delete(sa)) => {
+                        let ns = sa.metadata.namespace.as_deref().unwrap_or("");
+                        let name = sa.metadata.name.as_deref().unwrap_or("");
+                        this.remove(ns, name);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "ServiceAccount watch failed; retrying"),
+                }
+            }
+        });
+
+        if let Some(ns) = config_map_namespace {
+            self.cm_synced.store(false, Ordering::Release);
+            let this = Arc::clone(self);
+            let api: Api<ConfigMap> = Api::namespaced(client, ns);
+            let cfg = watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP_NAME}"));
+            tokio::spawn(async move {
+                let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+                let mut seen_in_init = false;
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(Event::Init) => seen_in_init = false,
+                        Ok(Event::InitApply(cm)) | Ok(Event::Apply(cm)) => {
+                            seen_in_init = true;
+                            this.apply_config_map(&cm);
+                        }
+                        Ok(Event::InitDone) => {
+                            if !seen_in_init {
+                                this.replace_config_map(HashMap::new());
+                            }
+                            this.cm_synced.store(true, Ordering::Release);
+                        }
+                        Ok(Event::Delete(_)) => this.replace_config_map(HashMap::new()),
+                        Err(e) => tracing::warn!(error = %e, "ConfigMap watch failed; retrying"),
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn replace_config_map(&self, map: HashMap<String, ConfigMapEntry>) {
+        *self.config_map.write().unwrap_or_else(|e| e.into_inner()) = map;
+    }
+
+    fn apply_config_map(&self, cm: &ConfigMap) {
+        let config = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("config"))
+            .map(String::as_str)
+            .unwrap_or("");
+        match parse_config_map(config) {
+            Ok(map) => {
+                tracing::info!(entries = map.len(), "loaded ConfigMap {CONFIG_MAP_NAME}");
+                self.replace_config_map(map);
+            }
+            Err(e) => tracing::error!(error = %e, "invalid ConfigMap {CONFIG_MAP_NAME}; keeping the previous entries"),
+        }
+    }
+}
+
+/// Parses the ConfigMap's `config` value: `{"ns/sa": {"RoleARN": ..}}`.
+pub fn parse_config_map(config: &str) -> std::result::Result<HashMap<String, ConfigMapEntry>, String> {
+    if config.trim().is_empty() {
+        return Ok(HashMap::new());
+    }
+    let raw: HashMap<String, ConfigMapEntry> = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    for k in raw.keys() {
+        match k.split_once('/') {
+            Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() && !sa.contains('/') => {}
+            _ => return Err(format!("key {k:?} is not namespace/serviceaccount")),
+        }
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_map_parse_table() {
+        let m = parse_config_map(
+            r#"{"ns/sa": {"RoleARN": "arn:aws:iam::111122223333:role/x", "Audience": "a", "UseRegionalSTS": true, "TokenExpiration": 3600}}"#,
+        )
+        .unwrap();
+        let e = &m["ns/sa"];
+        assert_eq!(e.role_arn, "arn:aws:iam::111122223333:role/x");
+        assert_eq!(e.audience, "a");
+        assert!(e.use_regional_sts);
+        assert_eq!(e.token_expiration, 3600);
+        assert!(parse_config_map("").unwrap().is_empty());
+        assert!(parse_config_map("{").is_err());
+        assert!(parse_config_map(r#"{"nosep": {}}"#).is_err());
+        assert!(parse_config_map(r#"{"a/b/c": {}}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn file_cache_is_ready_and_misses_are_not_found() {
+        let sas = vec![ServiceAccountManifest {
+            namespace: "ns".into(),
+            name: "sa".into(),
+            uid: "u".into(),
+            annotations: vec![("eks.amazonaws.com/role-arn".into(), "arn:aws:iam::111122223333:role/x".into())],
+        }];
+        let metrics = Arc::new(Metrics::new());
+        let c = ServiceAccountCache::from_manifests("eks.amazonaws.com", &sas, metrics.clone());
+        assert!(c.is_ready());
+        assert_eq!(c.len(), 1);
+        let e = c.lookup("ns", "sa").await.unwrap().unwrap();
+        assert_eq!(e.get("role-arn"), Some("arn:aws:iam::111122223333:role/x"));
+        assert!(c.lookup("ns", "other").await.unwrap().is_none());
+        assert!(metrics.encode().contains("pod_identity_webhook_cache_misses_total 1"));
+    }
+}

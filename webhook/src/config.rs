@@ -1,0 +1,351 @@
+//! Command-line flags (named like the upstream Go webhook where they overlap),
+//! each also settable from the environment as `POD_IDENTITY_WEBHOOK_<FLAG>`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::duration::parse_duration;
+
+pub const DEFAULT_PREFIX: &str = "eks.amazonaws.com";
+pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+pub const DEFAULT_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+pub const DEFAULT_TOKEN_EXPIRATION: i64 = 86400;
+/// Kubernetes refuses projected tokens that live shorter than this.
+pub const MIN_TOKEN_EXPIRATION: i64 = 600;
+pub const VOLUME_NAME: &str = "aws-iam-token";
+pub const TOKEN_NAME: &str = "token";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pod-identity-webhook",
+    version,
+    about = "Injects AWS workload identity (IRSA) into pods; drop-in for amazon-eks-pod-identity-webhook"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the admission webhook over HTTPS (the default when no subcommand is given).
+    Serve(Box<ServeArgs>),
+    /// Offline dry run: print the pod as the webhook would mutate it.
+    Mutate(MutateArgs),
+}
+
+/// Settings that decide what gets injected; shared by `serve` and `mutate`.
+#[derive(Debug, Clone, Args)]
+pub struct InjectionArgs {
+    /// Annotation domain to look for on ServiceAccounts and pods.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_ANNOTATION_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub annotation_prefix: String,
+    /// Default token audience; a ServiceAccount's `<prefix>/audience` overrides it.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    pub token_audience: String,
+    /// Where the projected token is mounted in containers.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_MOUNT_PATH", default_value = DEFAULT_MOUNT_PATH)]
+    pub token_mount_path: String,
+    /// Default token lifetime in seconds (never below 600).
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_EXPIRATION", default_value_t = DEFAULT_TOKEN_EXPIRATION)]
+    pub token_expiration: i64,
+    /// If set, AWS_DEFAULT_REGION and AWS_REGION are injected with this value.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_AWS_DEFAULT_REGION", default_value = "")]
+    pub aws_default_region: String,
+    /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional (a ServiceAccount's
+    /// `<prefix>/sts-regional-endpoints` overrides it).
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_STS_REGIONAL_ENDPOINT", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub sts_regional_endpoint: bool,
+    /// Container credentials config file (upstream format:
+    /// `{"identities":[{"namespace":..,"serviceAccount":..}]}`), re-read when it changes.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_WATCH_CONTAINER_CREDENTIALS_CONFIG")]
+    pub watch_container_credentials_config: Option<PathBuf>,
+    /// Token audience for container credentials mode.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_AUDIENCE", default_value = "pods.eks.amazonaws.com")]
+    pub container_credentials_audience: String,
+    /// Token mount path for container credentials mode.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_MOUNT_PATH",
+          default_value = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount")]
+    pub container_credentials_token_mount_path: String,
+    /// Projected volume name for container credentials mode.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_VOLUME_NAME", default_value = "eks-pod-identity-token")]
+    pub container_credentials_token_volume_name: String,
+    /// Token file name inside the volume for container credentials mode.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_PATH", default_value = "eks-pod-identity-token")]
+    pub container_credentials_token_path: String,
+    /// AWS_CONTAINER_CREDENTIALS_FULL_URI injected in container credentials mode.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_FULL_URI",
+          default_value = "http://169.254.170.23/v1/credentials")]
+    pub container_credentials_full_uri: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub injection: InjectionArgs,
+    /// HTTPS port for /mutate, /healthz and /readyz.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_PORT", default_value_t = 443)]
+    pub port: u16,
+    /// Plain-HTTP port for /metrics, /healthz and /readyz.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_METRICS_PORT", default_value_t = 9999)]
+    pub metrics_port: u16,
+    /// Address both listeners bind to.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: std::net::IpAddr,
+    /// TLS certificate chain (PEM); re-read when it changes.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TLS_CERT", default_value = "/etc/webhook/certs/tls.crt")]
+    pub tls_cert: PathBuf,
+    /// TLS private key (PEM); re-read when it changes.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TLS_KEY", default_value = "/etc/webhook/certs/tls.key")]
+    pub tls_key: PathBuf,
+    /// How often the TLS files and the container credentials config are checked for changes.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+    /// Kubeconfig file (out of cluster); default: in-cluster config, then ~/.kube/config.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// API server URL, overriding the kubeconfig's.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_KUBE_API")]
+    pub kube_api: Option<String>,
+    /// Accepted for compatibility. Certificates always come from --tls-cert/--tls-key
+    /// (the chart provides them); the upstream CSR flow is not implemented.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_IN_CLUSTER", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub in_cluster: bool,
+    /// Namespace of the `pod-identity-webhook` ConfigMap (with --watch-config-map).
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_NAMESPACE", default_value = "eks")]
+    pub namespace: String,
+    /// Also take ServiceAccount settings from the `pod-identity-webhook` ConfigMap
+    /// (upstream format: data.config = {"ns/sa": {"RoleARN":..,"Audience":..,
+    /// "UseRegionalSTS":..,"TokenExpiration":..}}).
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_WATCH_CONFIG_MAP", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub watch_config_map: bool,
+    /// How long a pod whose ServiceAccount is not in the cache waits for a direct
+    /// lookup before it is answered. Keep it well under the webhook timeout.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD",
+          default_value = "2s", value_parser = parse_duration)]
+    pub service_account_lookup_grace_period: Duration,
+    /// Take ServiceAccounts from this file (YAML/JSON, multi-document) instead of a cluster.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNTS")]
+    pub service_accounts: Option<PathBuf>,
+    /// Largest AdmissionReview body accepted, in bytes.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_MAX_REQUEST_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Log format.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+    Patch,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MutateArgs {
+    #[command(flatten)]
+    pub injection: InjectionArgs,
+    /// ServiceAccount manifests (multi-document YAML, JSON, or a List).
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNTS")]
+    pub service_accounts: PathBuf,
+    /// What to print: the mutated pod as YAML or JSON, or the JSON Patch.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+    /// Namespace of the pod when its manifest names none.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Pod manifest (`-` for stdin).
+    pub pod_file: PathBuf,
+}
+
+/// The resolved, validated injection settings the pure mutation works with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectionConfig {
+    pub annotation_prefix: String,
+    pub token_audience: String,
+    pub token_mount_path: String,
+    pub token_expiration: i64,
+    pub region: Option<String>,
+    pub sts_regional_endpoint: bool,
+    pub container_credentials: ContainerCredentialsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerCredentialsConfig {
+    pub audience: String,
+    pub mount_path: String,
+    pub volume_name: String,
+    pub token_path: String,
+    pub full_uri: String,
+}
+
+impl Default for InjectionConfig {
+    fn default() -> Self {
+        InjectionConfig {
+            annotation_prefix: DEFAULT_PREFIX.into(),
+            token_audience: DEFAULT_AUDIENCE.into(),
+            token_mount_path: DEFAULT_MOUNT_PATH.into(),
+            token_expiration: DEFAULT_TOKEN_EXPIRATION,
+            region: None,
+            sts_regional_endpoint: false,
+            container_credentials: ContainerCredentialsConfig {
+                audience: "pods.eks.amazonaws.com".into(),
+                mount_path: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount".into(),
+                volume_name: "eks-pod-identity-token".into(),
+                token_path: "eks-pod-identity-token".into(),
+                full_uri: "http://169.254.170.23/v1/credentials".into(),
+            },
+        }
+    }
+}
+
+fn check_nonempty(flag: &str, value: &str) -> crate::Result<()> {
+    if value.trim().is_empty() {
+        return Err(crate::Error::Config(format!("--{flag} must not be empty")));
+    }
+    Ok(())
+}
+
+fn check_mount_path(flag: &str, value: &str) -> crate::Result<()> {
+    check_nonempty(flag, value)?;
+    if !value.starts_with('/') {
+        return Err(crate::Error::Config(format!(
+            "--{flag} must be an absolute path, got {value:?}"
+        )));
+    }
+    Ok(())
+}
+
+impl InjectionArgs {
+    /// Validates the flags and resolves them into an [`InjectionConfig`].
+    pub fn to_config(&self) -> crate::Result<InjectionConfig> {
+        check_nonempty("annotation-prefix", &self.annotation_prefix)?;
+        if self.annotation_prefix.contains('/') {
+            return Err(crate::Error::Config(format!(
+                "--annotation-prefix must be a domain without '/', got {:?}",
+                self.annotation_prefix
+            )));
+        }
+        check_nonempty("token-audience", &self.token_audience)?;
+        check_mount_path("token-mount-path", &self.token_mount_path)?;
+        check_nonempty("container-credentials-audience", &self.container_credentials_audience)?;
+        check_mount_path(
+            "container-credentials-token-mount-path",
+            &self.container_credentials_token_mount_path,
+        )?;
+        check_nonempty(
+            "container-credentials-token-volume-name",
+            &self.container_credentials_token_volume_name,
+        )?;
+        check_nonempty("container-credentials-token-path", &self.container_credentials_token_path)?;
+        check_nonempty("container-credentials-full-uri", &self.container_credentials_full_uri)?;
+        let region = self.aws_default_region.trim();
+        Ok(InjectionConfig {
+            annotation_prefix: self.annotation_prefix.clone(),
+            token_audience: self.token_audience.clone(),
+            token_mount_path: self.token_mount_path.clone(),
+            token_expiration: self.token_expiration.max(MIN_TOKEN_EXPIRATION),
+            region: (!region.is_empty()).then(|| region.to_string()),
+            sts_regional_endpoint: self.sts_regional_endpoint,
+            container_credentials: ContainerCredentialsConfig {
+                audience: self.container_credentials_audience.clone(),
+                mount_path: self.container_credentials_token_mount_path.clone(),
+                volume_name: self.container_credentials_token_volume_name.clone(),
+                token_path: self.container_credentials_token_path.clone(),
+                full_uri: self.container_credentials_full_uri.clone(),
+            },
+        })
+    }
+}
+
+/// Inserts the default `serve` subcommand when the first argument is not a
+/// subcommand, so `pod-identity-webhook --port 8443` keeps working like upstream.
+pub fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let known = ["serve", "mutate", "help", "--help", "-h", "--version", "-V"];
+    if !known.contains(&first) {
+        args.insert(1.min(args.len()), "serve".into());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let argv = with_default_subcommand(args.iter().map(Into::into).collect());
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn serve_is_default_and_upstream_flags_parse() {
+        let cli = parse(&[
+            "pod-identity-webhook",
+            "--port=8443",
+            "--sts-regional-endpoint=true",
+            "--aws-default-region",
+            "eu-west-1",
+            "--service-account-lookup-grace-period=250ms",
+            "--in-cluster=false",
+        ]);
+        let Command::Serve(s) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(s.port, 8443);
+        assert!(s.injection.sts_regional_endpoint);
+        assert_eq!(s.service_account_lookup_grace_period, Duration::from_millis(250));
+        let cfg = s.injection.to_config().unwrap();
+        assert_eq!(cfg.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn bare_bool_flag_means_true() {
+        let cli = parse(&["w", "serve", "--sts-regional-endpoint"]);
+        let Command::Serve(s) = cli.command else {
+            panic!()
+        };
+        assert!(s.injection.sts_regional_endpoint);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let mut a = parse(&["w"]);
+        let Command::Serve(ref mut s) = a.command else {
+            panic!()
+        };
+        s.injection.token_mount_path = "relative/path".into();
+        assert!(s.injection.to_config().is_err());
+        s.injection.token_mount_path = "/ok".into();
+        s.injection.annotation_prefix = "a/b".into();
+        assert!(s.injection.to_config().is_err());
+        let argv = with_default_subcommand(
+            ["w", "--service-account-lookup-grace-period=soon"].iter().map(Into::into).collect(),
+        );
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn token_expiration_is_raised_to_minimum() {
+        let cli = parse(&["w", "--token-expiration=5"]);
+        let Command::Serve(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(s.injection.to_config().unwrap().token_expiration, 600);
+    }
+}

@@ -1,0 +1,168 @@
+//! The upstream container credentials config file:
+//! `{"identities": [{"namespace": "ns", "serviceAccount": "sa"}]}`. Listed
+//! identities get container credentials instead of web identity. The file is
+//! polled and re-read when its content changes; an invalid new version is
+//! logged and the previous one kept.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+#[derive(Debug, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    identities: Option<Vec<IdentityItem>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdentityItem {
+    namespace: String,
+    #[serde(rename = "serviceAccount")]
+    service_account: String,
+}
+
+/// The set of (namespace, ServiceAccount) pairs listed for container credentials.
+#[derive(Debug, Default)]
+pub struct ContainerCredentialsIdentities {
+    set: RwLock<HashSet<(String, String)>>,
+}
+
+/// Parses the file's content. Empty content means no identities (as upstream).
+pub fn parse(content: &[u8]) -> std::result::Result<HashSet<(String, String)>, String> {
+    if content.iter().all(u8::is_ascii_whitespace) {
+        return Ok(HashSet::new());
+    }
+    let file: ConfigFile = serde_json::from_slice(content).map_err(|e| e.to_string())?;
+    Ok(file
+        .identities
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.namespace, i.service_account))
+        .collect())
+}
+
+impl ContainerCredentialsIdentities {
+    pub fn from_set(set: HashSet<(String, String)>) -> Self {
+        ContainerCredentialsIdentities { set: RwLock::new(set) }
+    }
+
+    /// Loads the file once; a missing or invalid file is an error.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let set = parse(&bytes).map_err(|message| Error::InvalidFile {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(Self::from_set(set))
+    }
+
+    pub fn contains(&self, namespace: &str, service_account: &str) -> bool {
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        // Avoid allocating on the hot path for the common empty case.
+        !set.is_empty() && set.contains(&(namespace.to_string(), service_account.to_string()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn replace(&self, set: HashSet<(String, String)>) {
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
+    }
+
+    /// Re-reads `path` every `interval` and applies changed, valid content.
+    pub fn spawn_poller(
+        self: &Arc<Self>,
+        path: PathBuf,
+        interval: Duration,
+        metrics: Arc<Metrics>,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut last = tokio::fs::read(&path).await.ok();
+            loop {
+                tokio::time::sleep(interval).await;
+                let Ok(bytes) = tokio::fs::read(&path).await else {
+                    continue;
+                };
+                if last.as_deref() == Some(bytes.as_slice()) {
+                    continue;
+                }
+                match parse(&bytes) {
+                    Ok(set) => {
+                        tracing::info!(path = %path.display(), identities = set.len(), "reloaded container credentials config");
+                        this.replace(set);
+                        metrics.reload("container_credentials");
+                    }
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "invalid container credentials config; keeping the previous one");
+                        metrics.reload("container_credentials_error");
+                    }
+                }
+                last = Some(bytes);
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_table() {
+        let ok = parse(br#"{"identities":[{"namespace":"a","serviceAccount":"b"},{"namespace":"c","serviceAccount":"d","workloadIdentity":true}]}"#).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert!(ok.contains(&("a".into(), "b".into())));
+        assert!(parse(b"").unwrap().is_empty());
+        assert!(parse(b"{}").unwrap().is_empty());
+        assert!(parse(b"{\"identities\": 3}").is_err());
+        assert!(parse(b"not json").is_err());
+        assert!(parse(br#"{"identities":[{"namespace":"a"}]}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn poller_applies_valid_changes_and_keeps_old_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cc.json");
+        std::fs::write(&path, br#"{"identities":[{"namespace":"a","serviceAccount":"b"}]}"#).unwrap();
+        let ids = Arc::new(ContainerCredentialsIdentities::load(&path).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let task = ids.spawn_poller(path.clone(), Duration::from_millis(20), metrics.clone());
+        assert!(ids.contains("a", "b"));
+
+        std::fs::write(&path, b"{broken").unwrap();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if metrics.encode().contains("container_credentials_error") {
+                break;
+            }
+        }
+        assert!(ids.contains("a", "b"), "invalid content keeps the previous config");
+
+        std::fs::write(&path, br#"{"identities":[{"namespace":"x","serviceAccount":"y"}]}"#).unwrap();
+        for _ in 0..250 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if ids.contains("x", "y") {
+                break;
+            }
+        }
+        assert!(ids.contains("x", "y"));
+        assert!(!ids.contains("a", "b"));
+        assert!(metrics.encode().contains("container_credentials_error"));
+        task.abort();
+    }
+}

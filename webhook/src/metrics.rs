@@ -1,0 +1,123 @@
+//! Prometheus metrics, served on the separate plain-HTTP metrics port.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// Every metric of the webhook. Names start with `pod_identity_webhook_`.
+pub struct Metrics {
+    registry: Registry,
+    /// Admission reviews by outcome: injected, unchanged (already had
+    /// everything), no_identity, invalid_role_arn, skipped (not a Pod CREATE),
+    /// invalid_pod, lookup_failed, bad_request.
+    pub mutations: Family<OutcomeLabel, Counter>,
+    /// Warnings returned to the API server, by kind.
+    pub warnings: Family<KindLabel, Counter>,
+    /// Time to answer one /mutate request, in seconds.
+    pub duration: Histogram,
+    /// ServiceAccounts in the cache.
+    pub cache_size: Gauge,
+    /// Lookups of a ServiceAccount that was not in the cache.
+    pub cache_misses: Counter,
+    /// Direct GETs of a ServiceAccount after a miss, by result (found,
+    /// not_found, error, timeout). Concurrent misses share one fetch.
+    pub fallback_fetches: Family<ResultLabel, Counter>,
+    /// Reloads of the TLS certificate or the container credentials config, by result.
+    pub reloads: Family<KindLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pod_identity_webhook");
+        let mutations = Family::default();
+        registry.register("mutations", "Admission reviews answered, by outcome", mutations.clone());
+        let warnings = Family::default();
+        registry.register("warnings", "Warnings returned in admission responses, by kind", warnings.clone());
+        // 50 us .. ~1.6 s: sub-millisecond resolution where this webhook lives.
+        let duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer one /mutate request",
+            duration.clone(),
+        );
+        let cache_size = Gauge::default();
+        registry.register("serviceaccounts_cached", "ServiceAccounts in the cache", cache_size.clone());
+        let cache_misses = Counter::default();
+        registry.register(
+            "cache_misses",
+            "Lookups of ServiceAccounts that were not in the cache",
+            cache_misses.clone(),
+        );
+        let fallback_fetches = Family::default();
+        registry.register(
+            "fallback_fetches",
+            "Direct API lookups of ServiceAccounts after a cache miss, by result",
+            fallback_fetches.clone(),
+        );
+        let reloads = Family::default();
+        registry.register(
+            "reloads",
+            "Reloads of watched files (tls, tls_error, container_credentials, container_credentials_error)",
+            reloads.clone(),
+        );
+        Metrics {
+            registry,
+            mutations,
+            warnings,
+            duration,
+            cache_size,
+            cache_misses,
+            fallback_fetches,
+            reloads,
+        }
+    }
+
+    pub fn outcome(&self, outcome: &'static str) {
+        self.mutations.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    pub fn warning(&self, kind: &'static str) {
+        self.warnings.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn reload(&self, kind: &'static str) {
+        self.reloads.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn fallback(&self, result: &'static str) {
+        self.fallback_fetches.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,504 @@
+//! The pure mutation: (pod, resolved identity, configuration) -> JSON Patch.
+//!
+//! It follows the upstream webhook's rules so the resulting pods match its
+//! fixtures, but emits one precise `add` per env var, mount, volume or label
+//! instead of rewriting whole containers.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{InjectionConfig, DEFAULT_TOKEN_EXPIRATION, TOKEN_NAME, VOLUME_NAME};
+use crate::identity::{
+    clamp_expiration, is_near_miss, Identity, Mode, Warning, WarningKind, POD_NAMES,
+    SKIP_CONTAINERS, TOKEN_EXPIRATION,
+};
+use crate::patch::{escape_token, PatchOp};
+use crate::{Error, Result};
+
+pub const POD_IDENTITY_LABEL: &str = "eks.amazonaws.com/pod-identity";
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodMutation {
+    pub ops: Vec<PatchOp>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Per-mode names of what is injected.
+struct Plan<'a> {
+    volume_name: &'a str,
+    mount_path: &'a str,
+    /// The two variables that carry the identity, with their values.
+    identity_vars: [(&'static str, String); 2],
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidPod(msg.into())
+}
+
+fn opt_object<'a>(v: Option<&'a Value>, what: &str) -> Result<Option<&'a Map<String, Value>>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(invalid(format!("{what} must be an object"))),
+    }
+}
+
+fn opt_array<'a>(v: Option<&'a Value>, what: &str) -> Result<Option<&'a Vec<Value>>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => Ok(Some(a)),
+        Some(_) => Err(invalid(format!("{what} must be a list"))),
+    }
+}
+
+fn string_map<'a>(v: Option<&'a Value>, what: &str) -> Result<Vec<(&'a str, &'a str)>> {
+    let Some(m) = opt_object(v, what)? else {
+        return Ok(Vec::new());
+    };
+    m.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.as_str(), s.as_str())),
+            _ => Err(invalid(format!("{what}.{k} must be a string"))),
+        })
+        .collect()
+}
+
+/// Names of the items of a list of objects with a `name` field.
+fn names<'a>(list: Option<&'a Vec<Value>>, what: &str) -> Result<HashSet<&'a str>> {
+    let mut out = HashSet::new();
+    for (i, item) in list.into_iter().flatten().enumerate() {
+        let name = item
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(format!("{what}[{i}] has no name")))?;
+        out.insert(name);
+    }
+    Ok(out)
+}
+
+/// Computes the patch for `pod` given its resolved identity. Returns an empty
+/// patch when the pod already carries everything (so re-running the webhook on
+/// its own output changes nothing).
+pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Result<PodMutation> {
+    let pod = pod
+        .as_object()
+        .ok_or_else(|| invalid("a Pod must be a JSON object"))?;
+    let metadata = opt_object(pod.get("metadata"), "metadata")?;
+    let spec = opt_object(pod.get("spec"), "spec")?.ok_or_else(|| invalid("spec is missing"))?;
+    let annotations = string_map(metadata.and_then(|m| m.get("annotations")), "metadata.annotations")?;
+    let labels = string_map(metadata.and_then(|m| m.get("labels")), "metadata.labels")?;
+    let node_selector = string_map(spec.get("nodeSelector"), "spec.nodeSelector")?;
+    let containers = opt_array(spec.get("containers"), "spec.containers")?
+        .ok_or_else(|| invalid("spec.containers is missing"))?;
+    let init_containers = opt_array(spec.get("initContainers"), "spec.initContainers")?;
+    let volumes = opt_array(spec.get("volumes"), "spec.volumes")?;
+
+    let mut out = PodMutation::default();
+    let prefix = &cfg.annotation_prefix;
+
+    // Pod annotations: token lifetime and containers to skip.
+    let mut token_expiration = identity.token_expiration;
+    let mut skip: HashSet<&str> = HashSet::new();
+    for (key, value) in &annotations {
+        let Some(name) = key.strip_prefix(prefix.as_str()).and_then(|k| k.strip_prefix('/')) else {
+            if is_near_miss(key, prefix, POD_NAMES) {
+                out.warnings.push(Warning {
+                    kind: WarningKind::NearMissAnnotation,
+                    message: format!(
+                        "pod annotation {key:?} looks like a mistyped {:?}; it is ignored",
+                        format!("{prefix}/{}", key.rsplit('/').next().unwrap_or(key))
+                    ),
+                });
+            }
+            continue;
+        };
+        if name == TOKEN_EXPIRATION {
+            match value.trim().parse::<i64>() {
+                Ok(n) => token_expiration = clamp_expiration(n),
+                Err(_) => out.warnings.push(Warning {
+                    kind: WarningKind::InvalidAnnotationValue,
+                    message: format!(
+                        "pod annotation {key}={value:?} is not a number of seconds; using {token_expiration}"
+                    ),
+                }),
+            }
+        } else if name == SKIP_CONTAINERS {
+            skip.extend(value.split(',').map(str::trim).filter(|s| !s.is_empty()));
+        }
+    }
+
+    let windows = node_selector
+        .iter()
+        .any(|(k, v)| (*k == "kubernetes.io/os" || *k == "beta.kubernetes.io/os") && *v == "windows");
+
+    let cc = &cfg.container_credentials;
+    let plan = match &identity.mode {
+        Mode::WebIdentity { role_arn } => {
+            let token_file = token_path(&cfg.token_mount_path, TOKEN_NAME, windows);
+            Plan {
+                volume_name: VOLUME_NAME,
+                mount_path: &cfg.token_mount_path,
+                identity_vars: [
+                    ("AWS_ROLE_ARN", role_arn.clone()),
+                    ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file),
+                ],
+            }
+        }
+        Mode::ContainerCredentials => {
+            if token_expiration == DEFAULT_TOKEN_EXPIRATION {
+                token_expiration -= identity.expiration_jitter.clamp(0, crate::identity::MAX_EXPIRATION_JITTER);
+            }
+            let token_file = token_path(&cc.mount_path, &cc.token_path, windows);
+            Plan {
+                volume_name: &cc.volume_name,
+                mount_path: &cc.mount_path,
+                identity_vars: [
+                    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", cc.full_uri.clone()),
+                    ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file),
+                ],
+            }
+        }
+    };
+
+    if identity.mode == Mode::ContainerCredentials {
+        let present = labels.iter().any(|(k, v)| *k == POD_IDENTITY_LABEL && *v == "enabled");
+        if !present {
+            let has_labels = matches!(metadata.and_then(|m| m.get("labels")), Some(Value::Object(_)));
+            if !has_labels {
+                if metadata.is_none() {
+                    out.ops.push(PatchOp::add("/metadata", json!({})));
+                }
+                out.ops.push(PatchOp::add(
+                    "/metadata/labels",
+                    json!({ POD_IDENTITY_LABEL: "enabled" }),
+                ));
+            } else {
+                out.ops.push(PatchOp::add(
+                    format!("/metadata/labels/{}", escape_token(POD_IDENTITY_LABEL)),
+                    json!("enabled"),
+                ));
+            }
+        }
+    }
+
+    // The projected token volume, first in the list as upstream puts it.
+    if !names(volumes, "spec.volumes")?.contains(plan.volume_name) {
+        let token_file_name = match &identity.mode {
+            Mode::WebIdentity { .. } => TOKEN_NAME,
+            Mode::ContainerCredentials => cc.token_path.as_str(),
+        };
+        let volume = json!({
+            "name": plan.volume_name,
+            "projected": {"sources": [{"serviceAccountToken": {
+                "audience": identity.audience,
+                "expirationSeconds": token_expiration,
+                "path": token_file_name,
+            }}]},
+        });
+        match volumes {
+            Some(_) => out.ops.push(PatchOp::add("/spec/volumes/0", volume)),
+            None => out.ops.push(PatchOp::add("/spec/volumes", json!([volume]))),
+        }
+    }
+
+    let region_vars: Vec<(&str, &str)> = match cfg.region.as_deref() {
+        Some(r) => vec![("AWS_DEFAULT_REGION", r), ("AWS_REGION", r)],
+        None => Vec::new(),
+    };
+    for (list, field) in [(Some(containers), "containers"), (init_containers, "initContainers")] {
+        for (i, container) in list.into_iter().flatten().enumerate() {
+            let what = format!("spec.{field}[{i}]");
+            let c = container
+                .as_object()
+                .ok_or_else(|| invalid(format!("{what} must be an object")))?;
+            let name = c
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(format!("{what} has no name")))?;
+            if skip.contains(name) {
+                continue;
+            }
+            container_ops(
+                &format!("/spec/{field}/{i}"),
+                &what,
+                c,
+                &plan,
+                identity.regional_sts,
+                &region_vars,
+                &mut out.ops,
+            )?;
+        }
+    }
+    Ok(out)
+}
+
+fn container_ops(
+    base: &str,
+    what: &str,
+    c: &Map<String, Value>,
+    plan: &Plan<'_>,
+    regional_sts: bool,
+    region_vars: &[(&str, &str)],
+    ops: &mut Vec<PatchOp>,
+) -> Result<()> {
+    let env = opt_array(c.get("env"), &format!("{what}.env"))?;
+    let env_names = names(env, &format!("{what}.env"))?;
+    let reserved_defined = plan.identity_vars.iter().any(|(n, _)| env_names.contains(n));
+    let region_defined = env_names.contains("AWS_REGION") || env_names.contains("AWS_DEFAULT_REGION");
+    let sts_defined = env_names.contains("AWS_STS_REGIONAL_ENDPOINTS");
+    if reserved_defined && region_defined && sts_defined {
+        // Upstream's "already has everything" rule: leave the container alone.
+        return Ok(());
+    }
+
+    let mut new_env: Vec<Value> = Vec::new();
+    if !sts_defined && regional_sts {
+        new_env.push(json!({"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}));
+    }
+    if !region_defined {
+        for (name, value) in region_vars {
+            new_env.push(json!({"name": name, "value": value}));
+        }
+    }
+    if !reserved_defined {
+        for (name, value) in &plan.identity_vars {
+            new_env.push(json!({"name": name, "value": value}));
+        }
+    }
+    push_items(ops, base, "env", env.is_some(), new_env);
+
+    let mounts = opt_array(c.get("volumeMounts"), &format!("{what}.volumeMounts"))?;
+    if !names(mounts, &format!("{what}.volumeMounts"))?.contains(plan.volume_name) {
+        let mount = json!({"name": plan.volume_name, "readOnly": true, "mountPath": plan.mount_path});
+        push_items(ops, base, "volumeMounts", mounts.is_some(), vec![mount]);
+    }
+    Ok(())
+}
+
+/// Appends `items` to the list `field` of the object at `base`: one `add` per
+/// item when the list exists, a single `add` of the list when it does not.
+fn push_items(ops: &mut Vec<PatchOp>, base: &str, field: &str, exists: bool, items: Vec<Value>) {
+    if items.is_empty() {
+        return;
+    }
+    if exists {
+        for item in items {
+            ops.push(PatchOp::add(format!("{base}/{field}/-"), item));
+        }
+    } else {
+        ops.push(PatchOp::add(format!("{base}/{field}"), Value::Array(items)));
+    }
+}
+
+/// `<mount path>/<file>`, cleaned like Go's filepath.Join, or its Windows form
+/// (`C:\var\run\...`) for Windows pods.
+pub fn token_path(mount_path: &str, file: &str, windows: bool) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in mount_path.split('/').chain(file.split('/')) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let unix = format!("/{}", parts.join("/"));
+    if windows {
+        format!("C:{}", unix.replace('/', "\\"))
+    } else {
+        unix
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:iam::111122223333:role/s3-reader";
+
+    fn web(role: &str) -> Identity {
+        Identity {
+            mode: Mode::WebIdentity { role_arn: role.into() },
+            audience: "sts.amazonaws.com".into(),
+            regional_sts: false,
+            token_expiration: 86400,
+            expiration_jitter: 0,
+        }
+    }
+
+    fn apply(pod: &Value, ops: &[PatchOp]) -> Value {
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::to_value(ops).unwrap()).unwrap();
+        let mut out = pod.clone();
+        json_patch::patch(&mut out, &patch).unwrap();
+        out
+    }
+
+    fn pod(containers: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": containers}})
+    }
+
+    #[test]
+    fn token_path_table() {
+        let cases = [
+            ("/var/run/x", "token", false, "/var/run/x/token"),
+            ("/var/run/x/", "token", false, "/var/run/x/token"),
+            ("/a//b/./c", "t", false, "/a/b/c/t"),
+            ("/var/run/x", "token", true, "C:\\var\\run\\x\\token"),
+        ];
+        for (m, f, w, want) in cases {
+            assert_eq!(token_path(m, f, w), want);
+        }
+    }
+
+    #[test]
+    fn precise_ops_keep_unknown_fields() {
+        let p = pod(json!([{
+            "name": "app", "image": "x",
+            "env": [{"name": "A", "value": "1"}],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            "someFutureField": {"keep": true},
+            "restartPolicy": "Always"
+        }]));
+        let m = mutate_pod(&p, &web(ARN), &InjectionConfig::default()).unwrap();
+        let paths: Vec<&str> = m.ops.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "/spec/volumes",
+                "/spec/containers/0/env/-",
+                "/spec/containers/0/env/-",
+                "/spec/containers/0/volumeMounts/-"
+            ]
+        );
+        let out = apply(&p, &m.ops);
+        let c = &out["spec"]["containers"][0];
+        assert_eq!(c["someFutureField"], json!({"keep": true}));
+        assert_eq!(c["restartPolicy"], "Always");
+        assert_eq!(c["env"][0], json!({"name": "A", "value": "1"}));
+        assert_eq!(c["env"][1], json!({"name": "AWS_ROLE_ARN", "value": ARN}));
+        assert_eq!(c["volumeMounts"][1]["mountPath"], crate::config::DEFAULT_MOUNT_PATH);
+    }
+
+    #[test]
+    fn idempotent_on_own_output_table() {
+        let configs = [
+            InjectionConfig::default(),
+            InjectionConfig {
+                region: Some("eu-west-1".into()),
+                sts_regional_endpoint: true,
+                ..Default::default()
+            },
+        ];
+        let pods = [
+            pod(json!([{"name": "a"}])),
+            pod(json!([{"name": "a", "env": []}, {"name": "b", "env": [{"name": "AWS_REGION", "value": "x"}]}])),
+            json!({"metadata": {"labels": {"x": "y"}, "annotations": {"eks.amazonaws.com/skip-containers": "b"}},
+                   "spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i", "restartPolicy": "Always"}],
+                            "volumes": [{"name": "v", "emptyDir": {}}]}}),
+        ];
+        let mut cc = web(ARN);
+        cc.mode = Mode::ContainerCredentials;
+        cc.expiration_jitter = 3600;
+        for cfg in &configs {
+            for p in &pods {
+                for id in [web(ARN), cc.clone()] {
+                    let first = mutate_pod(p, &id, cfg).unwrap();
+                    assert!(!first.ops.is_empty());
+                    let once = apply(p, &first.ops);
+                    let second = mutate_pod(&once, &id, cfg).unwrap();
+                    assert!(second.ops.is_empty(), "second run patched {:?} for {p}", second.ops);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skip_containers_trims_whitespace_and_ephemeral_untouched() {
+        let p = json!({
+            "metadata": {"annotations": {"eks.amazonaws.com/skip-containers": " a , c "}},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+                     "ephemeralContainers": [{"name": "debug"}]}
+        });
+        let m = mutate_pod(&p, &web(ARN), &InjectionConfig::default()).unwrap();
+        let out = apply(&p, &m.ops);
+        assert!(out["spec"]["containers"][0].get("env").is_none());
+        assert!(out["spec"]["containers"][1].get("env").is_some());
+        assert!(out["spec"]["containers"][2].get("env").is_none());
+        assert_eq!(out["spec"]["ephemeralContainers"], json!([{"name": "debug"}]));
+    }
+
+    #[test]
+    fn pod_token_expiration_table() {
+        let cases = [
+            (None, 86400, 0),
+            (Some("3600"), 3600, 0),
+            (Some("0"), 600, 0),
+            (Some("99999999999999"), 1 << 32, 0),
+            (Some("soon"), 86400, 1),
+        ];
+        for (ann, want, warnings) in cases {
+            let mut p = pod(json!([{"name": "a"}]));
+            if let Some(a) = ann {
+                p["metadata"]["annotations"] = json!({"eks.amazonaws.com/token-expiration": a});
+            }
+            let m = mutate_pod(&p, &web(ARN), &InjectionConfig::default()).unwrap();
+            let out = apply(&p, &m.ops);
+            assert_eq!(
+                out["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+                json!(want),
+                "{ann:?}"
+            );
+            assert_eq!(m.warnings.len(), warnings, "{ann:?}");
+        }
+    }
+
+    #[test]
+    fn pod_annotation_near_miss_warns() {
+        let mut p = pod(json!([{"name": "a"}]));
+        p["metadata"]["annotations"] = json!({"eks.amazon.com/skip-containers": "a"});
+        let m = mutate_pod(&p, &web(ARN), &InjectionConfig::default()).unwrap();
+        assert_eq!(m.warnings.len(), 1);
+        assert_eq!(m.warnings[0].kind, WarningKind::NearMissAnnotation);
+        // ...and the typo'd annotation did not skip the container.
+        assert!(apply(&p, &m.ops)["spec"]["containers"][0].get("env").is_some());
+    }
+
+    #[test]
+    fn label_is_added_without_replacing_existing_labels() {
+        let mut id = web(ARN);
+        id.mode = Mode::ContainerCredentials;
+        let mut p = pod(json!([{"name": "a"}]));
+        p["metadata"]["labels"] = json!({"app": "x"});
+        let out = apply(&p, &mutate_pod(&p, &id, &InjectionConfig::default()).unwrap().ops);
+        assert_eq!(out["metadata"]["labels"], json!({"app": "x", POD_IDENTITY_LABEL: "enabled"}));
+        let p = json!({"spec": {"containers": [{"name": "a"}]}});
+        let out = apply(&p, &mutate_pod(&p, &id, &InjectionConfig::default()).unwrap().ops);
+        assert_eq!(out["metadata"]["labels"], json!({POD_IDENTITY_LABEL: "enabled"}));
+    }
+
+    #[test]
+    fn malformed_pods_are_errors_not_panics() {
+        let bad = [
+            json!(null),
+            json!([]),
+            json!({"spec": null}),
+            json!({"spec": {}}),
+            json!({"spec": {"containers": {}}}),
+            json!({"spec": {"containers": [1]}}),
+            json!({"spec": {"containers": [{}]}}),
+            json!({"spec": {"containers": [{"name": "a", "env": "x"}]}}),
+            json!({"spec": {"containers": [{"name": "a", "env": [{"value": "x"}]}]}}),
+            json!({"spec": {"containers": [{"name": "a", "volumeMounts": 3}]}}),
+            json!({"spec": {"containers": [{"name": "a"}], "volumes": "x"}}),
+            json!({"metadata": {"annotations": {"a": 1}}, "spec": {"containers": [{"name": "a"}]}}),
+            json!({"metadata": 5, "spec": {"containers": [{"name": "a"}]}}),
+            json!({"spec": {"containers": [{"name": "a"}], "nodeSelector": []}}),
+        ];
+        for p in bad {
+            let err = mutate_pod(&p, &web(ARN), &InjectionConfig::default()).unwrap_err();
+            assert!(matches!(err, Error::InvalidPod(_)), "{p}: {err}");
+        }
+    }
+}

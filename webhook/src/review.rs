@@ -1,0 +1,231 @@
+//! AdmissionReview handling: decoding (admission.k8s.io/v1 and v1beta1), the
+//! decision for one pod, and the response.
+//!
+//! What each kind of bad input gets, on purpose:
+//! - body over the limit: HTTP 413; wrong Content-Type: HTTP 415;
+//! - not JSON, not an AdmissionReview, unknown apiVersion, or no `request`:
+//!   HTTP 400 (there is no uid to answer to);
+//! - a review of anything but a Pod CREATE: allowed, no patch;
+//! - a Pod object we cannot read: allowed, no patch, with a warning (the API
+//!   server's own validation will report what is wrong with it);
+//! - a ServiceAccount that cannot be looked up in time: denied with code 503,
+//!   so the pod is not created without the credentials it asked for and its
+//!   controller retries.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::cache::ServiceAccountCache;
+use crate::config::InjectionConfig;
+use crate::containercreds::ContainerCredentialsIdentities;
+use crate::identity::{self, Mode, WarningKind};
+use crate::metrics::Metrics;
+use crate::mutate::mutate_pod;
+use crate::patch::PatchOp;
+use crate::{Error, Result};
+
+pub const V1: &str = "admission.k8s.io/v1";
+pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
+
+/// Draws the container-credentials expiration jitter, in seconds.
+pub type Jitter = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Everything a decision needs; shared by the server and the `mutate` command.
+pub struct AdmissionContext {
+    pub config: InjectionConfig,
+    pub cache: Arc<ServiceAccountCache>,
+    pub container_credentials: Arc<ContainerCredentialsIdentities>,
+    pub metrics: Arc<Metrics>,
+    pub jitter: Jitter,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewIn {
+    #[serde(rename = "apiVersion", default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<RequestIn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupVersionKind {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupVersionResource {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    resource: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestIn {
+    uid: String,
+    kind: Option<GroupVersionKind>,
+    resource: Option<GroupVersionResource>,
+    #[serde(rename = "subResource", default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    object: Option<Value>,
+}
+
+/// The answer for one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub ops: Vec<PatchOp>,
+    pub warnings: Vec<String>,
+    /// The metrics outcome label.
+    pub outcome: &'static str,
+    /// For a denial: HTTP-like code and message for the Status.
+    pub status: Option<(u16, String)>,
+}
+
+impl Decision {
+    fn allow(outcome: &'static str) -> Self {
+        Decision {
+            allowed: true,
+            ops: Vec::new(),
+            warnings: Vec::new(),
+            outcome,
+            status: None,
+        }
+    }
+}
+
+/// Decides what to do with a pod being created in `namespace`. The same code
+/// serves `/mutate` and the offline `mutate` command.
+pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) -> Decision {
+    let spec = pod.get("spec");
+    let sa_name = spec
+        .and_then(|s| s.get("serviceAccountName"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| spec.and_then(|s| s.get("serviceAccount")).and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .unwrap_or("default");
+
+    let sa = match ctx.cache.lookup(namespace, sa_name).await {
+        Ok(sa) => sa,
+        Err(e) => {
+            tracing::warn!(namespace, serviceaccount = sa_name, error = %e, "denying pod: ServiceAccount lookup failed");
+            let mut d = Decision::allow("lookup_failed");
+            d.allowed = false;
+            d.status = Some((503, format!("{e}; the pod was not admitted so that it does not start without its AWS credentials, retry")));
+            return d;
+        }
+    };
+    let cm = ctx.cache.config_map_entry(namespace, sa_name);
+    let cc_listed = ctx.container_credentials.contains(namespace, sa_name);
+    let resolution = identity::resolve(sa_name, namespace, sa.as_deref(), cm.as_ref(), cc_listed, &ctx.config);
+    let mut warnings: Vec<_> = resolution.warnings;
+
+    let mut decision = match resolution.identity {
+        None => {
+            let invalid = warnings.iter().any(|w| w.kind == WarningKind::InvalidRoleArn);
+            Decision::allow(if invalid { "invalid_role_arn" } else { "no_identity" })
+        }
+        Some(mut id) => {
+            if id.mode == Mode::ContainerCredentials {
+                id.expiration_jitter = (ctx.jitter)();
+            }
+            match mutate_pod(pod, &id, &ctx.config) {
+                Ok(m) => {
+                    warnings.extend(m.warnings);
+                    let mut d = Decision::allow(if m.ops.is_empty() { "unchanged" } else { "injected" });
+                    d.ops = m.ops;
+                    d
+                }
+                Err(e) => {
+                    let mut d = Decision::allow("invalid_pod");
+                    d.warnings.push(format!("AWS credentials were not injected: {e}"));
+                    d
+                }
+            }
+        }
+    };
+    for w in &warnings {
+        ctx.metrics.warning(w.kind.as_str());
+    }
+    let mut all: Vec<String> = warnings.into_iter().map(|w| w.message).collect();
+    all.append(&mut decision.warnings);
+    decision.warnings = all;
+    decision
+}
+
+/// Handles one AdmissionReview body and returns the response body.
+pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
+    let review: ReviewIn = serde_json::from_slice(body).map_err(|e| Error::MalformedReview(e.to_string()))?;
+    if review.api_version != V1 && review.api_version != V1BETA1 {
+        return Err(Error::UnsupportedApiVersion(review.api_version));
+    }
+    if review.kind != "AdmissionReview" {
+        return Err(Error::MalformedReview(format!("kind is {:?}, expected AdmissionReview", review.kind)));
+    }
+    let request = review.request.ok_or(Error::MissingRequest)?;
+
+    let is_pod = request.kind.as_ref().is_some_and(|k| k.group.is_empty() && k.kind == "Pod")
+        && request.resource.as_ref().is_none_or(|r| r.group.is_empty() && r.resource == "pods")
+        && request.sub_resource.as_deref().unwrap_or("").is_empty();
+    let decision = if !is_pod || request.operation != "CREATE" {
+        Decision::allow("skipped")
+    } else {
+        match request.object.as_ref() {
+            Some(pod @ Value::Object(_)) => {
+                let namespace = request
+                    .namespace
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| pod.pointer("/metadata/namespace").and_then(Value::as_str))
+                    .unwrap_or("default")
+                    .to_string();
+                let d = decide_pod(ctx, &namespace, pod).await;
+                let name = pod
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| pod.pointer("/metadata/generateName").and_then(Value::as_str))
+                    .unwrap_or("");
+                tracing::info!(namespace, pod = name, outcome = d.outcome, patch_ops = d.ops.len(), "admission review");
+                d
+            }
+            _ => {
+                let mut d = Decision::allow("invalid_pod");
+                d.warnings.push("AWS credentials were not injected: the review carries no Pod object".into());
+                d
+            }
+        }
+    };
+    ctx.metrics.outcome(decision.outcome);
+    Ok(response_body(&review.api_version, &request.uid, &decision))
+}
+
+/// Serializes the AdmissionReview response, in the request's apiVersion.
+pub fn response_body(api_version: &str, uid: &str, d: &Decision) -> Vec<u8> {
+    let mut response = json!({"uid": uid, "allowed": d.allowed});
+    if !d.ops.is_empty() {
+        let patch = serde_json::to_vec(&d.ops).unwrap_or_default();
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    if !d.warnings.is_empty() {
+        response["warnings"] = json!(d.warnings);
+    }
+    if let Some((code, message)) = &d.status {
+        response["status"] = json!({"code": code, "message": message});
+    }
+    serde_json::to_vec(&json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}))
+        .unwrap_or_default()
+}

@@ -1,0 +1,254 @@
+//! The HTTPS admission server and the plain-HTTP metrics server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use axum_server::Handle;
+
+use crate::cache::ServiceAccountCache;
+use crate::config::ServeArgs;
+use crate::containercreds::ContainerCredentialsIdentities;
+use crate::identity::MAX_EXPIRATION_JITTER;
+use crate::manifests::load_service_accounts;
+use crate::metrics::Metrics;
+use crate::review::{review, AdmissionContext};
+use crate::{tls, Error, Result};
+
+pub struct AppState {
+    pub ctx: AdmissionContext,
+    pub max_body: usize,
+}
+
+fn error_response(e: &Error) -> Response {
+    (e.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{e}\n")).into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> std::result::Result<(), Error> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(ct.to_string()))
+    }
+}
+
+async fn mutate_handler(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let result = async {
+        is_json(&headers)?;
+        let bytes = axum::body::to_bytes(body, state.max_body)
+            .await
+            .map_err(|_| Error::BodyTooLarge { limit: state.max_body })?;
+        review(&state.ctx, &bytes).await
+    }
+    .await;
+    let response = match result {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "rejected admission request");
+            state.ctx.metrics.outcome("bad_request");
+            error_response(&e)
+        }
+    };
+    state.ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ctx.cache.is_ready() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "ServiceAccount cache not synced yet\n").into_response()
+    }
+}
+
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.ctx.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// The admission router: `POST /mutate`, `GET /healthz`, `GET /readyz`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate_handler))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// The metrics router: `GET /metrics`, `/healthz`, `/readyz`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// The default jitter: uniform in 0..=2 h.
+pub fn random_jitter() -> i64 {
+    rand::random_range(0..=MAX_EXPIRATION_JITTER)
+}
+
+async fn kube_client(args: &ServeArgs) -> Result<kube::Client> {
+    let mut config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::Kube(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| Error::Kube(format!("invalid kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            Error::Kube(format!(
+                "no cluster connection ({e}); run in a cluster, pass --kubeconfig, or use --service-accounts FILE to run without a cluster"
+            ))
+        })?,
+    };
+    if let Some(url) = &args.kube_api {
+        config.cluster_url = url
+            .parse()
+            .map_err(|e| Error::Config(format!("--kube-api {url:?} is not a URL: {e}")))?;
+    }
+    kube::Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+}
+
+/// Builds the shared state from the flags: connects to the cluster (or reads
+/// the ServiceAccounts file), loads the container credentials config and
+/// starts the watchers.
+pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<AppState>> {
+    let config = args.injection.to_config()?;
+    if args.in_cluster {
+        tracing::warn!("--in-cluster=true: the upstream CSR certificate flow is not implemented; serving --tls-cert/--tls-key");
+    }
+    let cache = match &args.service_accounts {
+        Some(path) => {
+            let sas = load_service_accounts(path)?;
+            tracing::info!(serviceaccounts = sas.len(), file = %path.display(), "ServiceAccounts from file; no cluster connection");
+            ServiceAccountCache::from_manifests(&config.annotation_prefix, &sas, metrics.clone())
+        }
+        None => {
+            let client = kube_client(args).await?;
+            let cache = ServiceAccountCache::for_cluster(
+                &config.annotation_prefix,
+                client,
+                args.service_account_lookup_grace_period,
+                metrics.clone(),
+            );
+            cache.spawn_watchers(args.watch_config_map.then_some(args.namespace.as_str()))?;
+            cache
+        }
+    };
+    let container_credentials = match &args.injection.watch_container_credentials_config {
+        Some(path) => {
+            let ids = Arc::new(ContainerCredentialsIdentities::load(path)?);
+            ids.spawn_poller(path.clone(), args.reload_interval, metrics.clone());
+            ids
+        }
+        None => Arc::new(ContainerCredentialsIdentities::default()),
+    };
+    Ok(Arc::new(AppState {
+        ctx: AdmissionContext {
+            config,
+            cache,
+            container_credentials,
+            metrics,
+            jitter: Arc::new(random_jitter),
+        },
+        max_body: args.max_request_bytes,
+    }))
+}
+
+/// A started server.
+pub struct Running {
+    pub https_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub state: Arc<AppState>,
+    handle: Handle<SocketAddr>,
+    metrics_shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Stops accepting connections and lets in-flight requests finish within `timeout`.
+    pub fn shutdown(&self, timeout: Duration) {
+        self.handle.graceful_shutdown(Some(timeout));
+        let _ = self.metrics_shutdown.send(true);
+    }
+
+    /// Waits for both servers to end.
+    pub async fn wait(self) -> Result<()> {
+        for t in self.tasks {
+            t.await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        }
+        Ok(())
+    }
+}
+
+/// Binds both listeners and starts serving.
+pub async fn start(args: &ServeArgs) -> Result<Running> {
+    let metrics = Arc::new(Metrics::new());
+    let tls_config = tls::load(&args.tls_cert, &args.tls_key).await?;
+    let state = build_state(args, metrics.clone()).await?;
+    tls::spawn_reloader(
+        tls_config.clone(),
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        args.reload_interval,
+        metrics,
+    );
+
+    let bind = |port| {
+        let addr = SocketAddr::new(args.bind_address, port);
+        let l = std::net::TcpListener::bind(addr)
+            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))))?;
+        l.set_nonblocking(true)?;
+        Ok::<_, Error>(l)
+    };
+    let https = bind(args.port)?;
+    let https_addr = https.local_addr()?;
+    let metrics_listener = tokio::net::TcpListener::from_std(bind(args.metrics_port)?)?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let handle = Handle::new();
+    let server = axum_server::from_tcp_rustls(https, tls_config)?.handle(handle.clone());
+    let app = router(state.clone());
+    let https_task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let metrics_app = metrics_router(state.clone());
+    let metrics_task = tokio::spawn(async move {
+        axum::serve(metrics_listener, metrics_app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|v| *v).await;
+            })
+            .await
+    });
+    tracing::info!(%https_addr, %metrics_addr, "serving");
+    Ok(Running {
+        https_addr,
+        metrics_addr,
+        state,
+        handle,
+        metrics_shutdown: tx,
+        tasks: vec![https_task, metrics_task],
+    })
+}
