@@ -1,0 +1,312 @@
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+
+/// Admin bearer token of the test API server (loopback only, per test).
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The path of a workspace binary built by `cargo build` (the test command
+/// builds them first).
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join("debug").join(name);
+    if !path.exists() {
+        bail!("{} is missing: run `cargo build --workspace --bins` first", path.display());
+    }
+    Ok(path)
+}
+
+/// The directory with kube-apiserver and etcd: `scripts/ensure-kube.sh`
+/// honours KUBE_ASSETS / KUBEBUILDER_ASSETS, else builds and caches them.
+pub fn kube_assets() -> Result<PathBuf> {
+    let out = Command::new("bash")
+        .arg(workspace_root().join("scripts/ensure-kube.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running scripts/ensure-kube.sh")?;
+    if !out.status.success() {
+        bail!("scripts/ensure-kube.sh failed ({})", out.status);
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(name: &'static str, program: &Path, args: &[String], dir: &Path) -> Result<Proc> {
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log)?;
+    let child = Command::new(program)
+        .args(args)
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    Ok(Proc { name, child, log })
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// etcd and kube-apiserver, stopped when dropped.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    pub client: reqwest::Client,
+    procs: Vec<Proc>,
+}
+
+impl Cluster {
+    pub async fn start() -> Result<Cluster> {
+        let assets = kube_assets()?;
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+        let etcd = spawn(
+            "etcd",
+            &assets.join("etcd"),
+            &[
+                "--name=e2e".into(),
+                format!("--data-dir={}", d.join("etcd").display()),
+                format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-cluster=e2e=http://127.0.0.1:{peer_port}"),
+            ],
+            d,
+        )?;
+        let sa_key = rcgen::KeyPair::generate()?;
+        std::fs::write(d.join("sa.key"), sa_key.serialize_pem())?;
+        std::fs::write(d.join("sa.pub"), sa_key.public_key_pem())?;
+        std::fs::write(d.join("tokens.csv"), format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n"))?;
+        std::fs::create_dir_all(d.join("certs"))?;
+        let api = spawn(
+            "kube-apiserver",
+            &assets.join("kube-apiserver"),
+            &[
+                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={api_port}"),
+                format!("--cert-dir={}", d.join("certs").display()),
+                format!("--token-auth-file={}", d.join("tokens.csv").display()),
+                "--authorization-mode=RBAC".into(),
+                "--service-account-issuer=https://kubernetes.default.svc".into(),
+                format!("--service-account-key-file={}", d.join("sa.pub").display()),
+                format!("--service-account-signing-key-file={}", d.join("sa.key").display()),
+                "--api-audiences=https://kubernetes.default.svc,sts.amazonaws.com".into(),
+                "--service-cluster-ip-range=10.0.0.0/24".into(),
+            ],
+            d,
+        )?;
+        let url = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig = d.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {url}\n    insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: admin}}\ncurrent-context: e2e\n"
+            ),
+        )?;
+        let client = reqwest::Client::builder()
+            // The API server's self-signed serving certificate on loopback.
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let cluster = Cluster { dir, url, kubeconfig, client, procs: vec![etcd, api] };
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(r) = self.client.get(format!("{}/readyz", self.url)).bearer_auth(ADMIN_TOKEN).send().await {
+                if r.status().is_success() {
+                    // The default namespace is created by a bootstrap controller.
+                    if self.get("/api/v1/namespaces/default").await.is_ok() {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("kube-apiserver not ready in 90 s:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.procs.iter().map(|p| format!("--- {}:\n{}", p.name, tail(&p.log))).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Sends a request with the admin token; returns status, headers and JSON body.
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<(u16, HeaderMap, Value)> {
+        let mut req = self.client.request(method, format!("{}{path}", self.url)).bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, headers, value))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        let (status, _, v) = self.request(reqwest::Method::GET, path, None).await?;
+        if status != 200 {
+            bail!("GET {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    /// POSTs an object and returns it as stored, with the response headers.
+    pub async fn create(&self, path: &str, body: &Value) -> Result<(Value, HeaderMap)> {
+        let (status, headers, v) = self.request(reqwest::Method::POST, path, Some(body)).await?;
+        if status != 201 && status != 200 {
+            bail!("POST {path}: {status} {v}");
+        }
+        Ok((v, headers))
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        let (status, _, v) = self.request(reqwest::Method::DELETE, path, None).await?;
+        if status != 200 && status != 202 {
+            bail!("DELETE {path}: {status} {v}");
+        }
+        Ok(())
+    }
+
+    pub async fn create_namespace(&self, name: &str) -> Result<()> {
+        self.create("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await?;
+        Ok(())
+    }
+}
+
+/// A CA and a serving certificate for 127.0.0.1 signed by it.
+pub struct TestCerts {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub fn make_certs() -> Result<TestCerts> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "e2e webhook CA");
+    let ca_key = rcgen::KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "pod-identity-webhook");
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(TestCerts { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// The real webhook binary, stopped when dropped.
+pub struct Webhook {
+    pub port: u16,
+    pub metrics_port: u16,
+    pub ca_pem: String,
+    proc: Proc,
+}
+
+impl Webhook {
+    pub async fn start(cluster: &Cluster, extra: &[&str]) -> Result<Webhook> {
+        let d = cluster.dir.path();
+        let certs = make_certs()?;
+        std::fs::write(d.join("tls.crt"), &certs.cert_pem)?;
+        std::fs::write(d.join("tls.key"), &certs.key_pem)?;
+        let (port, metrics_port) = (free_port(), free_port());
+        let mut args = vec![
+            "serve".to_string(),
+            "--bind-address=127.0.0.1".into(),
+            format!("--port={port}"),
+            format!("--metrics-port={metrics_port}"),
+            format!("--tls-cert={}", d.join("tls.crt").display()),
+            format!("--tls-key={}", d.join("tls.key").display()),
+            format!("--kubeconfig={}", cluster.kubeconfig.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let proc = spawn("pod-identity-webhook", &workspace_bin("pod-identity-webhook")?, &args, d)?;
+        let hook = Webhook { port, metrics_port, ca_pem: certs.ca_pem, proc };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{metrics_port}/readyz")).await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("webhook not ready in 30 s:\n{}", tail(&hook.proc.log));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(hook)
+    }
+
+    pub fn log(&self) -> String {
+        tail(&self.proc.log)
+    }
+
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port)).await?.text().await?)
+    }
+
+    /// Registers this webhook with the API server, by URL on 127.0.0.1.
+    pub async fn register(&self, cluster: &Cluster, name: &str) -> Result<()> {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let config = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": name},
+            "webhooks": [{
+                "name": "pod-identity-webhook.amazonaws.com",
+                "clientConfig": {"url": format!("https://127.0.0.1:{}/mutate", self.port), "caBundle": ca},
+                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+                "admissionReviewVersions": ["v1", "v1beta1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "IfNeeded",
+                "timeoutSeconds": 10,
+                "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}
+            }]
+        });
+        cluster.create("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", &config).await?;
+        Ok(())
+    }
+}
