@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The path of a workspace binary built by `cargo build` (the test command
@@ -23,7 +26,10 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
         .unwrap_or_else(|| workspace_root().join("target"));
     let path = target.join("debug").join(name);
     if !path.exists() {
-        bail!("{} is missing: run `cargo build --workspace --bins` first", path.display());
+        bail!(
+            "{} is missing: run `cargo build --workspace --bins` first",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -43,7 +49,11 @@ pub fn kube_assets() -> Result<PathBuf> {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Proc {
@@ -110,7 +120,10 @@ impl Cluster {
         let sa_key = rcgen::KeyPair::generate()?;
         std::fs::write(d.join("sa.key"), sa_key.serialize_pem())?;
         std::fs::write(d.join("sa.pub"), sa_key.public_key_pem())?;
-        std::fs::write(d.join("tokens.csv"), format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n"))?;
+        std::fs::write(
+            d.join("tokens.csv"),
+            format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n"),
+        )?;
         std::fs::create_dir_all(d.join("certs"))?;
         let api = spawn(
             "kube-apiserver",
@@ -125,7 +138,10 @@ impl Cluster {
                 "--authorization-mode=RBAC".into(),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 format!("--service-account-key-file={}", d.join("sa.pub").display()),
-                format!("--service-account-signing-key-file={}", d.join("sa.key").display()),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    d.join("sa.key").display()
+                ),
                 "--api-audiences=https://kubernetes.default.svc,sts.amazonaws.com".into(),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
             ],
@@ -144,7 +160,13 @@ impl Cluster {
             .danger_accept_invalid_certs(true)
             .timeout(Duration::from_secs(30))
             .build()?;
-        let cluster = Cluster { dir, url, kubeconfig, client, procs: vec![etcd, api] };
+        let cluster = Cluster {
+            dir,
+            url,
+            kubeconfig,
+            client,
+            procs: vec![etcd, api],
+        };
         cluster.wait_ready().await?;
         Ok(cluster)
     }
@@ -152,7 +174,13 @@ impl Cluster {
     async fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Ok(r) = self.client.get(format!("{}/readyz", self.url)).bearer_auth(ADMIN_TOKEN).send().await {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/readyz", self.url))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+            {
                 if r.status().is_success() {
                     // The default namespace is created by a bootstrap controller.
                     if self.get("/api/v1/namespaces/default").await.is_ok() {
@@ -168,12 +196,24 @@ impl Cluster {
     }
 
     pub fn logs(&self) -> String {
-        self.procs.iter().map(|p| format!("--- {}:\n{}", p.name, tail(&p.log))).collect::<Vec<_>>().join("\n")
+        self.procs
+            .iter()
+            .map(|p| format!("--- {}:\n{}", p.name, tail(&p.log)))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Sends a request with the admin token; returns status, headers and JSON body.
-    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<(u16, HeaderMap, Value)> {
-        let mut req = self.client.request(method, format!("{}{path}", self.url)).bearer_auth(ADMIN_TOKEN);
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, HeaderMap, Value)> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -195,7 +235,9 @@ impl Cluster {
 
     /// POSTs an object and returns it as stored, with the response headers.
     pub async fn create(&self, path: &str, body: &Value) -> Result<(Value, HeaderMap)> {
-        let (status, headers, v) = self.request(reqwest::Method::POST, path, Some(body)).await?;
+        let (status, headers, v) = self
+            .request(reqwest::Method::POST, path, Some(body))
+            .await?;
         if status != 201 && status != 200 {
             bail!("POST {path}: {status} {v}");
         }
@@ -211,7 +253,11 @@ impl Cluster {
     }
 
     pub async fn create_namespace(&self, name: &str) -> Result<()> {
-        self.create("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await?;
+        self.create(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -226,15 +272,24 @@ pub struct TestCerts {
 pub fn make_certs() -> Result<TestCerts> {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "e2e webhook CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "e2e webhook CA");
     let ca_key = rcgen::KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
-    params.distinguished_name.push(rcgen::DnType::CommonName, "pod-identity-webhook");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pod-identity-webhook");
     let key = rcgen::KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
-    Ok(TestCerts { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(TestCerts {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// The real webhook binary, stopped when dropped.
@@ -262,8 +317,18 @@ impl Webhook {
             format!("--kubeconfig={}", cluster.kubeconfig.display()),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let proc = spawn("pod-identity-webhook", &workspace_bin("pod-identity-webhook")?, &args, d)?;
-        let hook = Webhook { port, metrics_port, ca_pem: certs.ca_pem, proc };
+        let proc = spawn(
+            "pod-identity-webhook",
+            &workspace_bin("pod-identity-webhook")?,
+            &args,
+            d,
+        )?;
+        let hook = Webhook {
+            port,
+            metrics_port,
+            ca_pem: certs.ca_pem,
+            proc,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{metrics_port}/readyz")).await {
@@ -284,7 +349,12 @@ impl Webhook {
     }
 
     pub async fn metrics(&self) -> Result<String> {
-        Ok(reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port)).await?.text().await?)
+        Ok(
+            reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+                .await?
+                .text()
+                .await?,
+        )
     }
 
     /// Registers this webhook with the API server, by URL on 127.0.0.1.
@@ -306,7 +376,12 @@ impl Webhook {
                 "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}
             }]
         });
-        cluster.create("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", &config).await?;
+        cluster
+            .create(
+                "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+                &config,
+            )
+            .await?;
         Ok(())
     }
 }

@@ -27,7 +27,12 @@ fn env_of(container: &Value) -> Vec<(String, String)> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| (e["name"].as_str().unwrap_or("").to_string(), e["value"].as_str().unwrap_or("").to_string()))
+                .map(|e| {
+                    (
+                        e["name"].as_str().unwrap_or("").to_string(),
+                        e["value"].as_str().unwrap_or("").to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -41,18 +46,29 @@ fn assert_injected(stored: &Value, role: &str) -> Result<()> {
         ("AWS_DEFAULT_REGION", "us-west-2"),
         ("AWS_REGION", "us-west-2"),
         ("AWS_ROLE_ARN", role),
-        ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"),
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+        ),
     ];
     for (k, v) in want {
-        ensure!(env.iter().any(|(n, val)| n == k && val == v), "missing {k}={v} in {env:?}");
+        ensure!(
+            env.iter().any(|(n, val)| n == k && val == v),
+            "missing {k}={v} in {env:?}"
+        );
     }
     let mounts = c["volumeMounts"].as_array().context("no volumeMounts")?;
     ensure!(
-        mounts.iter().any(|m| m["name"] == "aws-iam-token" && m["mountPath"] == MOUNT && m["readOnly"] == true),
+        mounts.iter().any(|m| m["name"] == "aws-iam-token"
+            && m["mountPath"] == MOUNT
+            && m["readOnly"] == true),
         "no token mount in {mounts:?}"
     );
     let vols = stored["spec"]["volumes"].as_array().context("no volumes")?;
-    let v = vols.iter().find(|v| v["name"] == "aws-iam-token").context("no aws-iam-token volume")?;
+    let v = vols
+        .iter()
+        .find(|v| v["name"] == "aws-iam-token")
+        .context("no aws-iam-token volume")?;
     let token = &v["projected"]["sources"][0]["serviceAccountToken"];
     ensure!(token["audience"] == "sts.amazonaws.com", "audience {token}");
     ensure!(token["expirationSeconds"] == 86400, "expiration {token}");
@@ -64,13 +80,28 @@ fn assert_injected(stored: &Value, role: &str) -> Result<()> {
 /// takes a moment after registration).
 async fn wait_for_webhook(cluster: &Cluster) -> Result<()> {
     cluster.create_namespace("probe").await?;
-    cluster.create("/api/v1/namespaces/probe/serviceaccounts", &sa("probe", json!({"eks.amazonaws.com/role-arn": ROLE}))).await?;
+    cluster
+        .create(
+            "/api/v1/namespaces/probe/serviceaccounts",
+            &sa("probe", json!({"eks.amazonaws.com/role-arn": ROLE})),
+        )
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     for i in 0.. {
         let (stored, _) = cluster
-            .create("/api/v1/namespaces/probe/pods", &pod(&format!("probe-{i}"), "probe", json!([{"name": "c", "image": "x"}])))
+            .create(
+                "/api/v1/namespaces/probe/pods",
+                &pod(
+                    &format!("probe-{i}"),
+                    "probe",
+                    json!([{"name": "c", "image": "x"}]),
+                ),
+            )
             .await?;
-        if stored["spec"]["volumes"].as_array().is_some_and(|v| v.iter().any(|v| v["name"] == "aws-iam-token")) {
+        if stored["spec"]["volumes"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["name"] == "aws-iam-token"))
+        {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -83,20 +114,54 @@ async fn wait_for_webhook(cluster: &Cluster) -> Result<()> {
 
 async fn annotated_and_plain(cluster: &Cluster) -> Result<()> {
     cluster.create_namespace("apps").await?;
-    cluster.create("/api/v1/namespaces/apps/serviceaccounts", &sa("reader", json!({"eks.amazonaws.com/role-arn": ROLE}))).await?;
-    cluster.create("/api/v1/namespaces/apps/serviceaccounts", &sa("plain", json!({}))).await?;
+    cluster
+        .create(
+            "/api/v1/namespaces/apps/serviceaccounts",
+            &sa("reader", json!({"eks.amazonaws.com/role-arn": ROLE})),
+        )
+        .await?;
+    cluster
+        .create(
+            "/api/v1/namespaces/apps/serviceaccounts",
+            &sa("plain", json!({})),
+        )
+        .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let containers = json!([{"name": "app", "image": "x", "env": [{"name": "KEEP", "value": "1"}]}]);
-    cluster.create("/api/v1/namespaces/apps/pods", &pod("injected", "reader", containers.clone())).await?;
+    let containers =
+        json!([{"name": "app", "image": "x", "env": [{"name": "KEEP", "value": "1"}]}]);
+    cluster
+        .create(
+            "/api/v1/namespaces/apps/pods",
+            &pod("injected", "reader", containers.clone()),
+        )
+        .await?;
     let stored = cluster.get("/api/v1/namespaces/apps/pods/injected").await?;
     assert_injected(&stored, ROLE).context("annotated ServiceAccount")?;
-    ensure!(env_of(&stored["spec"]["containers"][0])[0] == ("KEEP".into(), "1".into()), "existing env kept first");
+    ensure!(
+        env_of(&stored["spec"]["containers"][0])[0] == ("KEEP".into(), "1".into()),
+        "existing env kept first"
+    );
 
-    cluster.create("/api/v1/namespaces/apps/pods", &pod("untouched", "plain", containers.clone())).await?;
-    let stored = cluster.get("/api/v1/namespaces/apps/pods/untouched").await?;
-    ensure!(stored["spec"]["volumes"].as_array().is_none_or(|v| v.is_empty()), "plain pod got volumes: {stored}");
-    ensure!(env_of(&stored["spec"]["containers"][0]) == vec![("KEEP".into(), "1".into())], "plain pod env changed");
+    cluster
+        .create(
+            "/api/v1/namespaces/apps/pods",
+            &pod("untouched", "plain", containers.clone()),
+        )
+        .await?;
+    let stored = cluster
+        .get("/api/v1/namespaces/apps/pods/untouched")
+        .await?;
+    ensure!(
+        stored["spec"]["volumes"]
+            .as_array()
+            .is_none_or(|v| v.is_empty()),
+        "plain pod got volumes: {stored}"
+    );
+    ensure!(
+        env_of(&stored["spec"]["containers"][0]) == vec![("KEEP".into(), "1".into())],
+        "plain pod env changed"
+    );
     Ok(())
 }
 
@@ -117,9 +182,26 @@ async fn already_has_everything(cluster: &Cluster) -> Result<()> {
     cluster.create("/api/v1/namespaces/apps/pods", &p).await?;
     let stored = cluster.get("/api/v1/namespaces/apps/pods/complete").await?;
     assert_injected(&stored, ROLE)?;
-    ensure!(stored["spec"]["containers"][0]["env"].as_array().unwrap().len() == 5, "env duplicated: {stored}");
-    ensure!(stored["spec"]["volumes"].as_array().unwrap().len() == 1, "volume duplicated");
-    ensure!(stored["spec"]["containers"][0]["volumeMounts"].as_array().unwrap().len() == 1, "mount duplicated");
+    ensure!(
+        stored["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 5,
+        "env duplicated: {stored}"
+    );
+    ensure!(
+        stored["spec"]["volumes"].as_array().unwrap().len() == 1,
+        "volume duplicated"
+    );
+    ensure!(
+        stored["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1,
+        "mount duplicated"
+    );
     Ok(())
 }
 
@@ -129,60 +211,150 @@ async fn sa_created_right_before_pod(cluster: &Cluster, hook: &Webhook) -> Resul
     cluster.create_namespace("race").await?;
     for i in 0..15 {
         let role = format!("arn:aws:iam::111122223333:role/race-{i}");
-        cluster.create("/api/v1/namespaces/race/serviceaccounts", &sa(&format!("sa-{i}"), json!({"eks.amazonaws.com/role-arn": role}))).await?;
-        let (stored, _) = cluster
-            .create("/api/v1/namespaces/race/pods", &pod(&format!("p-{i}"), &format!("sa-{i}"), json!([{"name": "c", "image": "x"}])))
+        cluster
+            .create(
+                "/api/v1/namespaces/race/serviceaccounts",
+                &sa(
+                    &format!("sa-{i}"),
+                    json!({"eks.amazonaws.com/role-arn": role}),
+                ),
+            )
             .await?;
-        assert_injected(&stored, &role).with_context(|| format!("pod p-{i} of a just-created ServiceAccount"))?;
+        let (stored, _) = cluster
+            .create(
+                "/api/v1/namespaces/race/pods",
+                &pod(
+                    &format!("p-{i}"),
+                    &format!("sa-{i}"),
+                    json!([{"name": "c", "image": "x"}]),
+                ),
+            )
+            .await?;
+        assert_injected(&stored, &role)
+            .with_context(|| format!("pod p-{i} of a just-created ServiceAccount"))?;
     }
     // How many of those went through the fallback GET depends on the race
     // with the watch; report it for the log.
     let m = hook.metrics().await?;
-    for line in m.lines().filter(|l| l.starts_with("pod_identity_webhook_fallback_fetches_total")) {
+    for line in m
+        .lines()
+        .filter(|l| l.starts_with("pod_identity_webhook_fallback_fetches_total"))
+    {
         eprintln!("{line}");
     }
     Ok(())
 }
 
 async fn invalid_arn_warns_through_api(cluster: &Cluster) -> Result<()> {
-    cluster.create("/api/v1/namespaces/apps/serviceaccounts", &sa("typo", json!({"eks.amazonaws.com/role-arn": "s3-reader"}))).await?;
+    cluster
+        .create(
+            "/api/v1/namespaces/apps/serviceaccounts",
+            &sa("typo", json!({"eks.amazonaws.com/role-arn": "s3-reader"})),
+        )
+        .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (stored, headers) = cluster.create("/api/v1/namespaces/apps/pods", &pod("warned", "typo", json!([{"name": "c", "image": "x"}]))).await?;
-    ensure!(stored["spec"]["volumes"].as_array().is_none_or(|v| v.is_empty()), "invalid ARN injected: {stored}");
-    let warning = headers.get_all("warning").iter().map(|v| v.to_str().unwrap_or("")).collect::<Vec<_>>().join(" | ");
-    ensure!(warning.contains("not a valid IAM role ARN"), "no warning header: {warning:?}");
+    let (stored, headers) = cluster
+        .create(
+            "/api/v1/namespaces/apps/pods",
+            &pod("warned", "typo", json!([{"name": "c", "image": "x"}])),
+        )
+        .await?;
+    ensure!(
+        stored["spec"]["volumes"]
+            .as_array()
+            .is_none_or(|v| v.is_empty()),
+        "invalid ARN injected: {stored}"
+    );
+    let warning = headers
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    ensure!(
+        warning.contains("not a valid IAM role ARN"),
+        "no warning header: {warning:?}"
+    );
     Ok(())
 }
 
 async fn deleted_sa_is_forgotten(cluster: &Cluster) -> Result<()> {
-    cluster.create("/api/v1/namespaces/apps/serviceaccounts", &sa("gone", json!({"eks.amazonaws.com/role-arn": ROLE}))).await?;
+    cluster
+        .create(
+            "/api/v1/namespaces/apps/serviceaccounts",
+            &sa("gone", json!({"eks.amazonaws.com/role-arn": ROLE})),
+        )
+        .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster.delete("/api/v1/namespaces/apps/serviceaccounts/gone").await?;
-    cluster.create("/api/v1/namespaces/apps/serviceaccounts", &sa("gone", json!({}))).await?;
+    cluster
+        .delete("/api/v1/namespaces/apps/serviceaccounts/gone")
+        .await?;
+    cluster
+        .create(
+            "/api/v1/namespaces/apps/serviceaccounts",
+            &sa("gone", json!({})),
+        )
+        .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (stored, _) = cluster.create("/api/v1/namespaces/apps/pods", &pod("after-delete", "gone", json!([{"name": "c", "image": "x"}]))).await?;
-    ensure!(stored["spec"]["volumes"].as_array().is_none_or(|v| v.is_empty()), "stale cache entry used: {stored}");
+    let (stored, _) = cluster
+        .create(
+            "/api/v1/namespaces/apps/pods",
+            &pod("after-delete", "gone", json!([{"name": "c", "image": "x"}])),
+        )
+        .await?;
+    ensure!(
+        stored["spec"]["volumes"]
+            .as_array()
+            .is_none_or(|v| v.is_empty()),
+        "stale cache entry used: {stored}"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_against_real_api_server() {
-    let cluster = Cluster::start().await.expect("start etcd and kube-apiserver");
-    let hook = Webhook::start(&cluster, &["--aws-default-region=us-west-2", "--sts-regional-endpoint=true"])
+    let cluster = Cluster::start()
         .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
-    hook.register(&cluster, "pod-identity-webhook").await.unwrap();
+        .expect("start etcd and kube-apiserver");
+    let hook = Webhook::start(
+        &cluster,
+        &[
+            "--aws-default-region=us-west-2",
+            "--sts-regional-endpoint=true",
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
+    hook.register(&cluster, "pod-identity-webhook")
+        .await
+        .unwrap();
     let result = async {
-        wait_for_webhook(&cluster).await.context("webhook registration")?;
-        annotated_and_plain(&cluster).await.context("annotated and plain ServiceAccounts")?;
-        already_has_everything(&cluster).await.context("pod that already carries everything")?;
-        sa_created_right_before_pod(&cluster, &hook).await.context("ServiceAccount created right before its pod")?;
-        invalid_arn_warns_through_api(&cluster).await.context("invalid role ARN")?;
-        deleted_sa_is_forgotten(&cluster).await.context("deleted ServiceAccount")?;
+        wait_for_webhook(&cluster)
+            .await
+            .context("webhook registration")?;
+        annotated_and_plain(&cluster)
+            .await
+            .context("annotated and plain ServiceAccounts")?;
+        already_has_everything(&cluster)
+            .await
+            .context("pod that already carries everything")?;
+        sa_created_right_before_pod(&cluster, &hook)
+            .await
+            .context("ServiceAccount created right before its pod")?;
+        invalid_arn_warns_through_api(&cluster)
+            .await
+            .context("invalid role ARN")?;
+        deleted_sa_is_forgotten(&cluster)
+            .await
+            .context("deleted ServiceAccount")?;
         anyhow::Ok(())
     }
     .await;
     if let Err(e) = result {
-        panic!("{e:#}\n--- webhook log:\n{}\n{}", hook.log(), cluster.logs());
+        panic!(
+            "{e:#}\n--- webhook log:\n{}\n{}",
+            hook.log(),
+            cluster.logs()
+        );
     }
 }

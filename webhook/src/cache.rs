@@ -52,7 +52,10 @@ fn key(namespace: &str, name: &str) -> String {
     k
 }
 
-fn entry_from_meta(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, prefix: &str) -> ServiceAccountEntry {
+fn entry_from_meta(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    prefix: &str,
+) -> ServiceAccountEntry {
     let annotations = meta
         .annotations
         .iter()
@@ -64,7 +67,11 @@ fn entry_from_meta(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Object
 impl ServiceAccountCache {
     /// A cache filled once from manifests; it never talks to a cluster and is
     /// ready at once.
-    pub fn from_manifests(prefix: &str, sas: &[ServiceAccountManifest], metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn from_manifests(
+        prefix: &str,
+        sas: &[ServiceAccountManifest],
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let cache = Self::empty(prefix, None, metrics);
         {
             let mut map = cache.entries.write().unwrap_or_else(|e| e.into_inner());
@@ -155,7 +162,11 @@ impl ServiceAccountCache {
 
     /// The ServiceAccount's entry: from the cache, or on a miss from one direct
     /// GET shared by concurrent callers. `Ok(None)` means it does not exist.
-    pub async fn lookup(self: &Arc<Self>, namespace: &str, name: &str) -> Result<Option<Arc<ServiceAccountEntry>>> {
+    pub async fn lookup(
+        self: &Arc<Self>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<ServiceAccountEntry>>> {
         if let Some(e) = self.get_cached(namespace, name) {
             return Ok(Some(e));
         }
@@ -191,7 +202,12 @@ impl ServiceAccountCache {
 
     /// Starts the GET in its own task so a caller that gives up does not cancel
     /// it for the others; the result also lands in the cache.
-    fn start_fetch(self: &Arc<Self>, namespace: &str, name: &str, k: String) -> Shared<BoxFuture<'static, FetchResult>> {
+    fn start_fetch(
+        self: &Arc<Self>,
+        namespace: &str,
+        name: &str,
+        k: String,
+    ) -> Shared<BoxFuture<'static, FetchResult>> {
         let this = Arc::clone(self);
         let (namespace, name) = (namespace.to_string(), name.to_string());
         let task = tokio::spawn(async move {
@@ -222,9 +238,12 @@ impl ServiceAccountCache {
                 .remove(&k);
             result
         });
-        async move { task.await.unwrap_or_else(|e| Err(format!("lookup task failed: {e}"))) }
-            .boxed()
-            .shared()
+        async move {
+            task.await
+                .unwrap_or_else(|e| Err(format!("lookup task failed: {e}")))
+        }
+        .boxed()
+        .shared()
     }
 
     /// Starts the ServiceAccount watcher (and the ConfigMap watcher when
@@ -250,7 +269,9 @@ impl ServiceAccountCache {
                         let ns = sa.metadata.namespace.as_deref().unwrap_or("");
                         let name = sa.metadata.name.as_deref().unwrap_or("");
                         let e = entry_from_meta(&sa.metadata, &this.prefix);
-                        buffer.get_or_insert_with(HashMap::new).insert(key(ns, name), Arc::new(e));
+                        buffer
+                            .get_or_insert_with(HashMap::new)
+                            .insert(key(ns, name), Arc::new(e));
                     }
                     Ok(Event::InitDone) => {
                         let mut fresh = buffer.take().unwrap_or_default();
@@ -260,7 +281,10 @@ impl ServiceAccountCache {
                         this.metrics.cache_size.set(map.len() as i64);
                         drop(map);
                         if !this.sa_synced.swap(true, Ordering::AcqRel) {
-                            tracing::info!(serviceaccounts = this.len(), "ServiceAccount cache synced");
+                            tracing::info!(
+                                serviceaccounts = this.len(),
+                                "ServiceAccount cache synced"
+                            );
                         }
                     }
                     Ok(Event::Apply(sa)) => {
@@ -282,7 +306,8 @@ impl ServiceAccountCache {
             self.cm_synced.store(false, Ordering::Release);
             let this = Arc::clone(self);
             let api: Api<ConfigMap> = Api::namespaced(client, ns);
-            let cfg = watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP_NAME}"));
+            let cfg =
+                watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP_NAME}"));
             tokio::spawn(async move {
                 let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
                 let mut seen_in_init = false;
@@ -324,17 +349,22 @@ impl ServiceAccountCache {
                 tracing::info!(entries = map.len(), "loaded ConfigMap {CONFIG_MAP_NAME}");
                 self.replace_config_map(map);
             }
-            Err(e) => tracing::error!(error = %e, "invalid ConfigMap {CONFIG_MAP_NAME}; keeping the previous entries"),
+            Err(e) => {
+                tracing::error!(error = %e, "invalid ConfigMap {CONFIG_MAP_NAME}; keeping the previous entries")
+            }
         }
     }
 }
 
 /// Parses the ConfigMap's `config` value: `{"ns/sa": {"RoleARN": ..}}`.
-pub fn parse_config_map(config: &str) -> std::result::Result<HashMap<String, ConfigMapEntry>, String> {
+pub fn parse_config_map(
+    config: &str,
+) -> std::result::Result<HashMap<String, ConfigMapEntry>, String> {
     if config.trim().is_empty() {
         return Ok(HashMap::new());
     }
-    let raw: HashMap<String, ConfigMapEntry> = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    let raw: HashMap<String, ConfigMapEntry> =
+        serde_json::from_str(config).map_err(|e| e.to_string())?;
     for k in raw.keys() {
         match k.split_once('/') {
             Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() && !sa.contains('/') => {}
@@ -371,7 +401,10 @@ mod tests {
             namespace: "ns".into(),
             name: "sa".into(),
             uid: "u".into(),
-            annotations: vec![("eks.amazonaws.com/role-arn".into(), "arn:aws:iam::111122223333:role/x".into())],
+            annotations: vec![(
+                "eks.amazonaws.com/role-arn".into(),
+                "arn:aws:iam::111122223333:role/x".into(),
+            )],
         }];
         let metrics = Arc::new(Metrics::new());
         let c = ServiceAccountCache::from_manifests("eks.amazonaws.com", &sas, metrics.clone());
@@ -380,6 +413,8 @@ mod tests {
         let e = c.lookup("ns", "sa").await.unwrap().unwrap();
         assert_eq!(e.get("role-arn"), Some("arn:aws:iam::111122223333:role/x"));
         assert!(c.lookup("ns", "other").await.unwrap().is_none());
-        assert!(metrics.encode().contains("pod_identity_webhook_cache_misses_total 1"));
+        assert!(metrics
+            .encode()
+            .contains("pod_identity_webhook_cache_misses_total 1"));
     }
 }

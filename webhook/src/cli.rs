@@ -24,7 +24,8 @@ pub async fn run_mutate(args: &MutateArgs) -> Result<DryRun> {
     let config = args.injection.to_config()?;
     let metrics = Arc::new(Metrics::new());
     let sas = load_service_accounts(&args.service_accounts)?;
-    let cache = ServiceAccountCache::from_manifests(&config.annotation_prefix, &sas, metrics.clone());
+    let cache =
+        ServiceAccountCache::from_manifests(&config.annotation_prefix, &sas, metrics.clone());
     let container_credentials = match &args.injection.watch_container_credentials_config {
         Some(path) => Arc::new(ContainerCredentialsIdentities::load(path)?),
         None => Arc::new(ContainerCredentialsIdentities::default()),
@@ -50,12 +51,16 @@ pub async fn run_mutate(args: &MutateArgs) -> Result<DryRun> {
         return Err(Error::Config(msg));
     }
     let output = match args.output {
-        OutputFormat::Patch => serde_json::to_string_pretty(&decision.ops).unwrap_or_default() + "\n",
+        OutputFormat::Patch => {
+            serde_json::to_string_pretty(&decision.ops).unwrap_or_default() + "\n"
+        }
         OutputFormat::Json | OutputFormat::Yaml => {
-            let patch: json_patch::Patch = serde_json::from_value(serde_json::to_value(&decision.ops).unwrap_or_default())
-                .map_err(|e| Error::InvalidPod(e.to_string()))?;
+            let patch: json_patch::Patch =
+                serde_json::from_value(serde_json::to_value(&decision.ops).unwrap_or_default())
+                    .map_err(|e| Error::InvalidPod(e.to_string()))?;
             let mut mutated = pod.clone();
-            json_patch::patch(&mut mutated, &patch).map_err(|e| Error::InvalidPod(e.to_string()))?;
+            json_patch::patch(&mut mutated, &patch)
+                .map_err(|e| Error::InvalidPod(e.to_string()))?;
             if args.output == OutputFormat::Json {
                 serde_json::to_string_pretty(&mutated).unwrap_or_default() + "\n"
             } else {

@@ -33,7 +33,7 @@ pub enum Command {
     /// Serve the admission webhook over HTTPS (the default when no subcommand is given).
     Serve(Box<ServeArgs>),
     /// Offline dry run: print the pod as the webhook would mutate it.
-    Mutate(MutateArgs),
+    Mutate(Box<MutateArgs>),
 }
 
 /// Settings that decide what gets injected; shared by `serve` and `mutate`.
@@ -52,7 +52,11 @@ pub struct InjectionArgs {
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_EXPIRATION", default_value_t = DEFAULT_TOKEN_EXPIRATION)]
     pub token_expiration: i64,
     /// If set, AWS_DEFAULT_REGION and AWS_REGION are injected with this value.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_AWS_DEFAULT_REGION", default_value = "")]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_AWS_DEFAULT_REGION",
+        default_value = ""
+    )]
     pub aws_default_region: String,
     /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional (a ServiceAccount's
     /// `<prefix>/sts-regional-endpoints` overrides it).
@@ -64,21 +68,39 @@ pub struct InjectionArgs {
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_WATCH_CONTAINER_CREDENTIALS_CONFIG")]
     pub watch_container_credentials_config: Option<PathBuf>,
     /// Token audience for container credentials mode.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_AUDIENCE", default_value = "pods.eks.amazonaws.com")]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_AUDIENCE",
+        default_value = "pods.eks.amazonaws.com"
+    )]
     pub container_credentials_audience: String,
     /// Token mount path for container credentials mode.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_MOUNT_PATH",
-          default_value = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount")]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_MOUNT_PATH",
+        default_value = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
+    )]
     pub container_credentials_token_mount_path: String,
     /// Projected volume name for container credentials mode.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_VOLUME_NAME", default_value = "eks-pod-identity-token")]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_VOLUME_NAME",
+        default_value = "eks-pod-identity-token"
+    )]
     pub container_credentials_token_volume_name: String,
     /// Token file name inside the volume for container credentials mode.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_PATH", default_value = "eks-pod-identity-token")]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_PATH",
+        default_value = "eks-pod-identity-token"
+    )]
     pub container_credentials_token_path: String,
     /// AWS_CONTAINER_CREDENTIALS_FULL_URI injected in container credentials mode.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_FULL_URI",
-          default_value = "http://169.254.170.23/v1/credentials")]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_FULL_URI",
+        default_value = "http://169.254.170.23/v1/credentials"
+    )]
     pub container_credentials_full_uri: String,
 }
 
@@ -96,16 +118,32 @@ pub struct ServeArgs {
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_PORT", default_value_t = 443)]
     pub port: u16,
     /// Plain-HTTP port for /metrics, /healthz and /readyz.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_METRICS_PORT", default_value_t = 9999)]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_METRICS_PORT",
+        default_value_t = 9999
+    )]
     pub metrics_port: u16,
     /// Address both listeners bind to.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_BIND_ADDRESS", default_value = "0.0.0.0")]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_BIND_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
     pub bind_address: std::net::IpAddr,
     /// TLS certificate chain (PEM); re-read when it changes.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TLS_CERT", default_value = "/etc/webhook/certs/tls.crt")]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_TLS_CERT",
+        default_value = "/etc/webhook/certs/tls.crt"
+    )]
     pub tls_cert: PathBuf,
     /// TLS private key (PEM); re-read when it changes.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TLS_KEY", default_value = "/etc/webhook/certs/tls.key")]
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_TLS_KEY",
+        default_value = "/etc/webhook/certs/tls.key"
+    )]
     pub tls_key: PathBuf,
     /// How often the TLS files and the container credentials config are checked for changes.
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
@@ -243,7 +281,10 @@ impl InjectionArgs {
         }
         check_nonempty("token-audience", &self.token_audience)?;
         check_mount_path("token-mount-path", &self.token_mount_path)?;
-        check_nonempty("container-credentials-audience", &self.container_credentials_audience)?;
+        check_nonempty(
+            "container-credentials-audience",
+            &self.container_credentials_audience,
+        )?;
         check_mount_path(
             "container-credentials-token-mount-path",
             &self.container_credentials_token_mount_path,
@@ -252,8 +293,14 @@ impl InjectionArgs {
             "container-credentials-token-volume-name",
             &self.container_credentials_token_volume_name,
         )?;
-        check_nonempty("container-credentials-token-path", &self.container_credentials_token_path)?;
-        check_nonempty("container-credentials-full-uri", &self.container_credentials_full_uri)?;
+        check_nonempty(
+            "container-credentials-token-path",
+            &self.container_credentials_token_path,
+        )?;
+        check_nonempty(
+            "container-credentials-full-uri",
+            &self.container_credentials_full_uri,
+        )?;
         let region = self.aws_default_region.trim();
         Ok(InjectionConfig {
             annotation_prefix: self.annotation_prefix.clone(),
@@ -309,7 +356,10 @@ mod tests {
         };
         assert_eq!(s.port, 8443);
         assert!(s.injection.sts_regional_endpoint);
-        assert_eq!(s.service_account_lookup_grace_period, Duration::from_millis(250));
+        assert_eq!(
+            s.service_account_lookup_grace_period,
+            Duration::from_millis(250)
+        );
         let cfg = s.injection.to_config().unwrap();
         assert_eq!(cfg.region.as_deref(), Some("eu-west-1"));
     }
@@ -335,7 +385,10 @@ mod tests {
         s.injection.annotation_prefix = "a/b".into();
         assert!(s.injection.to_config().is_err());
         let argv = with_default_subcommand(
-            ["w", "--service-account-lookup-grace-period=soon"].iter().map(Into::into).collect(),
+            ["w", "--service-account-lookup-grace-period=soon"]
+                .iter()
+                .map(Into::into)
+                .collect(),
         );
         assert!(Cli::try_parse_from(argv).is_err());
     }

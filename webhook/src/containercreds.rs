@@ -49,7 +49,9 @@ pub fn parse(content: &[u8]) -> std::result::Result<HashSet<(String, String)>, S
 
 impl ContainerCredentialsIdentities {
     pub fn from_set(set: HashSet<(String, String)>) -> Self {
-        ContainerCredentialsIdentities { set: RwLock::new(set) }
+        ContainerCredentialsIdentities {
+            set: RwLock::new(set),
+        }
     }
 
     /// Loads the file once; a missing or invalid file is an error.
@@ -138,7 +140,11 @@ mod tests {
     async fn poller_applies_valid_changes_and_keeps_old_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cc.json");
-        std::fs::write(&path, br#"{"identities":[{"namespace":"a","serviceAccount":"b"}]}"#).unwrap();
+        std::fs::write(
+            &path,
+            br#"{"identities":[{"namespace":"a","serviceAccount":"b"}]}"#,
+        )
+        .unwrap();
         let ids = Arc::new(ContainerCredentialsIdentities::load(&path).unwrap());
         let metrics = Arc::new(Metrics::new());
         let task = ids.spawn_poller(path.clone(), Duration::from_millis(20), metrics.clone());
@@ -151,9 +157,16 @@ mod tests {
                 break;
             }
         }
-        assert!(ids.contains("a", "b"), "invalid content keeps the previous config");
+        assert!(
+            ids.contains("a", "b"),
+            "invalid content keeps the previous config"
+        );
 
-        std::fs::write(&path, br#"{"identities":[{"namespace":"x","serviceAccount":"y"}]}"#).unwrap();
+        std::fs::write(
+            &path,
+            br#"{"identities":[{"namespace":"x","serviceAccount":"y"}]}"#,
+        )
+        .unwrap();
         for _ in 0..250 {
             tokio::time::sleep(Duration::from_millis(20)).await;
             if ids.contains("x", "y") {

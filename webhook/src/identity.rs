@@ -45,7 +45,9 @@ impl ServiceAccountEntry {
         for (key, value) in annotations {
             if let Some(name) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/')) {
                 if SA_NAMES.contains(&name) {
-                    entry.annotations.push((name.to_string(), value.to_string()));
+                    entry
+                        .annotations
+                        .push((name.to_string(), value.to_string()));
                 }
             } else if is_near_miss(key, prefix, SA_NAMES) {
                 entry.near_misses.push(key.to_string());
@@ -70,11 +72,22 @@ impl ServiceAccountEntry {
 /// case-insensitively, as Go's encoding/json does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ConfigMapEntry {
-    #[serde(rename = "RoleARN", alias = "roleARN", alias = "roleArn", alias = "rolearn", default)]
+    #[serde(
+        rename = "RoleARN",
+        alias = "roleARN",
+        alias = "roleArn",
+        alias = "rolearn",
+        default
+    )]
     pub role_arn: String,
     #[serde(rename = "Audience", alias = "audience", default)]
     pub audience: String,
-    #[serde(rename = "UseRegionalSTS", alias = "useRegionalSTS", alias = "useRegionalSts", default)]
+    #[serde(
+        rename = "UseRegionalSTS",
+        alias = "useRegionalSTS",
+        alias = "useRegionalSts",
+        default
+    )]
     pub use_regional_sts: bool,
     #[serde(rename = "TokenExpiration", alias = "tokenExpiration", default)]
     pub token_expiration: i64,
@@ -282,7 +295,9 @@ pub fn validate_role_arn(arn: &str) -> Result<(), String> {
         return Err("must start with \"arn:\"".into());
     }
     if !partition.starts_with("aws")
-        || !partition.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        || !partition
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '-')
     {
         return Err(format!("unknown partition {partition:?}"));
     }
@@ -302,7 +317,9 @@ pub fn validate_role_arn(arn: &str) -> Result<(), String> {
     let name = segments.pop().unwrap_or_default();
     let role_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
     if name.is_empty() || name.len() > 64 || !name.chars().all(role_char) {
-        return Err(format!("role name {name:?} is not 1-64 characters of [A-Za-z0-9_+=,.@-]"));
+        return Err(format!(
+            "role name {name:?} is not 1-64 characters of [A-Za-z0-9_+=,.@-]"
+        ));
     }
     if segments
         .iter()
@@ -396,8 +413,17 @@ mod tests {
             ("example.com/audience", "x"),
             ("role-arn", ARN),
         ]);
-        assert_eq!(e.annotations, vec![("role-arn".to_string(), ARN.to_string())]);
-        assert_eq!(e.near_misses, vec!["eks.amazon.com/role-arn".to_string(), "role-arn".to_string()]);
+        assert_eq!(
+            e.annotations,
+            vec![("role-arn".to_string(), ARN.to_string())]
+        );
+        assert_eq!(
+            e.near_misses,
+            vec![
+                "eks.amazon.com/role-arn".to_string(),
+                "role-arn".to_string()
+            ]
+        );
     }
 
     #[test]
@@ -434,7 +460,12 @@ mod tests {
         ]);
         let r = resolve("sa", "ns", Some(&sa), None, false, &cfg);
         let id = r.identity.unwrap();
-        assert_eq!(id.mode, Mode::WebIdentity { role_arn: ARN.into() });
+        assert_eq!(
+            id.mode,
+            Mode::WebIdentity {
+                role_arn: ARN.into()
+            }
+        );
         assert_eq!(id.audience, "my-aud");
         assert!(!id.regional_sts);
         assert_eq!(id.token_expiration, 600, "raised to the minimum");
@@ -442,7 +473,9 @@ mod tests {
 
         // Flags apply when the SA says nothing else.
         let sa = entry(&[("eks.amazonaws.com/role-arn", ARN)]);
-        let id = resolve("sa", "ns", Some(&sa), None, false, &cfg).identity.unwrap();
+        let id = resolve("sa", "ns", Some(&sa), None, false, &cfg)
+            .identity
+            .unwrap();
         assert_eq!(id.audience, "sts.amazonaws.com");
         assert!(id.regional_sts);
         assert_eq!(id.token_expiration, 3600);
@@ -454,21 +487,28 @@ mod tests {
             use_regional_sts: false,
             token_expiration: 7200,
         };
-        let id = resolve("sa", "ns", None, Some(&cm), false, &cfg).identity.unwrap();
+        let id = resolve("sa", "ns", None, Some(&cm), false, &cfg)
+            .identity
+            .unwrap();
         assert_eq!(id.audience, "cm-aud");
         assert!(!id.regional_sts);
         assert_eq!(id.token_expiration, 7200);
 
         // Container credentials win over a role ARN.
         let sa = entry(&[("eks.amazonaws.com/role-arn", ARN)]);
-        let id = resolve("sa", "ns", Some(&sa), None, true, &cfg).identity.unwrap();
+        let id = resolve("sa", "ns", Some(&sa), None, true, &cfg)
+            .identity
+            .unwrap();
         assert_eq!(id.mode, Mode::ContainerCredentials);
         assert_eq!(id.audience, "pods.eks.amazonaws.com");
 
         // Nothing: no identity, no warning.
         let r = resolve("sa", "ns", Some(&entry(&[])), None, false, &cfg);
         assert_eq!(r, Resolution::default());
-        assert_eq!(resolve("sa", "ns", None, None, false, &cfg), Resolution::default());
+        assert_eq!(
+            resolve("sa", "ns", None, None, false, &cfg),
+            Resolution::default()
+        );
     }
 
     #[test]
@@ -479,7 +519,11 @@ mod tests {
         assert!(r.identity.is_none(), "an invalid ARN is not injected");
         assert_eq!(r.warnings.len(), 1);
         assert_eq!(r.warnings[0].kind, WarningKind::InvalidRoleArn);
-        assert!(r.warnings[0].message.contains("ns/sa"), "{}", r.warnings[0].message);
+        assert!(
+            r.warnings[0].message.contains("ns/sa"),
+            "{}",
+            r.warnings[0].message
+        );
 
         let sa = entry(&[("eks.amazon.com/role-arn", ARN)]);
         let r = resolve("sa", "ns", Some(&sa), None, false, &cfg);

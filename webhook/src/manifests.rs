@@ -53,11 +53,20 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<Value>> {
             .map_err(|e| invalid(path, format!("document {}: {e}", i + 1)))?;
         match value {
             Value::Null => {}
-            Value::Object(ref m) if m.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) => {
+            Value::Object(ref m)
+                if m.get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k.ends_with("List")) =>
+            {
                 match m.get("items") {
                     Some(Value::Array(items)) => out.extend(items.iter().cloned()),
                     Some(Value::Null) | None => {}
-                    Some(_) => return Err(invalid(path, format!("document {}: items must be a list", i + 1))),
+                    Some(_) => {
+                        return Err(invalid(
+                            path,
+                            format!("document {}: items must be a list", i + 1),
+                        ))
+                    }
                 }
             }
             v => out.push(v),
@@ -75,7 +84,10 @@ pub fn load_service_accounts(path: &Path) -> Result<Vec<ServiceAccountManifest>>
         let n = i + 1;
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
         if kind != "ServiceAccount" {
-            return Err(invalid(path, format!("object {n}: kind is {kind:?}, expected ServiceAccount")));
+            return Err(invalid(
+                path,
+                format!("object {n}: kind is {kind:?}, expected ServiceAccount"),
+            ));
         }
         let meta = doc
             .get("metadata")
@@ -86,7 +98,10 @@ pub fn load_service_accounts(path: &Path) -> Result<Vec<ServiceAccountManifest>>
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| invalid(path, format!("object {n}: metadata.name is missing")))?;
-        let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or("default");
+        let namespace = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
         let uid = meta.get("uid").and_then(Value::as_str).unwrap_or("");
         let mut annotations = Vec::new();
         match meta.get("annotations") {
@@ -94,12 +109,20 @@ pub fn load_service_accounts(path: &Path) -> Result<Vec<ServiceAccountManifest>>
             Some(Value::Object(m)) => {
                 for (k, v) in m {
                     let v = v.as_str().ok_or_else(|| {
-                        invalid(path, format!("object {n}: annotation {k:?} must be a string"))
+                        invalid(
+                            path,
+                            format!("object {n}: annotation {k:?} must be a string"),
+                        )
                     })?;
                     annotations.push((k.clone(), v.to_string()));
                 }
             }
-            Some(_) => return Err(invalid(path, format!("object {n}: metadata.annotations must be a map"))),
+            Some(_) => {
+                return Err(invalid(
+                    path,
+                    format!("object {n}: metadata.annotations must be a map"),
+                ))
+            }
         }
         out.push(ServiceAccountManifest {
             namespace: namespace.to_string(),
@@ -116,7 +139,10 @@ pub fn load_pod(path: &Path) -> Result<Value> {
     let text = read_input(path)?;
     let mut docs = parse_documents(path, &text)?;
     if docs.len() != 1 {
-        return Err(invalid(path, format!("expected exactly one Pod, found {} objects", docs.len())));
+        return Err(invalid(
+            path,
+            format!("expected exactly one Pod, found {} objects", docs.len()),
+        ));
     }
     let pod = docs.remove(0);
     let kind = pod.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -164,10 +190,19 @@ metadata:
     fn bad_manifests_have_clear_errors() {
         let p = Path::new("sa.yaml");
         let cases = [
-            ("kind: Pod\nmetadata: {name: a}\n", "expected ServiceAccount"),
+            (
+                "kind: Pod\nmetadata: {name: a}\n",
+                "expected ServiceAccount",
+            ),
             ("kind: ServiceAccount\n", "metadata is missing"),
-            ("kind: ServiceAccount\nmetadata: {namespace: x}\n", "metadata.name is missing"),
-            ("kind: ServiceAccount\nmetadata: {name: a, annotations: {x: 1}}\n", "must be a string"),
+            (
+                "kind: ServiceAccount\nmetadata: {namespace: x}\n",
+                "metadata.name is missing",
+            ),
+            (
+                "kind: ServiceAccount\nmetadata: {name: a, annotations: {x: 1}}\n",
+                "must be a string",
+            ),
             ("kind: [unclosed\n", "document 1"),
         ];
         for (text, want) in cases {

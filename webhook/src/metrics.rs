@@ -54,9 +54,17 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("pod_identity_webhook");
         let mutations = Family::default();
-        registry.register("mutations", "Admission reviews answered, by outcome", mutations.clone());
+        registry.register(
+            "mutations",
+            "Admission reviews answered, by outcome",
+            mutations.clone(),
+        );
         let warnings = Family::default();
-        registry.register("warnings", "Warnings returned in admission responses, by kind", warnings.clone());
+        registry.register(
+            "warnings",
+            "Warnings returned in admission responses, by kind",
+            warnings.clone(),
+        );
         // 50 us .. ~1.6 s: sub-millisecond resolution where this webhook lives.
         let duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
         registry.register(
@@ -65,7 +73,11 @@ impl Metrics {
             duration.clone(),
         );
         let cache_size = Gauge::default();
-        registry.register("serviceaccounts_cached", "ServiceAccounts in the cache", cache_size.clone());
+        registry.register(
+            "serviceaccounts_cached",
+            "ServiceAccounts in the cache",
+            cache_size.clone(),
+        );
         let cache_misses = Counter::default();
         registry.register(
             "cache_misses",
@@ -97,7 +109,9 @@ impl Metrics {
     }
 
     pub fn outcome(&self, outcome: &'static str) {
-        self.mutations.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.mutations
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     pub fn warning(&self, kind: &'static str) {
@@ -109,7 +123,9 @@ impl Metrics {
     }
 
     pub fn fallback(&self, result: &'static str) {
-        self.fallback_fetches.get_or_create(&ResultLabel { result }).inc();
+        self.fallback_fetches
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

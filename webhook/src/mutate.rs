@@ -86,7 +86,10 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         .ok_or_else(|| invalid("a Pod must be a JSON object"))?;
     let metadata = opt_object(pod.get("metadata"), "metadata")?;
     let spec = opt_object(pod.get("spec"), "spec")?.ok_or_else(|| invalid("spec is missing"))?;
-    let annotations = string_map(metadata.and_then(|m| m.get("annotations")), "metadata.annotations")?;
+    let annotations = string_map(
+        metadata.and_then(|m| m.get("annotations")),
+        "metadata.annotations",
+    )?;
     let labels = string_map(metadata.and_then(|m| m.get("labels")), "metadata.labels")?;
     let node_selector = string_map(spec.get("nodeSelector"), "spec.nodeSelector")?;
     let containers = opt_array(spec.get("containers"), "spec.containers")?
@@ -101,7 +104,10 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
     let mut token_expiration = identity.token_expiration;
     let mut skip: HashSet<&str> = HashSet::new();
     for (key, value) in &annotations {
-        let Some(name) = key.strip_prefix(prefix.as_str()).and_then(|k| k.strip_prefix('/')) else {
+        let Some(name) = key
+            .strip_prefix(prefix.as_str())
+            .and_then(|k| k.strip_prefix('/'))
+        else {
             if is_near_miss(key, prefix, POD_NAMES) {
                 out.warnings.push(Warning {
                     kind: WarningKind::NearMissAnnotation,
@@ -128,9 +134,9 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         }
     }
 
-    let windows = node_selector
-        .iter()
-        .any(|(k, v)| (*k == "kubernetes.io/os" || *k == "beta.kubernetes.io/os") && *v == "windows");
+    let windows = node_selector.iter().any(|(k, v)| {
+        (*k == "kubernetes.io/os" || *k == "beta.kubernetes.io/os") && *v == "windows"
+    });
 
     let cc = &cfg.container_credentials;
     let plan = match &identity.mode {
@@ -147,7 +153,9 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         }
         Mode::ContainerCredentials => {
             if token_expiration == DEFAULT_TOKEN_EXPIRATION {
-                token_expiration -= identity.expiration_jitter.clamp(0, crate::identity::MAX_EXPIRATION_JITTER);
+                token_expiration -= identity
+                    .expiration_jitter
+                    .clamp(0, crate::identity::MAX_EXPIRATION_JITTER);
             }
             let token_file = token_path(&cc.mount_path, &cc.token_path, windows);
             Plan {
@@ -162,9 +170,14 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
     };
 
     if identity.mode == Mode::ContainerCredentials {
-        let present = labels.iter().any(|(k, v)| *k == POD_IDENTITY_LABEL && *v == "enabled");
+        let present = labels
+            .iter()
+            .any(|(k, v)| *k == POD_IDENTITY_LABEL && *v == "enabled");
         if !present {
-            let has_labels = matches!(metadata.and_then(|m| m.get("labels")), Some(Value::Object(_)));
+            let has_labels = matches!(
+                metadata.and_then(|m| m.get("labels")),
+                Some(Value::Object(_))
+            );
             if !has_labels {
                 if metadata.is_none() {
                     out.ops.push(PatchOp::add("/metadata", json!({})));
@@ -206,7 +219,10 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         Some(r) => vec![("AWS_DEFAULT_REGION", r), ("AWS_REGION", r)],
         None => Vec::new(),
     };
-    for (list, field) in [(Some(containers), "containers"), (init_containers, "initContainers")] {
+    for (list, field) in [
+        (Some(containers), "containers"),
+        (init_containers, "initContainers"),
+    ] {
         for (i, container) in list.into_iter().flatten().enumerate() {
             let what = format!("spec.{field}[{i}]");
             let c = container
@@ -244,8 +260,12 @@ fn container_ops(
 ) -> Result<()> {
     let env = opt_array(c.get("env"), &format!("{what}.env"))?;
     let env_names = names(env, &format!("{what}.env"))?;
-    let reserved_defined = plan.identity_vars.iter().any(|(n, _)| env_names.contains(n));
-    let region_defined = env_names.contains("AWS_REGION") || env_names.contains("AWS_DEFAULT_REGION");
+    let reserved_defined = plan
+        .identity_vars
+        .iter()
+        .any(|(n, _)| env_names.contains(n));
+    let region_defined =
+        env_names.contains("AWS_REGION") || env_names.contains("AWS_DEFAULT_REGION");
     let sts_defined = env_names.contains("AWS_STS_REGIONAL_ENDPOINTS");
     if reserved_defined && region_defined && sts_defined {
         // Upstream's "already has everything" rule: leave the container alone.
@@ -270,7 +290,8 @@ fn container_ops(
 
     let mounts = opt_array(c.get("volumeMounts"), &format!("{what}.volumeMounts"))?;
     if !names(mounts, &format!("{what}.volumeMounts"))?.contains(plan.volume_name) {
-        let mount = json!({"name": plan.volume_name, "readOnly": true, "mountPath": plan.mount_path});
+        let mount =
+            json!({"name": plan.volume_name, "readOnly": true, "mountPath": plan.mount_path});
         push_items(ops, base, "volumeMounts", mounts.is_some(), vec![mount]);
     }
     Ok(())
@@ -320,7 +341,9 @@ mod tests {
 
     fn web(role: &str) -> Identity {
         Identity {
-            mode: Mode::WebIdentity { role_arn: role.into() },
+            mode: Mode::WebIdentity {
+                role_arn: role.into(),
+            },
             audience: "sts.amazonaws.com".into(),
             regional_sts: false,
             token_expiration: 86400,
@@ -329,7 +352,8 @@ mod tests {
     }
 
     fn apply(pod: &Value, ops: &[PatchOp]) -> Value {
-        let patch: json_patch::Patch = serde_json::from_value(serde_json::to_value(ops).unwrap()).unwrap();
+        let patch: json_patch::Patch =
+            serde_json::from_value(serde_json::to_value(ops).unwrap()).unwrap();
         let mut out = pod.clone();
         json_patch::patch(&mut out, &patch).unwrap();
         out
@@ -378,7 +402,10 @@ mod tests {
         assert_eq!(c["restartPolicy"], "Always");
         assert_eq!(c["env"][0], json!({"name": "A", "value": "1"}));
         assert_eq!(c["env"][1], json!({"name": "AWS_ROLE_ARN", "value": ARN}));
-        assert_eq!(c["volumeMounts"][1]["mountPath"], crate::config::DEFAULT_MOUNT_PATH);
+        assert_eq!(
+            c["volumeMounts"][1]["mountPath"],
+            crate::config::DEFAULT_MOUNT_PATH
+        );
     }
 
     #[test]
@@ -393,7 +420,9 @@ mod tests {
         ];
         let pods = [
             pod(json!([{"name": "a"}])),
-            pod(json!([{"name": "a", "env": []}, {"name": "b", "env": [{"name": "AWS_REGION", "value": "x"}]}])),
+            pod(
+                json!([{"name": "a", "env": []}, {"name": "b", "env": [{"name": "AWS_REGION", "value": "x"}]}]),
+            ),
             json!({"metadata": {"labels": {"x": "y"}, "annotations": {"eks.amazonaws.com/skip-containers": "b"}},
                    "spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i", "restartPolicy": "Always"}],
                             "volumes": [{"name": "v", "emptyDir": {}}]}}),
@@ -408,7 +437,11 @@ mod tests {
                     assert!(!first.ops.is_empty());
                     let once = apply(p, &first.ops);
                     let second = mutate_pod(&once, &id, cfg).unwrap();
-                    assert!(second.ops.is_empty(), "second run patched {:?} for {p}", second.ops);
+                    assert!(
+                        second.ops.is_empty(),
+                        "second run patched {:?} for {p}",
+                        second.ops
+                    );
                 }
             }
         }
@@ -426,7 +459,10 @@ mod tests {
         assert!(out["spec"]["containers"][0].get("env").is_none());
         assert!(out["spec"]["containers"][1].get("env").is_some());
         assert!(out["spec"]["containers"][2].get("env").is_none());
-        assert_eq!(out["spec"]["ephemeralContainers"], json!([{"name": "debug"}]));
+        assert_eq!(
+            out["spec"]["ephemeralContainers"],
+            json!([{"name": "debug"}])
+        );
     }
 
     #[test]
@@ -446,7 +482,8 @@ mod tests {
             let m = mutate_pod(&p, &web(ARN), &InjectionConfig::default()).unwrap();
             let out = apply(&p, &m.ops);
             assert_eq!(
-                out["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+                out["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]
+                    ["expirationSeconds"],
                 json!(want),
                 "{ann:?}"
             );
@@ -462,7 +499,9 @@ mod tests {
         assert_eq!(m.warnings.len(), 1);
         assert_eq!(m.warnings[0].kind, WarningKind::NearMissAnnotation);
         // ...and the typo'd annotation did not skip the container.
-        assert!(apply(&p, &m.ops)["spec"]["containers"][0].get("env").is_some());
+        assert!(apply(&p, &m.ops)["spec"]["containers"][0]
+            .get("env")
+            .is_some());
     }
 
     #[test]
@@ -471,11 +510,27 @@ mod tests {
         id.mode = Mode::ContainerCredentials;
         let mut p = pod(json!([{"name": "a"}]));
         p["metadata"]["labels"] = json!({"app": "x"});
-        let out = apply(&p, &mutate_pod(&p, &id, &InjectionConfig::default()).unwrap().ops);
-        assert_eq!(out["metadata"]["labels"], json!({"app": "x", POD_IDENTITY_LABEL: "enabled"}));
+        let out = apply(
+            &p,
+            &mutate_pod(&p, &id, &InjectionConfig::default())
+                .unwrap()
+                .ops,
+        );
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({"app": "x", POD_IDENTITY_LABEL: "enabled"})
+        );
         let p = json!({"spec": {"containers": [{"name": "a"}]}});
-        let out = apply(&p, &mutate_pod(&p, &id, &InjectionConfig::default()).unwrap().ops);
-        assert_eq!(out["metadata"]["labels"], json!({POD_IDENTITY_LABEL: "enabled"}));
+        let out = apply(
+            &p,
+            &mutate_pod(&p, &id, &InjectionConfig::default())
+                .unwrap()
+                .ops,
+        );
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({POD_IDENTITY_LABEL: "enabled"})
+        );
     }
 
     #[test]

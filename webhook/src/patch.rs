@@ -35,7 +35,10 @@ mod tests {
 
     #[test]
     fn escapes_per_rfc6901() {
-        assert_eq!(escape_token("eks.amazonaws.com/pod-identity"), "eks.amazonaws.com~1pod-identity");
+        assert_eq!(
+            escape_token("eks.amazonaws.com/pod-identity"),
+            "eks.amazonaws.com~1pod-identity"
+        );
         assert_eq!(escape_token("a~b/c"), "a~0b~1c");
         assert_eq!(escape_token("~1"), "~01");
         assert_eq!(escape_token("plain"), "plain");

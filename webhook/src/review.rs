@@ -114,7 +114,11 @@ pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) ->
         .and_then(|s| s.get("serviceAccountName"))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .or_else(|| spec.and_then(|s| s.get("serviceAccount")).and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .or_else(|| {
+            spec.and_then(|s| s.get("serviceAccount"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or("default");
 
     let sa = match ctx.cache.lookup(namespace, sa_name).await {
@@ -129,13 +133,26 @@ pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) ->
     };
     let cm = ctx.cache.config_map_entry(namespace, sa_name);
     let cc_listed = ctx.container_credentials.contains(namespace, sa_name);
-    let resolution = identity::resolve(sa_name, namespace, sa.as_deref(), cm.as_ref(), cc_listed, &ctx.config);
+    let resolution = identity::resolve(
+        sa_name,
+        namespace,
+        sa.as_deref(),
+        cm.as_ref(),
+        cc_listed,
+        &ctx.config,
+    );
     let mut warnings: Vec<_> = resolution.warnings;
 
     let mut decision = match resolution.identity {
         None => {
-            let invalid = warnings.iter().any(|w| w.kind == WarningKind::InvalidRoleArn);
-            Decision::allow(if invalid { "invalid_role_arn" } else { "no_identity" })
+            let invalid = warnings
+                .iter()
+                .any(|w| w.kind == WarningKind::InvalidRoleArn);
+            Decision::allow(if invalid {
+                "invalid_role_arn"
+            } else {
+                "no_identity"
+            })
         }
         Some(mut id) => {
             if id.mode == Mode::ContainerCredentials {
@@ -144,13 +161,18 @@ pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) ->
             match mutate_pod(pod, &id, &ctx.config) {
                 Ok(m) => {
                     warnings.extend(m.warnings);
-                    let mut d = Decision::allow(if m.ops.is_empty() { "unchanged" } else { "injected" });
+                    let mut d = Decision::allow(if m.ops.is_empty() {
+                        "unchanged"
+                    } else {
+                        "injected"
+                    });
                     d.ops = m.ops;
                     d
                 }
                 Err(e) => {
                     let mut d = Decision::allow("invalid_pod");
-                    d.warnings.push(format!("AWS credentials were not injected: {e}"));
+                    d.warnings
+                        .push(format!("AWS credentials were not injected: {e}"));
                     d
                 }
             }
@@ -167,17 +189,27 @@ pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) ->
 
 /// Handles one AdmissionReview body and returns the response body.
 pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
-    let review: ReviewIn = serde_json::from_slice(body).map_err(|e| Error::MalformedReview(e.to_string()))?;
+    let review: ReviewIn =
+        serde_json::from_slice(body).map_err(|e| Error::MalformedReview(e.to_string()))?;
     if review.api_version != V1 && review.api_version != V1BETA1 {
         return Err(Error::UnsupportedApiVersion(review.api_version));
     }
     if review.kind != "AdmissionReview" {
-        return Err(Error::MalformedReview(format!("kind is {:?}, expected AdmissionReview", review.kind)));
+        return Err(Error::MalformedReview(format!(
+            "kind is {:?}, expected AdmissionReview",
+            review.kind
+        )));
     }
     let request = review.request.ok_or(Error::MissingRequest)?;
 
-    let is_pod = request.kind.as_ref().is_some_and(|k| k.group.is_empty() && k.kind == "Pod")
-        && request.resource.as_ref().is_none_or(|r| r.group.is_empty() && r.resource == "pods")
+    let is_pod = request
+        .kind
+        .as_ref()
+        .is_some_and(|k| k.group.is_empty() && k.kind == "Pod")
+        && request
+            .resource
+            .as_ref()
+            .is_none_or(|r| r.group.is_empty() && r.resource == "pods")
         && request.sub_resource.as_deref().unwrap_or("").is_empty();
     let decision = if !is_pod || request.operation != "CREATE" {
         Decision::allow("skipped")
@@ -196,14 +228,25 @@ pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
                     .pointer("/metadata/name")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
-                    .or_else(|| pod.pointer("/metadata/generateName").and_then(Value::as_str))
+                    .or_else(|| {
+                        pod.pointer("/metadata/generateName")
+                            .and_then(Value::as_str)
+                    })
                     .unwrap_or("");
-                tracing::info!(namespace, pod = name, outcome = d.outcome, patch_ops = d.ops.len(), "admission review");
+                tracing::info!(
+                    namespace,
+                    pod = name,
+                    outcome = d.outcome,
+                    patch_ops = d.ops.len(),
+                    "admission review"
+                );
                 d
             }
             _ => {
                 let mut d = Decision::allow("invalid_pod");
-                d.warnings.push("AWS credentials were not injected: the review carries no Pod object".into());
+                d.warnings.push(
+                    "AWS credentials were not injected: the review carries no Pod object".into(),
+                );
                 d
             }
         }
@@ -226,6 +269,8 @@ pub fn response_body(api_version: &str, uid: &str, d: &Decision) -> Vec<u8> {
     if let Some((code, message)) = &d.status {
         response["status"] = json!({"code": code, "message": message});
     }
-    serde_json::to_vec(&json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}))
-        .unwrap_or_default()
+    serde_json::to_vec(
+        &json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}),
+    )
+    .unwrap_or_default()
 }

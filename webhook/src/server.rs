@@ -27,7 +27,12 @@ pub struct AppState {
 }
 
 fn error_response(e: &Error) -> Response {
-    (e.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{e}\n")).into_response()
+    (
+        e.status(),
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{e}\n"),
+    )
+        .into_response()
 }
 
 fn is_json(headers: &HeaderMap) -> std::result::Result<(), Error> {
@@ -43,13 +48,19 @@ fn is_json(headers: &HeaderMap) -> std::result::Result<(), Error> {
     }
 }
 
-async fn mutate_handler(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+async fn mutate_handler(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let result = async {
         is_json(&headers)?;
         let bytes = axum::body::to_bytes(body, state.max_body)
             .await
-            .map_err(|_| Error::BodyTooLarge { limit: state.max_body })?;
+            .map_err(|_| Error::BodyTooLarge {
+                limit: state.max_body,
+            })?;
         review(&state.ctx, &bytes).await
     }
     .await;
@@ -61,7 +72,11 @@ async fn mutate_handler(State(state): State<Arc<AppState>>, headers: HeaderMap, 
             error_response(&e)
         }
     };
-    state.ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    state
+        .ctx
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -73,13 +88,20 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ctx.cache.is_ready() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "ServiceAccount cache not synced yet\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceAccount cache not synced yet\n",
+        )
+            .into_response()
     }
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.ctx.metrics.encode(),
     )
         .into_response()
@@ -218,8 +240,12 @@ pub async fn start(args: &ServeArgs) -> Result<Running> {
 
     let bind = |port| {
         let addr = SocketAddr::new(args.bind_address, port);
-        let l = std::net::TcpListener::bind(addr)
-            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))))?;
+        let l = std::net::TcpListener::bind(addr).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr}: {e}"),
+            ))
+        })?;
         l.set_nonblocking(true)?;
         Ok::<_, Error>(l)
     };

@@ -13,10 +13,12 @@ use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 async fn read(path: &Path) -> Result<Vec<u8>> {
-    tokio::fs::read(path).await.map_err(|source| Error::ReadFile {
-        path: path.to_path_buf(),
-        source,
-    })
+    tokio::fs::read(path)
+        .await
+        .map_err(|source| Error::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Loads the certificate chain and key; fails with a clear message when either

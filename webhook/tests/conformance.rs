@@ -49,7 +49,9 @@ fn fixture_files() -> Vec<PathBuf> {
 fn normalize(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            m.retain(|k, v| !v.is_null() && !(k == "resources" && v.as_object().is_some_and(|o| o.is_empty())));
+            m.retain(|k, v| {
+                !(v.is_null() || (k == "resources" && v.as_object().is_some_and(|o| o.is_empty())))
+            });
             m.values_mut().for_each(normalize);
         }
         Value::Array(a) => a.iter_mut().for_each(normalize),
@@ -78,7 +80,12 @@ const DEVIATIONS: &[(&str, &str, Adjust)] = &[(
 
 async fn run_fixture(path: &Path) -> (Value, Value, Value, AdmissionContext) {
     let pod: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let ann = |k: &str| pod["metadata"]["annotations"].get(format!("{T}{k}")).and_then(Value::as_str).map(str::to_string);
+    let ann = |k: &str| {
+        pod["metadata"]["annotations"]
+            .get(format!("{T}{k}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     assert_eq!(ann("skip").as_deref(), Some("false"));
 
     let mut sa_annotations = Vec::new();
@@ -122,7 +129,11 @@ async fn run_fixture(path: &Path) -> (Value, Value, Value, AdmissionContext) {
     }];
     let metrics = Arc::new(Metrics::new());
     let ctx = AdmissionContext {
-        cache: ServiceAccountCache::from_manifests(&config.annotation_prefix, &sas, metrics.clone()),
+        cache: ServiceAccountCache::from_manifests(
+            &config.annotation_prefix,
+            &sas,
+            metrics.clone(),
+        ),
         config,
         container_credentials: Arc::new(ContainerCredentialsIdentities::from_set(cc_ids)),
         metrics,
@@ -131,7 +142,12 @@ async fn run_fixture(path: &Path) -> (Value, Value, Value, AdmissionContext) {
     };
     let decision = decide_pod(&ctx, "default", &pod).await;
     assert!(decision.allowed);
-    assert!(decision.warnings.is_empty(), "{}: unexpected warnings {:?}", path.display(), decision.warnings);
+    assert!(
+        decision.warnings.is_empty(),
+        "{}: unexpected warnings {:?}",
+        path.display(),
+        decision.warnings
+    );
     let expected_patch: Value = serde_json::from_str(&ann("expectedPatch").unwrap()).unwrap();
     let expected = apply(&pod, expected_patch);
     let ours = apply(&pod, serde_json::to_value(&decision.ops).unwrap());
@@ -141,7 +157,12 @@ async fn run_fixture(path: &Path) -> (Value, Value, Value, AdmissionContext) {
 #[tokio::test]
 async fn upstream_fixtures_match_in_meaning() {
     let files = fixture_files();
-    assert_eq!(files.len(), 24, "expected the 24 upstream fixtures in {}", fixtures_dir().display());
+    assert_eq!(
+        files.len(),
+        24,
+        "expected the 24 upstream fixtures in {}",
+        fixtures_dir().display()
+    );
     let mut failures = Vec::new();
     let mut deviations_used = 0;
     for path in &files {
@@ -166,9 +187,22 @@ async fn upstream_fixtures_match_in_meaning() {
         // Idempotent: the webhook on its own output patches nothing.
         let again = decide_pod(&ctx, "default", &ours).await;
         if !again.ops.is_empty() {
-            failures.push(format!("{}: second run patched {:?}", path.display(), again.ops));
+            failures.push(format!(
+                "{}: second run patched {:?}",
+                path.display(),
+                again.ops
+            ));
         }
     }
-    assert_eq!(deviations_used, DEVIATIONS.len(), "every named deviation is exercised");
-    assert!(failures.is_empty(), "{} fixture(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(
+        deviations_used,
+        DEVIATIONS.len(),
+        "every named deviation is exercised"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} fixture(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

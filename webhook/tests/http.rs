@@ -60,7 +60,10 @@ fn serve_args(dir: &Path, extra: &[&str]) -> ServeArgs {
         argv.retain(|a| a.split('=').next() != Some(flag));
         argv.push(e.to_string());
     }
-    let cli = Cli::try_parse_from(with_default_subcommand(argv.into_iter().map(Into::into).collect())).unwrap();
+    let cli = Cli::try_parse_from(with_default_subcommand(
+        argv.into_iter().map(Into::into).collect(),
+    ))
+    .unwrap();
     match cli.command {
         Command::Serve(a) => *a,
         _ => unreachable!(),
@@ -70,7 +73,9 @@ fn serve_args(dir: &Path, extra: &[&str]) -> ServeArgs {
 use clap::Parser as _;
 
 async fn state(dir: &Path) -> Arc<AppState> {
-    build_state(&serve_args(dir, &[]), Arc::new(Metrics::new())).await.unwrap()
+    build_state(&serve_args(dir, &[]), Arc::new(Metrics::new()))
+        .await
+        .unwrap()
 }
 
 fn review(api_version: &str, sa: &str, operation: &str, kind: &str) -> Value {
@@ -96,12 +101,25 @@ async fn post(app: axum::Router, content_type: &str, body: Vec<u8>) -> (u16, Vec
         .unwrap();
     let resp = app.oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
-    (status, resp.into_body().collect().await.unwrap().to_bytes().to_vec())
+    (
+        status,
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
 }
 
 fn decoded_patch(resp: &Value) -> Vec<Value> {
     let b64 = resp["response"]["patch"].as_str().unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -109,18 +127,42 @@ async fn v1_and_v1beta1_reviews_are_answered_in_kind() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(dir.path()).await;
     for v in ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"] {
-        let (status, body) = post(router(st.clone()), "application/json", serde_json::to_vec(&review(v, "app", "CREATE", "Pod")).unwrap()).await;
+        let (status, body) = post(
+            router(st.clone()),
+            "application/json",
+            serde_json::to_vec(&review(v, "app", "CREATE", "Pod")).unwrap(),
+        )
+        .await;
         assert_eq!(status, 200);
         let resp: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(resp["apiVersion"], v);
         assert_eq!(resp["kind"], "AdmissionReview");
-        assert_eq!(resp["response"]["uid"], "0df28fbd-5f5f-11e8-bc74-36e6bb280816");
+        assert_eq!(
+            resp["response"]["uid"],
+            "0df28fbd-5f5f-11e8-bc74-36e6bb280816"
+        );
         assert_eq!(resp["response"]["allowed"], true);
         assert_eq!(resp["response"]["patchType"], "JSONPatch");
         let patch = decoded_patch(&resp);
-        let env = patch.iter().find(|op| op["path"] == "/spec/containers/0/env").unwrap();
-        let names: Vec<&str> = env["value"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]);
+        let env = patch
+            .iter()
+            .find(|op| op["path"] == "/spec/containers/0/env")
+            .unwrap();
+        let names: Vec<&str> = env["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "AWS_DEFAULT_REGION",
+                "AWS_REGION",
+                "AWS_ROLE_ARN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE"
+            ]
+        );
         assert_eq!(env["value"][2]["value"], ROLE);
     }
 }
@@ -129,15 +171,32 @@ async fn v1_and_v1beta1_reviews_are_answered_in_kind() {
 async fn not_a_pod_create_is_allowed_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(dir.path()).await;
-    for (op, kind) in [("UPDATE", "Pod"), ("DELETE", "Pod"), ("CREATE", "ConfigMap")] {
-        let (status, body) = post(router(st.clone()), "application/json", serde_json::to_vec(&review("admission.k8s.io/v1", "app", op, kind)).unwrap()).await;
+    for (op, kind) in [
+        ("UPDATE", "Pod"),
+        ("DELETE", "Pod"),
+        ("CREATE", "ConfigMap"),
+    ] {
+        let (status, body) = post(
+            router(st.clone()),
+            "application/json",
+            serde_json::to_vec(&review("admission.k8s.io/v1", "app", op, kind)).unwrap(),
+        )
+        .await;
         assert_eq!(status, 200, "{op} {kind}");
         let resp: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(resp["response"]["allowed"], true);
-        assert!(resp["response"].get("patch").is_none(), "{op} {kind} must not be patched");
+        assert!(
+            resp["response"].get("patch").is_none(),
+            "{op} {kind} must not be patched"
+        );
     }
     // Unannotated or unknown ServiceAccount: allowed, no patch, no warning.
-    let (_, body) = post(router(st.clone()), "application/json", serde_json::to_vec(&review("admission.k8s.io/v1", "nobody", "CREATE", "Pod")).unwrap()).await;
+    let (_, body) = post(
+        router(st.clone()),
+        "application/json",
+        serde_json::to_vec(&review("admission.k8s.io/v1", "nobody", "CREATE", "Pod")).unwrap(),
+    )
+    .await;
     let resp: Value = serde_json::from_slice(&body).unwrap();
     assert!(resp["response"].get("patch").is_none());
     assert!(resp["response"].get("warnings").is_none());
@@ -147,21 +206,54 @@ async fn not_a_pod_create_is_allowed_unchanged() {
 async fn invalid_arn_and_typo_prefix_warn_and_count() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(dir.path()).await;
-    for (sa, needle) in [("broken", "not a valid IAM role ARN"), ("typo", "mistyped \\\"eks.amazonaws.com/role-arn\\\"")] {
-        let (status, body) = post(router(st.clone()), "application/json", serde_json::to_vec(&review("admission.k8s.io/v1", sa, "CREATE", "Pod")).unwrap()).await;
+    for (sa, needle) in [
+        ("broken", "not a valid IAM role ARN"),
+        ("typo", "mistyped \\\"eks.amazonaws.com/role-arn\\\""),
+    ] {
+        let (status, body) = post(
+            router(st.clone()),
+            "application/json",
+            serde_json::to_vec(&review("admission.k8s.io/v1", sa, "CREATE", "Pod")).unwrap(),
+        )
+        .await;
         assert_eq!(status, 200);
         let resp: Value = serde_json::from_slice(&body).unwrap();
-        assert!(resp["response"].get("patch").is_none(), "{sa} must not be injected");
+        assert!(
+            resp["response"].get("patch").is_none(),
+            "{sa} must not be injected"
+        );
         let warnings = resp["response"]["warnings"].to_string();
         assert!(warnings.contains(needle), "{sa}: {warnings}");
     }
-    let req = http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap();
-    let text = metrics_router(st.clone()).oneshot(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    let req = http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let text = metrics_router(st.clone())
+        .oneshot(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
     let text = String::from_utf8(text.to_vec()).unwrap();
-    assert!(text.contains(r#"pod_identity_webhook_warnings_total{kind="invalid_role_arn"} 1"#), "{text}");
-    assert!(text.contains(r#"pod_identity_webhook_warnings_total{kind="near_miss_annotation"} 1"#), "{text}");
-    assert!(text.contains(r#"pod_identity_webhook_mutations_total{outcome="invalid_role_arn"} 1"#), "{text}");
-    assert!(text.contains("pod_identity_webhook_serviceaccounts_cached 3"), "{text}");
+    assert!(
+        text.contains(r#"pod_identity_webhook_warnings_total{kind="invalid_role_arn"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"pod_identity_webhook_warnings_total{kind="near_miss_annotation"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"pod_identity_webhook_mutations_total{outcome="invalid_role_arn"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("pod_identity_webhook_serviceaccounts_cached 3"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -189,19 +281,31 @@ async fn bad_input_gets_clear_4xx_and_server_keeps_serving() {
     // A Pod object that is not a valid pod: allowed, no patch, with a warning.
     let mut r = review("admission.k8s.io/v1", "app", "CREATE", "Pod");
     r["request"]["object"]["spec"]["containers"] = json!("nope");
-    let (status, body) = post(router(st.clone()), "application/json", serde_json::to_vec(&r).unwrap()).await;
+    let (status, body) = post(
+        router(st.clone()),
+        "application/json",
+        serde_json::to_vec(&r).unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     let resp: Value = serde_json::from_slice(&body).unwrap();
     assert!(resp["response"].get("patch").is_none());
-    assert!(resp["response"]["warnings"][0].as_str().unwrap().contains("spec.containers must be a list"));
+    assert!(resp["response"]["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("spec.containers must be a list"));
     // Still serving.
     let (status, _) = post(router(st.clone()), "application/json", ok).await;
     assert_eq!(status, 200);
 }
 
 fn write_cert(dir: &Path, cn: &str) -> Vec<u8> {
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     // Key first then cert, as a rotation might: the reloader must cope.
@@ -246,10 +350,21 @@ async fn tls_server_serves_both_versions_and_rotates_certificates() {
         assert!(!decoded_patch(&v).is_empty());
     }
     let health = format!("https://localhost:{}/readyz", running.https_addr.port());
-    assert_eq!(client(&[&ca1], false).get(&health).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client(&[&ca1], false)
+            .get(&health)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let metrics = format!("http://127.0.0.1:{}/metrics", running.metrics_addr.port());
     let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
-    assert!(text.contains("pod_identity_webhook_request_duration_seconds_bucket{le=\"0.00005\"}"), "{text}");
+    assert!(
+        text.contains("pod_identity_webhook_request_duration_seconds_bucket{le=\"0.00005\"}"),
+        "{text}"
+    );
 
     // Rotate to a certificate from another CA while a client keeps calling with
     // both CAs trusted: no request fails, and a client trusting only the new CA
@@ -259,7 +374,13 @@ async fn tls_server_serves_both_versions_and_rotates_certificates() {
     let only_new = client(&[&ca2], false);
     let mut rotated = false;
     for _ in 0..200 {
-        let r = both.post(&url).header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+        let r = both
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         if only_new.get(&health).send().await.is_ok() {
             rotated = true;
@@ -268,12 +389,21 @@ async fn tls_server_serves_both_versions_and_rotates_certificates() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(rotated, "the new certificate was never served");
-    assert!(client(&[&ca1], false).get(&health).send().await.is_err(), "old certificate still served");
+    assert!(
+        client(&[&ca1], false).get(&health).send().await.is_err(),
+        "old certificate still served"
+    );
     let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"pod_identity_webhook_reloads_total{kind="tls"}"#), "{text}");
+    assert!(
+        text.contains(r#"pod_identity_webhook_reloads_total{kind="tls"}"#),
+        "{text}"
+    );
 
     running.shutdown(Duration::from_secs(5));
-    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running.wait())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -288,7 +418,9 @@ async fn graceful_shutdown_drains_in_flight_request() {
     let (first, rest) = (first.to_vec(), rest.to_vec());
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
     tx.send(Ok(first)).await.unwrap();
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     let c = client(&[&ca], false);
     let in_flight = tokio::spawn(async move {
         c.post(&url)
@@ -307,7 +439,10 @@ async fn graceful_shutdown_drains_in_flight_request() {
     assert_eq!(resp.status(), 200, "the in-flight request completes");
     let v: Value = resp.json().await.unwrap();
     assert!(!decoded_patch(&v).is_empty());
-    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running.wait())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -320,12 +455,21 @@ async fn startup_errors_are_clear_and_never_show_key_material() {
         format!("-----BEGIN PRIVATE KEY-----\n{marker}{marker}\n-----END PRIVATE KEY-----\n"),
     )
     .unwrap();
-    let err = start(&serve_args(dir.path(), &[])).await.err().expect("must fail");
+    let err = start(&serve_args(dir.path(), &[]))
+        .await
+        .err()
+        .expect("must fail");
     let text = format!("{err} {err:?}");
     assert!(text.contains("tls.key"), "{text}");
     assert!(!text.contains(marker), "key material leaked: {text}");
 
-    let err = start(&serve_args(dir.path(), &["--tls-cert=/nonexistent/tls.crt"])).await.err().unwrap();
+    let err = start(&serve_args(
+        dir.path(),
+        &["--tls-cert=/nonexistent/tls.crt"],
+    ))
+    .await
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("/nonexistent/tls.crt"), "{err}");
 
     // No cluster and no --service-accounts: a clear message.

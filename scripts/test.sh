@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what it needs (Debian packages to build a real
+# kube-apiserver once, cached in ~/.cache/pod-identity-rs), builds the
+# binaries the end-to-end tests run, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KUBE_ASSETS="$(scripts/ensure-kube.sh)"
+export KUBE_ASSETS
+echo "kube-apiserver and etcd from $KUBE_ASSETS" >&2
+
+cargo build --locked --workspace --bins
+cargo test --locked --workspace

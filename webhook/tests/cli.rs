@@ -1,0 +1,181 @@
+//! The `mutate` dry run as a user runs it: the real binary on the shipped examples.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pod-identity-webhook"));
+    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    c
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const SAS: &str = "--service-accounts=examples/serviceaccounts.yaml";
+
+#[test]
+fn yaml_output_keeps_field_order_and_injects() {
+    let (code, out, err) = run(&["mutate", SAS, "examples/pod.yaml"], None);
+    assert_eq!(code, 0, "{err}");
+    let pod: Value = serde_yaml::from_str(&out).unwrap();
+    let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
+    let names: Vec<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "AWS_REGION",
+            "AWS_STS_REGIONAL_ENDPOINTS",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE"
+        ]
+    );
+    assert_eq!(pod["spec"]["initContainers"][0]["restartPolicy"], "Always");
+    assert!(
+        pod["spec"]["initContainers"][0]["env"].is_array(),
+        "native sidecar injected"
+    );
+    assert!(
+        out.starts_with("apiVersion: v1\nkind: Pod\n"),
+        "field order kept: {out}"
+    );
+}
+
+#[test]
+fn json_and_patch_outputs_and_stdin() {
+    let pod = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/pod.yaml"))
+        .unwrap();
+    let (code, out, err) = run(&["mutate", SAS, "--output=json", "-"], Some(&pod));
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["spec"]["volumes"][0]["name"], "aws-iam-token");
+
+    let (code, out, _) = run(&["mutate", SAS, "-o", "patch", "examples/pod.yaml"], None);
+    assert_eq!(code, 0);
+    let ops: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(ops.iter().all(|op| op["op"] == "add"));
+    assert!(
+        ops.iter()
+            .any(|op| op["path"] == "/spec/containers/0/env/-"),
+        "{out}"
+    );
+}
+
+#[test]
+fn container_credentials_mode_from_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(&pod, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  serviceAccountName: short-lived\n  containers: [{name: a, image: x}]\n").unwrap();
+    let (code, out, err) = run(
+        &[
+            "mutate",
+            SAS,
+            "--watch-container-credentials-config=examples/container-credentials.json",
+            "-o",
+            "json",
+            pod.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["metadata"]["labels"]["eks.amazonaws.com/pod-identity"],
+        "enabled"
+    );
+    let env = v["spec"]["containers"][0]["env"].to_string();
+    assert!(env.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"), "{env}");
+    assert!(!env.contains("AWS_ROLE_ARN"), "{env}");
+    assert_eq!(
+        v["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]
+            ["expirationSeconds"],
+        3600
+    );
+}
+
+#[test]
+fn typo_warns_on_stderr_and_changes_nothing() {
+    let (code, out, err) = run(
+        &["mutate", SAS, "-o", "patch", "examples/pod-typo.yaml"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "[]");
+    assert!(
+        err.contains("mistyped \"eks.amazonaws.com/role-arn\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let cases: &[(&[&str], Option<&str>, &str)] = &[
+        (
+            &["mutate", SAS, "/nonexistent/pod.yaml"],
+            None,
+            "/nonexistent/pod.yaml",
+        ),
+        (
+            &[
+                "mutate",
+                "--service-accounts=/nonexistent/sa.yaml",
+                "examples/pod.yaml",
+            ],
+            None,
+            "/nonexistent/sa.yaml",
+        ),
+        (
+            &["mutate", SAS, "-"],
+            Some("kind: Deployment\n"),
+            "expected Pod",
+        ),
+        (&["mutate", SAS, "-"], Some(": : :"), "document 1"),
+        (
+            &["mutate", SAS, "-"],
+            Some("kind: Pod\nmetadata: {name: a}\n---\nkind: Pod\n"),
+            "exactly one Pod",
+        ),
+        (
+            &[
+                "mutate",
+                SAS,
+                "--token-mount-path=relative",
+                "examples/pod.yaml",
+            ],
+            None,
+            "absolute path",
+        ),
+    ];
+    for (args, stdin, needle) in cases {
+        let (code, out, err) = run(args, *stdin);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
