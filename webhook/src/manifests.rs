@@ -75,63 +75,91 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<Value>> {
     Ok(out)
 }
 
+#[derive(Deserialize)]
+struct SaDoc {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<MetaDoc>,
+    #[serde(default)]
+    items: Option<Vec<SaDoc>>,
+}
+
+#[derive(Deserialize)]
+struct MetaDoc {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    annotations: Option<std::collections::BTreeMap<String, Value>>,
+}
+
 /// Reads ServiceAccounts from a file. Every document must be a ServiceAccount
-/// with a name; a missing namespace means `default`.
+/// (or a List of them) with a name; a missing namespace means `default`.
+/// Parsed straight into small typed structs, so a file of 50,000
+/// ServiceAccounts does not inflate the process.
 pub fn load_service_accounts(path: &Path) -> Result<Vec<ServiceAccountManifest>> {
     let text = read_input(path)?;
-    let mut out = Vec::new();
-    for (i, doc) in parse_documents(path, &text)?.into_iter().enumerate() {
-        let n = i + 1;
-        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
-        if kind != "ServiceAccount" {
-            return Err(invalid(
-                path,
-                format!("object {n}: kind is {kind:?}, expected ServiceAccount"),
-            ));
+    let mut docs: Vec<SaDoc> = Vec::new();
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        for (i, doc) in serde_json::Deserializer::from_str(&text).into_iter::<SaDoc>().enumerate() {
+            docs.push(doc.map_err(|e| invalid(path, format!("document {}: {e}", i + 1)))?);
         }
-        let meta = doc
-            .get("metadata")
-            .and_then(Value::as_object)
-            .ok_or_else(|| invalid(path, format!("object {n}: metadata is missing")))?;
-        let name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| invalid(path, format!("object {n}: metadata.name is missing")))?;
-        let namespace = meta
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        let uid = meta.get("uid").and_then(Value::as_str).unwrap_or("");
-        let mut annotations = Vec::new();
-        match meta.get("annotations") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(m)) => {
-                for (k, v) in m {
-                    let v = v.as_str().ok_or_else(|| {
-                        invalid(
-                            path,
-                            format!("object {n}: annotation {k:?} must be a string"),
-                        )
-                    })?;
-                    annotations.push((k.clone(), v.to_string()));
-                }
-            }
-            Some(_) => {
-                return Err(invalid(
-                    path,
-                    format!("object {n}: metadata.annotations must be a map"),
-                ))
-            }
+    } else {
+        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let d: Option<SaDoc> =
+                Option::deserialize(doc).map_err(|e| invalid(path, format!("document {}: {e}", i + 1)))?;
+            docs.extend(d);
         }
-        out.push(ServiceAccountManifest {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            uid: uid.to_string(),
-            annotations,
-        });
     }
+    drop(text);
+    let mut out = Vec::new();
+    let mut n = 0;
+    for doc in docs {
+        let kind = doc.kind.as_deref().unwrap_or("");
+        if kind.ends_with("List") {
+            for item in doc.items.into_iter().flatten() {
+                n += 1;
+                out.push(service_account(path, n, item)?);
+            }
+        } else {
+            n += 1;
+            out.push(service_account(path, n, doc)?);
+        }
+    }
+    out.shrink_to_fit();
     Ok(out)
+}
+
+fn service_account(path: &Path, n: usize, doc: SaDoc) -> Result<ServiceAccountManifest> {
+    let kind = doc.kind.as_deref().unwrap_or("");
+    if kind != "ServiceAccount" {
+        return Err(invalid(path, format!("object {n}: kind is {kind:?}, expected ServiceAccount")));
+    }
+    let meta = doc
+        .metadata
+        .ok_or_else(|| invalid(path, format!("object {n}: metadata is missing")))?;
+    let name = meta
+        .name
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid(path, format!("object {n}: metadata.name is missing")))?;
+    let mut annotations = Vec::new();
+    for (k, v) in meta.annotations.into_iter().flatten() {
+        let Value::String(v) = v else {
+            return Err(invalid(path, format!("object {n}: annotation {k:?} must be a string")));
+        };
+        annotations.push((k, v));
+    }
+    Ok(ServiceAccountManifest {
+        namespace: meta.namespace.unwrap_or_else(|| "default".to_string()),
+        name,
+        uid: meta.uid.unwrap_or_default(),
+        annotations,
+    })
 }
 
 /// Reads one Pod manifest.
