@@ -311,16 +311,59 @@ async fn deleted_sa_is_forgotten(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
+/// A ServiceAccount without annotations, configured through the upstream
+/// `pod-identity-webhook` ConfigMap (`--watch-config-map`).
+async fn config_map_mapping(cluster: &Cluster) -> Result<()> {
+    cluster.create_namespace("cmns").await?;
+    cluster
+        .create(
+            "/api/v1/namespaces/cmns/serviceaccounts",
+            &sa("cm-sa", json!({})),
+        )
+        .await?;
+    let (stored, _) = cluster
+        .create(
+            "/api/v1/namespaces/cmns/pods",
+            &pod("from-cm", "cm-sa", json!([{"name": "c", "image": "x"}])),
+        )
+        .await?;
+    let env = env_of(&stored["spec"]["containers"][0]);
+    ensure!(
+        env.contains(&("AWS_ROLE_ARN".into(), CM_ROLE.into())),
+        "ConfigMap role not injected: {env:?}"
+    );
+    let token = &stored["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"];
+    ensure!(
+        token["expirationSeconds"] == 3600,
+        "ConfigMap token expiration not used: {token}"
+    );
+    Ok(())
+}
+
+const CM_ROLE: &str = "arn:aws:iam::111122223333:role/from-config-map";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_against_real_api_server() {
     let cluster = Cluster::start()
         .await
         .expect("start etcd and kube-apiserver");
+    cluster.create_namespace("pod-identity").await.unwrap();
+    let mapping = json!({"cmns/cm-sa": {"RoleARN": CM_ROLE, "Audience": "sts.amazonaws.com", "UseRegionalSTS": true, "TokenExpiration": 3600}});
+    cluster
+        .create(
+            "/api/v1/namespaces/pod-identity/configmaps",
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pod-identity-webhook"},
+                    "data": {"config": mapping.to_string()}}),
+        )
+        .await
+        .unwrap();
     let hook = Webhook::start(
         &cluster,
         &[
             "--aws-default-region=us-west-2",
             "--sts-regional-endpoint=true",
+            "--watch-config-map",
+            "--namespace=pod-identity",
         ],
     )
     .await
@@ -347,6 +390,9 @@ async fn webhook_against_real_api_server() {
         deleted_sa_is_forgotten(&cluster)
             .await
             .context("deleted ServiceAccount")?;
+        config_map_mapping(&cluster)
+            .await
+            .context("ConfigMap mapping")?;
         anyhow::Ok(())
     }
     .await;

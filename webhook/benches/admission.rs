@@ -62,7 +62,10 @@ fn manifests() -> Vec<ServiceAccountManifest> {
             name: format!("sa-{i}"),
             uid: format!("{:08x}-0000-4000-8000-{:012x}", i, i),
             annotations: if i % 2 == 0 {
-                vec![("eks.amazonaws.com/role-arn".into(), format!("arn:aws:iam::111122223333:role/role-{i}"))]
+                vec![(
+                    "eks.amazonaws.com/role-arn".into(),
+                    format!("arn:aws:iam::111122223333:role/role-{i}"),
+                )]
             } else {
                 vec![("app.kubernetes.io/name".into(), "x".into())]
             },
@@ -102,14 +105,25 @@ fn write_sa_file(path: &Path, sas: &[ServiceAccountManifest]) {
                    "metadata": {"name": s.name, "namespace": s.namespace, "uid": s.uid, "annotations": ann}})
         })
         .collect();
-    std::fs::write(path, serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items})).unwrap()).unwrap();
+    std::fs::write(
+        path,
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items})).unwrap(),
+    )
+    .unwrap();
 }
 
 async fn in_process(out: &mut String) {
     let metrics = Arc::new(Metrics::new());
     let ctx = AdmissionContext {
-        config: InjectionConfig { region: Some("us-west-2".into()), ..Default::default() },
-        cache: ServiceAccountCache::from_manifests("eks.amazonaws.com", &manifests(), metrics.clone()),
+        config: InjectionConfig {
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        },
+        cache: ServiceAccountCache::from_manifests(
+            "eks.amazonaws.com",
+            &manifests(),
+            metrics.clone(),
+        ),
         container_credentials: Arc::new(ContainerCredentialsIdentities::default()),
         metrics,
         jitter: Arc::new(|| 0),
@@ -138,13 +152,24 @@ async fn in_process(out: &mut String) {
 async fn over_tls(out: &mut String) {
     let dir = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
     std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
     std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).unwrap();
     let sas = dir.path().join("sas.json");
     write_sa_file(&sas, &manifests());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pod-identity-webhook"))
         .args([
             "serve",
@@ -163,7 +188,11 @@ async fn over_tls(out: &mut String) {
         .unwrap();
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("http://127.0.0.1:{metrics_port}/readyz")).await.map(|r| r.status() != 200).unwrap_or(true) {
+    while reqwest::get(format!("http://127.0.0.1:{metrics_port}/readyz"))
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
         assert!(Instant::now() < deadline, "webhook did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -180,7 +209,13 @@ async fn over_tls(out: &mut String) {
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..1000).map(review_body).collect());
     // Warm up the connections.
     for b in bodies.iter().take(200) {
-        client.post(&url).header("content-type", "application/json").body(b.clone()).send().await.unwrap();
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(b.clone())
+            .send()
+            .await
+            .unwrap();
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -236,9 +271,17 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut out = String::new();
-    writeln!(out, "| what | requests | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs |").unwrap();
+    writeln!(
+        out,
+        "| what | requests | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs |"
+    )
+    .unwrap();
     writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |").unwrap();
     rt.block_on(in_process(&mut out));
     rt.block_on(over_tls(&mut out));

@@ -106,13 +106,16 @@ pub fn load_service_accounts(path: &Path) -> Result<Vec<ServiceAccountManifest>>
     let mut docs: Vec<SaDoc> = Vec::new();
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        for (i, doc) in serde_json::Deserializer::from_str(&text).into_iter::<SaDoc>().enumerate() {
+        for (i, doc) in serde_json::Deserializer::from_str(&text)
+            .into_iter::<SaDoc>()
+            .enumerate()
+        {
             docs.push(doc.map_err(|e| invalid(path, format!("document {}: {e}", i + 1)))?);
         }
     } else {
         for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let d: Option<SaDoc> =
-                Option::deserialize(doc).map_err(|e| invalid(path, format!("document {}: {e}", i + 1)))?;
+            let d: Option<SaDoc> = Option::deserialize(doc)
+                .map_err(|e| invalid(path, format!("document {}: {e}", i + 1)))?;
             docs.extend(d);
         }
     }
@@ -138,7 +141,10 @@ pub fn load_service_accounts(path: &Path) -> Result<Vec<ServiceAccountManifest>>
 fn service_account(path: &Path, n: usize, doc: SaDoc) -> Result<ServiceAccountManifest> {
     let kind = doc.kind.as_deref().unwrap_or("");
     if kind != "ServiceAccount" {
-        return Err(invalid(path, format!("object {n}: kind is {kind:?}, expected ServiceAccount")));
+        return Err(invalid(
+            path,
+            format!("object {n}: kind is {kind:?}, expected ServiceAccount"),
+        ));
     }
     let meta = doc
         .metadata
@@ -150,7 +156,10 @@ fn service_account(path: &Path, n: usize, doc: SaDoc) -> Result<ServiceAccountMa
     let mut annotations = Vec::new();
     for (k, v) in meta.annotations.into_iter().flatten() {
         let Value::String(v) = v else {
-            return Err(invalid(path, format!("object {n}: annotation {k:?} must be a string")));
+            return Err(invalid(
+                path,
+                format!("object {n}: annotation {k:?} must be a string"),
+            ));
         };
         annotations.push((k, v));
     }
