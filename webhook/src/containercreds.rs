@@ -4,7 +4,7 @@
 //! polled and re-read when its content changes; an invalid new version is
 //! logged and the previous one kept.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -30,7 +30,16 @@ struct IdentityItem {
 /// The set of (namespace, ServiceAccount) pairs listed for container credentials.
 #[derive(Debug, Default)]
 pub struct ContainerCredentialsIdentities {
-    set: RwLock<HashSet<(String, String)>>,
+    /// namespace -> ServiceAccount names, so a lookup needs no allocation.
+    set: RwLock<HashMap<String, HashSet<String>>>,
+}
+
+fn by_namespace(set: HashSet<(String, String)>) -> HashMap<String, HashSet<String>> {
+    let mut map: HashMap<String, HashSet<String>> = HashMap::new();
+    for (ns, sa) in set {
+        map.entry(ns).or_default().insert(sa);
+    }
+    map
 }
 
 /// Parses the file's content. Empty content means no identities (as upstream).
@@ -50,7 +59,7 @@ pub fn parse(content: &[u8]) -> std::result::Result<HashSet<(String, String)>, S
 impl ContainerCredentialsIdentities {
     pub fn from_set(set: HashSet<(String, String)>) -> Self {
         ContainerCredentialsIdentities {
-            set: RwLock::new(set),
+            set: RwLock::new(by_namespace(set)),
         }
     }
 
@@ -68,13 +77,20 @@ impl ContainerCredentialsIdentities {
     }
 
     pub fn contains(&self, namespace: &str, service_account: &str) -> bool {
-        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
-        // Avoid allocating on the hot path for the common empty case.
-        !set.is_empty() && set.contains(&(namespace.to_string(), service_account.to_string()))
+        self.set
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .is_some_and(|sas| sas.contains(service_account))
     }
 
     pub fn len(&self) -> usize {
-        self.set.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.set
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(HashSet::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -82,7 +98,7 @@ impl ContainerCredentialsIdentities {
     }
 
     fn replace(&self, set: HashSet<(String, String)>) {
-        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = by_namespace(set);
     }
 
     /// Re-reads `path` every `interval` and applies changed, valid content.

@@ -211,15 +211,11 @@ pub fn resolve(
         };
     };
 
-    let audience = match (sa_get(AUDIENCE), cm.filter(|_| !from_sa)) {
-        (Some(a), _) if !a.trim().is_empty() => a.trim().to_string(),
-        (_, Some(c)) if !c.audience.is_empty() => c.audience.clone(),
+    let audience = match (&mode, sa_get(AUDIENCE), cm.filter(|_| !from_sa)) {
+        (Mode::ContainerCredentials, _, _) => cfg.container_credentials.audience.clone(),
+        (_, Some(a), _) if !a.trim().is_empty() => a.trim().to_string(),
+        (_, _, Some(c)) if !c.audience.is_empty() => c.audience.clone(),
         _ => cfg.token_audience.clone(),
-    };
-    let audience = if mode == Mode::ContainerCredentials {
-        cfg.container_credentials.audience.clone()
-    } else {
-        audience
     };
 
     let mut regional_sts = cfg.sts_regional_endpoint;
