@@ -91,6 +91,32 @@ impl ServiceAccountCache {
         Arc::new(cache)
     }
 
+    /// A cache filled once from a ServiceAccounts file, entry by entry as the
+    /// file is parsed.
+    pub fn from_file(
+        prefix: &str,
+        path: &std::path::Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>> {
+        let cache = Self::empty(prefix, None, metrics);
+        {
+            let mut map = cache.entries.write().unwrap_or_else(|e| e.into_inner());
+            crate::manifests::for_each_service_account(path, &mut |sa| {
+                let e = ServiceAccountEntry::from_annotations(
+                    &sa.uid,
+                    sa.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    prefix,
+                );
+                map.insert(key(&sa.namespace, &sa.name), Arc::new(e));
+            })?;
+            map.shrink_to_fit();
+            cache.metrics.cache_size.set(map.len() as i64);
+        }
+        cache.sa_synced.store(true, Ordering::Release);
+        cache.cm_synced.store(true, Ordering::Release);
+        Ok(Arc::new(cache))
+    }
+
     /// A cache backed by the cluster; call [`Self::spawn_watchers`] to fill it.
     pub fn for_cluster(
         prefix: &str,

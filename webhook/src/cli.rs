@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::cache::ServiceAccountCache;
 use crate::config::{MutateArgs, OutputFormat};
 use crate::containercreds::ContainerCredentialsIdentities;
-use crate::manifests::{load_pod, load_service_accounts};
+use crate::manifests::load_pod;
 use crate::metrics::Metrics;
 use crate::review::{decide_pod, AdmissionContext};
 use crate::{Error, Result};
@@ -23,9 +23,11 @@ pub struct DryRun {
 pub async fn run_mutate(args: &MutateArgs) -> Result<DryRun> {
     let config = args.injection.to_config()?;
     let metrics = Arc::new(Metrics::new());
-    let sas = load_service_accounts(&args.service_accounts)?;
-    let cache =
-        ServiceAccountCache::from_manifests(&config.annotation_prefix, &sas, metrics.clone());
+    let cache = ServiceAccountCache::from_file(
+        &config.annotation_prefix,
+        &args.service_accounts,
+        metrics.clone(),
+    )?;
     let container_credentials = match &args.injection.watch_container_credentials_config {
         Some(path) => Arc::new(ContainerCredentialsIdentities::load(path)?),
         None => Arc::new(ContainerCredentialsIdentities::default()),

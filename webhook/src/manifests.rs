@@ -75,14 +75,39 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-#[derive(Deserialize)]
-struct SaDoc {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    metadata: Option<MetaDoc>,
-    #[serde(default)]
-    items: Option<Vec<SaDoc>>,
+/// Annotations read straight into a vector (no map nodes), each value checked
+/// to be a string.
+struct Annotations(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Annotations {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Annotations;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Annotations, E> {
+                Ok(Annotations(Vec::new()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Annotations, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    let Value::String(v) = v else {
+                        return Err(serde::de::Error::custom(format!(
+                            "annotation {k:?} must be a string"
+                        )));
+                    };
+                    out.push((k, v));
+                }
+                Ok(Annotations(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -94,81 +119,177 @@ struct MetaDoc {
     #[serde(default)]
     uid: Option<String>,
     #[serde(default)]
-    annotations: Option<std::collections::BTreeMap<String, Value>>,
+    annotations: Option<Annotations>,
 }
 
-/// Reads ServiceAccounts from a file. Every document must be a ServiceAccount
-/// (or a List of them) with a name; a missing namespace means `default`.
-/// Parsed straight into small typed structs, so a file of 50,000
-/// ServiceAccounts does not inflate the process.
-pub fn load_service_accounts(path: &Path) -> Result<Vec<ServiceAccountManifest>> {
-    let text = read_input(path)?;
-    let mut docs: Vec<SaDoc> = Vec::new();
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        for (i, doc) in serde_json::Deserializer::from_str(&text)
-            .into_iter::<SaDoc>()
-            .enumerate()
-        {
-            docs.push(doc.map_err(|e| invalid(path, format!("document {}: {e}", i + 1)))?);
-        }
-    } else {
-        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let d: Option<SaDoc> = Option::deserialize(doc)
-                .map_err(|e| invalid(path, format!("document {}: {e}", i + 1)))?;
-            docs.extend(d);
-        }
-    }
-    drop(text);
-    let mut out = Vec::new();
-    let mut n = 0;
-    for doc in docs {
-        let kind = doc.kind.as_deref().unwrap_or("");
-        if kind.ends_with("List") {
-            for item in doc.items.into_iter().flatten() {
-                n += 1;
-                out.push(service_account(path, n, item)?);
-            }
-        } else {
-            n += 1;
-            out.push(service_account(path, n, doc)?);
-        }
-    }
-    out.shrink_to_fit();
-    Ok(out)
+type Sink<'a> = dyn FnMut(ServiceAccountManifest) + 'a;
+
+/// Deserializes one document: a ServiceAccount, or a List whose items are
+/// handed to the sink one at a time as they are parsed.
+struct DocSeed<'a, 'b> {
+    sink: &'a mut Sink<'b>,
+    count: &'a mut usize,
 }
 
-fn service_account(path: &Path, n: usize, doc: SaDoc) -> Result<ServiceAccountManifest> {
-    let kind = doc.kind.as_deref().unwrap_or("");
+fn to_manifest(
+    kind: Option<&str>,
+    meta: Option<MetaDoc>,
+    n: usize,
+) -> std::result::Result<ServiceAccountManifest, String> {
+    let kind = kind.unwrap_or("");
     if kind != "ServiceAccount" {
-        return Err(invalid(
-            path,
-            format!("object {n}: kind is {kind:?}, expected ServiceAccount"),
+        return Err(format!(
+            "object {n}: kind is {kind:?}, expected ServiceAccount"
         ));
     }
-    let meta = doc
-        .metadata
-        .ok_or_else(|| invalid(path, format!("object {n}: metadata is missing")))?;
+    let meta = meta.ok_or_else(|| format!("object {n}: metadata is missing"))?;
     let name = meta
         .name
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| invalid(path, format!("object {n}: metadata.name is missing")))?;
-    let mut annotations = Vec::new();
-    for (k, v) in meta.annotations.into_iter().flatten() {
-        let Value::String(v) = v else {
-            return Err(invalid(
-                path,
-                format!("object {n}: annotation {k:?} must be a string"),
-            ));
-        };
-        annotations.push((k, v));
-    }
+        .ok_or_else(|| format!("object {n}: metadata.name is missing"))?;
     Ok(ServiceAccountManifest {
         namespace: meta.namespace.unwrap_or_else(|| "default".to_string()),
         name,
         uid: meta.uid.unwrap_or_default(),
-        annotations,
+        annotations: meta.annotations.map(|a| a.0).unwrap_or_default(),
     })
+}
+
+/// One List item: a ServiceAccount.
+#[derive(Deserialize)]
+struct ItemDoc {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<MetaDoc>,
+}
+
+struct ItemsSeed<'a, 'b> {
+    sink: &'a mut Sink<'b>,
+    count: &'a mut usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ItemsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ItemsSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of ServiceAccounts")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<ItemDoc>()? {
+            *self.count += 1;
+            let m = to_manifest(item.kind.as_deref(), item.metadata, *self.count)
+                .map_err(serde::de::Error::custom)?;
+            (self.sink)(m);
+        }
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DocSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DocSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a ServiceAccount or a List of them")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<(), A::Error> {
+        let (mut kind, mut meta, mut had_items) = (None::<String>, None::<MetaDoc>, false);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "kind" => kind = map.next_value()?,
+                "metadata" => meta = map.next_value()?,
+                "items" => {
+                    had_items = true;
+                    map.next_value_seed(ItemsSeed {
+                        sink: &mut *self.sink,
+                        count: &mut *self.count,
+                    })?;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let is_list = kind.as_deref().is_some_and(|k| k.ends_with("List"));
+        if had_items && (is_list || kind.is_none()) {
+            return Ok(());
+        }
+        *self.count += 1;
+        let m =
+            to_manifest(kind.as_deref(), meta, *self.count).map_err(serde::de::Error::custom)?;
+        (self.sink)(m);
+        Ok(())
+    }
+}
+
+/// Reads ServiceAccounts from a file (multi-document YAML, JSON, or Lists) and
+/// hands each to `sink` as soon as it is parsed, so a file of 50,000
+/// ServiceAccounts is never held in memory as a whole. Every object must be a
+/// ServiceAccount with a name; a missing namespace means `default`.
+pub fn for_each_service_account(path: &Path, sink: &mut Sink<'_>) -> Result<()> {
+    use serde::de::DeserializeSeed as _;
+    let text = read_input(path)?;
+    let mut count = 0usize;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let mut i = 0;
+        loop {
+            i += 1;
+            let seed = DocSeed {
+                sink: &mut *sink,
+                count: &mut count,
+            };
+            seed.deserialize(&mut de)
+                .map_err(|e| invalid(path, format!("document {i}: {e}")))?;
+            // Further concatenated JSON documents, if any.
+            if de.end().is_ok() {
+                break;
+            }
+        }
+    } else {
+        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let seed = DocSeed {
+                sink: &mut *sink,
+                count: &mut count,
+            };
+            seed.deserialize(doc)
+                .map_err(|e| invalid(path, format!("document {}: {e}", i + 1)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads all ServiceAccounts of a file into a vector (see
+/// [`for_each_service_account`]).
+pub fn load_service_accounts(path: &Path) -> Result<Vec<ServiceAccountManifest>> {
+    let mut out = Vec::new();
+    for_each_service_account(path, &mut |m| out.push(m))?;
+    Ok(out)
 }
 
 /// Reads one Pod manifest.
@@ -221,6 +342,31 @@ metadata:
         let f = dir.path().join(p);
         std::fs::write(&f, text).unwrap();
         load_service_accounts(&f)
+    }
+
+    #[test]
+    fn concatenated_json_documents_and_large_lists_stream() {
+        let p = Path::new("sa.json");
+        let items: Vec<String> = (0..1000)
+            .map(|i| format!(r#"{{"kind":"ServiceAccount","metadata":{{"name":"sa-{i}","namespace":"n{}"}}}}"#, i % 7))
+            .collect();
+        let text = format!(
+            r#"{{"kind":"ServiceAccount","metadata":{{"name":"first","annotations":{{"a":"b"}}}}}}
+{{"apiVersion":"v1","items":[{}],"kind":"ServiceAccountList"}}"#,
+            items.join(",")
+        );
+        let sas = load_from_text(p, &text).unwrap();
+        assert_eq!(sas.len(), 1001);
+        assert_eq!(sas[0].annotations, vec![("a".to_string(), "b".to_string())]);
+        assert_eq!(sas[1000].name, "sa-999");
+        assert_eq!(sas[1000].namespace, "n5");
+        let err = load_from_text(p, r#"{"kind":"List","items":[{"kind":"ServiceAccount","metadata":{"name":"a"}},{"kind":"Pod","metadata":{"name":"b"}}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("object 2") && err.contains("expected ServiceAccount"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,7 +16,6 @@ use crate::cache::ServiceAccountCache;
 use crate::config::ServeArgs;
 use crate::containercreds::ContainerCredentialsIdentities;
 use crate::identity::MAX_EXPIRATION_JITTER;
-use crate::manifests::load_service_accounts;
 use crate::metrics::Metrics;
 use crate::review::{review, AdmissionContext};
 use crate::{tls, Error, Result};
@@ -163,9 +162,10 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
     }
     let cache = match &args.service_accounts {
         Some(path) => {
-            let sas = load_service_accounts(path)?;
-            tracing::info!(serviceaccounts = sas.len(), file = %path.display(), "ServiceAccounts from file; no cluster connection");
-            ServiceAccountCache::from_manifests(&config.annotation_prefix, &sas, metrics.clone())
+            let cache =
+                ServiceAccountCache::from_file(&config.annotation_prefix, path, metrics.clone())?;
+            tracing::info!(serviceaccounts = cache.len(), file = %path.display(), "ServiceAccounts from file; no cluster connection");
+            cache
         }
         None => {
             let client = kube_client(args).await?;
