@@ -21,13 +21,18 @@ pub fn workspace_root() -> PathBuf {
 /// The path of a workspace binary built by `cargo build` (the test command
 /// builds them first).
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    workspace_bin_in(name, "debug")
+}
+
+/// The path of a workspace binary of the given profile directory (`debug`, `release`).
+pub fn workspace_bin_in(name: &str, profile: &str) -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let path = target.join("debug").join(name);
+    let path = target.join(profile).join(name);
     if !path.exists() {
         bail!(
-            "{} is missing: run `cargo build --workspace --bins` first",
+            "{} is missing: build the workspace binaries ({profile}) first",
             path.display()
         );
     }
@@ -302,6 +307,19 @@ pub struct Webhook {
 
 impl Webhook {
     pub async fn start(cluster: &Cluster, extra: &[&str]) -> Result<Webhook> {
+        Self::start_with_profile(cluster, extra, "debug").await
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id()
+    }
+
+    /// Starts the binary built with the given profile (`debug` or `release`).
+    pub async fn start_with_profile(
+        cluster: &Cluster,
+        extra: &[&str],
+        profile: &str,
+    ) -> Result<Webhook> {
         let d = cluster.dir.path();
         let certs = make_certs()?;
         std::fs::write(d.join("tls.crt"), &certs.cert_pem)?;
@@ -319,7 +337,7 @@ impl Webhook {
         args.extend(extra.iter().map(|s| s.to_string()));
         let proc = spawn(
             "pod-identity-webhook",
-            &workspace_bin("pod-identity-webhook")?,
+            &workspace_bin_in("pod-identity-webhook", profile)?,
             &args,
             d,
         )?;
@@ -329,7 +347,7 @@ impl Webhook {
             ca_pem: certs.ca_pem,
             proc,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{metrics_port}/readyz")).await {
                 if r.status().is_success() {
@@ -337,7 +355,7 @@ impl Webhook {
                 }
             }
             if Instant::now() > deadline {
-                bail!("webhook not ready in 30 s:\n{}", tail(&hook.proc.log));
+                bail!("webhook not ready in 120 s:\n{}", tail(&hook.proc.log));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
