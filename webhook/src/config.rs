@@ -185,6 +185,42 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub compat: CompatArgs,
+}
+
+/// Upstream flags accepted so existing command lines keep working. They change
+/// nothing here (certificates come from files, logs go to stderr); `-v` >= 4
+/// turns on debug logging.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CompatArgs {
+    /// (upstream, in-cluster CSR flow) service name; accepted and ignored.
+    #[arg(long, hide = true)]
+    pub service_name: Option<String>,
+    /// (upstream, in-cluster CSR flow) TLS secret name; accepted and ignored.
+    #[arg(long, hide = true)]
+    pub tls_secret: Option<String>,
+    /// (upstream) debugging handlers; accepted and ignored.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub enable_debugging_handlers: Option<bool>,
+    /// (upstream) compose role ARNs from instance metadata: not supported; true is an error.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub compose_role_arn: Option<bool>,
+    /// (klog) accepted and ignored: logs always go to stderr.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub logtostderr: Option<bool>,
+    /// (klog) accepted and ignored.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub alsologtostderr: Option<bool>,
+    /// (klog) accepted and ignored.
+    #[arg(long, hide = true)]
+    pub stderrthreshold: Option<String>,
+    /// (klog) accepted and ignored.
+    #[arg(long, hide = true)]
+    pub vmodule: Option<String>,
+    /// (klog) verbosity: 4 or more enables debug logs (RUST_LOG wins when set).
+    #[arg(short = 'v', long = "v", hide = true)]
+    pub verbosity: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -362,6 +398,30 @@ mod tests {
         );
         let cfg = s.injection.to_config().unwrap();
         assert_eq!(cfg.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn upstream_deployment_command_line_parses() {
+        // The args of upstream's deploy/deployment-base.yaml and common klog flags.
+        let cli = parse(&[
+            "/webhook",
+            "--in-cluster=false",
+            "--namespace=eks",
+            "--service-name=pod-identity-webhook",
+            "--annotation-prefix=eks.amazonaws.com",
+            "--token-audience=sts.amazonaws.com",
+            "--logtostderr",
+            "--tls-secret=pod-identity-webhook",
+            "--enable-debugging-handlers=false",
+            "-v=4",
+            "--stderrthreshold=INFO",
+        ]);
+        let Command::Serve(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(s.namespace, "eks");
+        assert_eq!(s.compat.verbosity, Some(4));
+        assert_eq!(s.compat.logtostderr, Some(true));
     }
 
     #[test]

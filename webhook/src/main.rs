@@ -3,9 +3,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use pod_identity_webhook::config::{with_default_subcommand, Cli, Command, LogFormat};
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, klog_verbosity: Option<u8>) {
+    let default = if klog_verbosity.unwrap_or(0) >= 4 {
+        "debug"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -54,7 +59,7 @@ async fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => {
-            init_tracing(args.log_format);
+            init_tracing(args.log_format, args.compat.verbosity);
             let running = match pod_identity_webhook::server::start(&args).await {
                 Ok(r) => r,
                 Err(e) => {

@@ -157,6 +157,12 @@ async fn kube_client(args: &ServeArgs) -> Result<kube::Client> {
 /// starts the watchers.
 pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<AppState>> {
     let config = args.injection.to_config()?;
+    if args.compat.compose_role_arn == Some(true) {
+        return Err(Error::Config(
+            "--compose-role-arn is not supported: annotate ServiceAccounts with full role ARNs"
+                .into(),
+        ));
+    }
     if args.in_cluster {
         tracing::warn!("--in-cluster=true: the upstream CSR certificate flow is not implemented; serving --tls-cert/--tls-key");
     }

@@ -472,6 +472,17 @@ async fn startup_errors_are_clear_and_never_show_key_material() {
     .unwrap();
     assert!(err.to_string().contains("/nonexistent/tls.crt"), "{err}");
 
+    write_cert(dir.path(), "z");
+    let err = start(&serve_args(dir.path(), &["--compose-role-arn=true"]))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("--compose-role-arn is not supported"),
+        "{err}"
+    );
+
     // No cluster and no --service-accounts: a clear message.
     write_cert(dir.path(), "y");
     let mut args = serve_args(dir.path(), &["--kubeconfig=/nonexistent/kubeconfig"]);

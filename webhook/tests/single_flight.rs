@@ -79,3 +79,44 @@ async fn slow_api_server_is_bounded_by_grace_period() {
     let msg = err.to_string();
     assert!(msg.contains("ns/slow") && msg.contains("within"), "{msg}");
 }
+
+#[tokio::test]
+async fn readyz_fails_until_the_cache_has_synced() {
+    use http_body_util::BodyExt;
+    use pod_identity_webhook::config::InjectionConfig;
+    use pod_identity_webhook::containercreds::ContainerCredentialsIdentities;
+    use pod_identity_webhook::review::AdmissionContext;
+    use pod_identity_webhook::server::{metrics_router, router, AppState};
+    use tower::ServiceExt;
+
+    // No watcher has listed anything yet.
+    let (url, _) = fake_api(Duration::ZERO).await;
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(AppState {
+        ctx: AdmissionContext {
+            config: InjectionConfig::default(),
+            cache: cache(&url, Duration::from_secs(1)),
+            container_credentials: Arc::new(ContainerCredentialsIdentities::default()),
+            metrics,
+            jitter: Arc::new(|| 0),
+        },
+        max_body: 1 << 20,
+    });
+    for app in [router(state.clone()), metrics_router(state.clone())] {
+        let req = http::Request::get("/readyz")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 503);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("not synced"));
+        let req = http::Request::get("/healthz")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(
+            app.oneshot(req).await.unwrap().status(),
+            200,
+            "alive all the same"
+        );
+    }
+}
