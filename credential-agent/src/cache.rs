@@ -1,0 +1,507 @@
+//! The credential cache: one entry per verified identity and role, a single
+//! STS call per entry at a time (detached from the HTTP requests waiting on
+//! it), refresh ahead of expiry in the background, backoff and negative
+//! caching when STS fails, idle eviction and a bound on the entry count.
+//!
+//! All timing runs on tokio's clock (`tokio::time::Instant`), so tests drive
+//! it with paused time; the wall-clock expiration STS returns is turned into
+//! an instant once, when the credentials arrive. Jitter is injected.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+use crate::sts::{AssumeRequest, Credentials, Exchanger, StsError, StsErrorKind};
+
+/// What credentials are cached under. Built only from verified token claims
+/// and the requested role, never from anything else a caller sends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub namespace: String,
+    pub service_account: String,
+    pub service_account_uid: String,
+    pub role_arn: String,
+    /// Set with `--cache-scope pod`.
+    pub pod_uid: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// DurationSeconds asked of STS.
+    pub session_duration: Duration,
+    /// Never hand out credentials with less left than this while STS works
+    /// (botocore refreshes 15 minutes before expiry).
+    pub min_remaining: Duration,
+    /// Refresh starts when this much more than `min_remaining` is left...
+    pub refresh_margin: Duration,
+    /// ...plus a random part of this (spreads refreshes of many identities).
+    pub refresh_jitter: Duration,
+    /// How long a permanent STS refusal for one token is remembered.
+    pub negative_ttl: Duration,
+    /// First retry delay after a failed STS call; doubles per failure.
+    pub backoff_base: Duration,
+    /// Cap of the retry delay.
+    pub backoff_max: Duration,
+    /// Identities not asked for within this time are dropped.
+    pub idle_timeout: Duration,
+    /// Most identities kept; the least recently used one makes room.
+    pub max_entries: usize,
+    /// One STS call may take this long.
+    pub sts_timeout: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            session_duration: Duration::from_secs(3600),
+            min_remaining: Duration::from_secs(15 * 60),
+            refresh_margin: Duration::from_secs(5 * 60),
+            refresh_jitter: Duration::from_secs(5 * 60),
+            negative_ttl: Duration::from_secs(10),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(5 * 60),
+            idle_timeout: Duration::from_secs(90 * 60),
+            max_entries: 20_000,
+            sts_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Rejects settings under which refresh-ahead cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        let secs = self.session_duration.as_secs();
+        if !(900..=43200).contains(&secs) {
+            return Err(format!(
+                "session duration {secs}s is outside STS's range of 900 to 43200 seconds"
+            ));
+        }
+        let lead = self.min_remaining + self.refresh_margin + self.refresh_jitter;
+        if self.session_duration <= lead + Duration::from_secs(60) {
+            return Err(format!(
+                "session duration {secs}s leaves no time between refreshes: it must exceed \
+                 min-remaining + refresh margin + refresh jitter + 60s = {}s",
+                lead.as_secs() + 60
+            ));
+        }
+        if self.max_entries == 0 {
+            return Err("max entries must be at least 1".into());
+        }
+        if self.backoff_base.is_zero() || self.backoff_max < self.backoff_base {
+            return Err("backoff base must be positive and at most backoff max".into());
+        }
+        Ok(())
+    }
+}
+
+/// Returns a number in [0, 1).
+pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+pub fn random_jitter() -> Jitter {
+    Arc::new(rand::random::<f64>)
+}
+
+/// One request for credentials, after the token was verified.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    pub key: Key,
+    pub session_name: String,
+    pub token: Secret,
+    /// The token's `exp`: background refreshes stop using it after this.
+    pub token_expires: Option<SystemTime>,
+}
+
+/// Where served credentials came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The cache, no waiting.
+    Cached,
+    /// An STS call this request waited for.
+    Fetched,
+    /// The cache, past the refresh point, because STS is failing.
+    Stale,
+}
+
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub credentials: Arc<Credentials>,
+    pub source: Source,
+}
+
+type Outcome = Result<Arc<Credentials>, StsError>;
+type Flight = Shared<BoxFuture<'static, Outcome>>;
+
+struct Issued {
+    creds: Arc<Credentials>,
+    valid_until: Instant,
+}
+
+struct Failure {
+    error: StsError,
+    until: Instant,
+    token_fp: u64,
+}
+
+struct State {
+    token: Secret,
+    token_valid_until: Option<Instant>,
+    creds: Option<Issued>,
+    inflight: Option<Flight>,
+    failure: Option<Failure>,
+    failures: u32,
+    next_refresh: Option<Instant>,
+    last_used: Instant,
+    removed: bool,
+}
+
+struct Entry {
+    key: Key,
+    session_name: String,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl Entry {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Inner {
+    entries: Mutex<HashMap<Key, Arc<Entry>>>,
+    exchanger: Arc<dyn Exchanger>,
+    cfg: CacheConfig,
+    jitter: Jitter,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+fn to_instant(at: SystemTime, now: Instant) -> Instant {
+    now + at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
+impl Cache {
+    pub fn new(
+        exchanger: Arc<dyn Exchanger>,
+        cfg: CacheConfig,
+        jitter: Jitter,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Cache {
+            inner: Arc::new(Inner {
+                entries: Mutex::new(HashMap::new()),
+                exchanger,
+                cfg,
+                jitter,
+                metrics,
+            }),
+        }
+    }
+
+    /// Identities cached now.
+    pub fn len(&self) -> usize {
+        self.inner.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, key: &Key) -> bool {
+        self.inner.map().contains_key(key)
+    }
+
+    /// Credentials for a verified identity: from the cache while they have
+    /// at least `min_remaining` left, else from the (shared) STS call.
+    pub async fn get(&self, lookup: Lookup) -> Result<Served, StsError> {
+        let now = Instant::now();
+        let entry = self.inner.entry_for(&lookup, now);
+        let token_fp = lookup.token.fingerprint();
+        let flight = {
+            let mut st = entry.lock();
+            st.last_used = now;
+            if st.token.fingerprint() != token_fp {
+                st.token = lookup.token.clone();
+                st.token_valid_until = lookup.token_expires.map(|t| to_instant(t, now));
+            }
+            if let Some(issued) = &st.creds {
+                if issued.valid_until.saturating_duration_since(now) >= self.inner.cfg.min_remaining
+                {
+                    self.inner.metrics.cache_hits.inc();
+                    return Ok(Served {
+                        credentials: issued.creds.clone(),
+                        source: Source::Cached,
+                    });
+                }
+            }
+            if let Some(f) = &st.failure {
+                let applies = !f.error.is_permanent() || f.token_fp == token_fp;
+                if now < f.until && applies {
+                    if let Some(stale) = stale(&st, now) {
+                        return Ok(stale);
+                    }
+                    return Err(f.error.clone());
+                }
+            }
+            self.inner.metrics.cache_misses.inc();
+            Inner::flight(&self.inner, &entry, &mut st)
+        };
+        match flight.await {
+            Ok(credentials) => Ok(Served {
+                credentials,
+                source: Source::Fetched,
+            }),
+            Err(e) => match stale(&entry.lock(), Instant::now()) {
+                Some(s) => Ok(s),
+                None => Err(e),
+            },
+        }
+    }
+}
+
+/// Cached credentials that are still valid, if any.
+fn stale(st: &State, now: Instant) -> Option<Served> {
+    st.creds
+        .as_ref()
+        .filter(|i| i.valid_until > now)
+        .map(|i| Served {
+            credentials: i.creds.clone(),
+            source: Source::Stale,
+        })
+}
+
+impl Inner {
+    fn map(&self) -> MutexGuard<'_, HashMap<Key, Arc<Entry>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry_for(self: &Arc<Self>, lookup: &Lookup, now: Instant) -> Arc<Entry> {
+        let mut map = self.map();
+        if let Some(e) = map.get(&lookup.key) {
+            return e.clone();
+        }
+        while map.len() >= self.cfg.max_entries {
+            let lru = map
+                .values()
+                .min_by_key(|e| e.lock().last_used)
+                .map(|e| e.key.clone());
+            let Some(k) = lru else { break };
+            if let Some(old) = map.remove(&k) {
+                old.lock().removed = true;
+                old.wake.notify_one();
+                self.metrics.eviction("capacity");
+            }
+        }
+        let entry = Arc::new(Entry {
+            key: lookup.key.clone(),
+            session_name: lookup.session_name.clone(),
+            state: Mutex::new(State {
+                token: lookup.token.clone(),
+                token_valid_until: lookup.token_expires.map(|t| to_instant(t, now)),
+                creds: None,
+                inflight: None,
+                failure: None,
+                failures: 0,
+                next_refresh: None,
+                last_used: now,
+                removed: false,
+            }),
+            wake: Notify::new(),
+        });
+        map.insert(lookup.key.clone(), entry.clone());
+        self.metrics.identities.set(map.len() as i64);
+        tokio::spawn(refresher(self.clone(), entry.clone()));
+        entry
+    }
+
+    /// The STS call in flight for this entry, started if there is none.
+    fn flight(self: &Arc<Self>, entry: &Arc<Entry>, st: &mut State) -> Flight {
+        if let Some(f) = &st.inflight {
+            return f.clone();
+        }
+        let req = AssumeRequest {
+            role_arn: entry.key.role_arn.clone(),
+            session_name: entry.session_name.clone(),
+            token: st.token.clone(),
+            duration_seconds: self.cfg.session_duration.as_secs() as i32,
+        };
+        let token_fp = st.token.fingerprint();
+        let inner = self.clone();
+        let entry = entry.clone();
+        // Spawned, so the call completes (and is cached) even when every
+        // HTTP request waiting on it has gone away.
+        let handle =
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result =
+                    match tokio::time::timeout(inner.cfg.sts_timeout, inner.exchanger.assume(req))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(StsError::timeout(inner.cfg.sts_timeout)),
+                    };
+                inner.metrics.sts_call(
+                    started.elapsed(),
+                    result.as_ref().err().map(|e| e.code.as_str()),
+                );
+                inner.complete(&entry, result, token_fp)
+            });
+        let flight = handle
+            .map(|joined| {
+                joined.unwrap_or_else(|_| {
+                    Err(StsError::new(
+                        StsErrorKind::Failed,
+                        "Internal",
+                        "the STS call was aborted",
+                    ))
+                })
+            })
+            .boxed()
+            .shared();
+        st.inflight = Some(flight.clone());
+        flight
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let exp = self
+            .cfg
+            .backoff_base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        exp.min(self.cfg.backoff_max)
+            .mul_f64(0.5 + 0.5 * (self.jitter)().clamp(0.0, 1.0))
+    }
+
+    fn complete(
+        &self,
+        entry: &Entry,
+        result: Result<Credentials, StsError>,
+        token_fp: u64,
+    ) -> Outcome {
+        let now = Instant::now();
+        let mut st = entry.lock();
+        st.inflight = None;
+        let outcome = match result {
+            Ok(creds) => {
+                let valid_until = to_instant(creds.expiration, now);
+                let lifetime = valid_until.saturating_duration_since(now);
+                let lead = self.cfg.min_remaining
+                    + self.cfg.refresh_margin
+                    + self
+                        .cfg
+                        .refresh_jitter
+                        .mul_f64((self.jitter)().clamp(0.0, 1.0));
+                let refresh_at = valid_until
+                    .checked_sub(lead)
+                    .unwrap_or(now)
+                    .max(now + lifetime / 2);
+                let creds = Arc::new(creds);
+                st.creds = Some(Issued {
+                    creds: creds.clone(),
+                    valid_until,
+                });
+                st.failure = None;
+                st.failures = 0;
+                st.next_refresh = Some(refresh_at);
+                Ok(creds)
+            }
+            Err(error) => {
+                st.failures = st.failures.saturating_add(1);
+                let retry = self.backoff(st.failures);
+                let gate = if error.is_permanent() {
+                    self.cfg.negative_ttl
+                } else {
+                    retry.min(self.cfg.negative_ttl)
+                };
+                st.failure = Some(Failure {
+                    error: error.clone(),
+                    until: now + gate,
+                    token_fp,
+                });
+                st.next_refresh = Some(now + retry);
+                Err(error)
+            }
+        };
+        drop(st);
+        entry.wake.notify_one();
+        outcome
+    }
+
+    /// Drops the entry if it is still idle; true if it is gone.
+    fn remove_if_idle(&self, entry: &Arc<Entry>, now: Instant) -> bool {
+        let mut map = self.map();
+        let mut st = entry.lock();
+        if st.removed {
+            return true;
+        }
+        if now < st.last_used + self.cfg.idle_timeout {
+            return false;
+        }
+        st.removed = true;
+        if map.get(&entry.key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            map.remove(&entry.key);
+        }
+        self.metrics.identities.set(map.len() as i64);
+        self.metrics.eviction("idle");
+        true
+    }
+}
+
+/// One task per entry: refreshes ahead of expiry (only once the entry has
+/// credentials), retries with backoff, and drops the entry when idle.
+async fn refresher(inner: Arc<Inner>, entry: Arc<Entry>) {
+    loop {
+        let deadline = {
+            let st = entry.lock();
+            if st.removed {
+                return;
+            }
+            let idle_at = st.last_used + inner.cfg.idle_timeout;
+            match (&st.creds, st.next_refresh) {
+                (Some(_), Some(due)) => due.min(idle_at),
+                _ => idle_at,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = entry.wake.notified() => continue,
+        }
+        let now = Instant::now();
+        if inner.remove_if_idle(&entry, now) {
+            return;
+        }
+        let flight = {
+            let mut st = entry.lock();
+            let due = st.creds.is_some() && st.next_refresh.is_some_and(|d| now >= d);
+            if !due {
+                continue;
+            }
+            if st.token_valid_until.is_some_and(|t| t <= now) {
+                // Only a request can bring a newer token; until then there
+                // is nothing STS would accept.
+                st.next_refresh = Some(now + inner.cfg.backoff_max.min(Duration::from_secs(30)));
+                inner.metrics.refresh("skipped_token_expired");
+                continue;
+            }
+            Inner::flight(&inner, &entry, &mut st)
+        };
+        let result = flight.await;
+        inner
+            .metrics
+            .refresh(if result.is_ok() { "ok" } else { "error" });
+    }
+}
+
+#[cfg(test)]
+mod tests;

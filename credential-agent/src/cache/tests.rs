@@ -1,0 +1,393 @@
+//! Cache behaviour under paused tokio time, with a scripted STS.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::sts::StsErrorKind;
+
+/// A scripted STS: answers after `delay`, with credentials named after the
+/// call number, or with the error currently set.
+struct FakeSts {
+    calls: AtomicUsize,
+    delay: Mutex<Duration>,
+    fail_with: Mutex<Option<StsError>>,
+    /// tokio instant each credential was issued at, by call number.
+    issued: Mutex<Vec<Instant>>,
+    tokens: Mutex<Vec<String>>,
+}
+
+impl FakeSts {
+    fn new(delay: Duration) -> Arc<Self> {
+        Arc::new(FakeSts {
+            calls: AtomicUsize::new(0),
+            delay: Mutex::new(delay),
+            fail_with: Mutex::new(None),
+            issued: Mutex::new(Vec::new()),
+            tokens: Mutex::new(Vec::new()),
+        })
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn fail(&self, e: Option<StsError>) {
+        *self.fail_with.lock().unwrap() = e;
+    }
+    fn issued_at(&self, key_id: &str) -> Instant {
+        let n: usize = key_id.trim_start_matches("AKIA").parse().unwrap();
+        self.issued.lock().unwrap()[n - 1]
+    }
+}
+
+impl Exchanger for FakeSts {
+    fn assume(&self, req: AssumeRequest) -> BoxFuture<'static, Result<Credentials, StsError>> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let delay = *self.delay.lock().unwrap();
+        let fail = self.fail_with.lock().unwrap().clone();
+        self.tokens
+            .lock()
+            .unwrap()
+            .push(req.token.expose().to_string());
+        let issued = Instant::now() + delay;
+        self.issued.lock().unwrap().push(issued);
+        async move {
+            tokio::time::sleep(delay).await;
+            if let Some(e) = fail {
+                return Err(e);
+            }
+            Ok(Credentials {
+                access_key_id: format!("AKIA{n}"),
+                secret_access_key: Secret::new(format!("secret{n}")),
+                session_token: Secret::new(format!("session{n}")),
+                account_id: Some("123456789012".into()),
+                expiration: SystemTime::now() + Duration::from_secs(req.duration_seconds as u64),
+            })
+        }
+        .boxed()
+    }
+}
+
+fn key(sa: &str) -> Key {
+    Key {
+        namespace: "ns".into(),
+        service_account: sa.into(),
+        service_account_uid: format!("uid-{sa}"),
+        role_arn: "arn:aws:iam::123456789012:role/app".into(),
+        pod_uid: None,
+    }
+}
+
+fn lookup(sa: &str, token: &str) -> Lookup {
+    Lookup {
+        key: key(sa),
+        session_name: format!("ns.{sa}"),
+        token: Secret::new(token),
+        token_expires: Some(SystemTime::now() + Duration::from_secs(48 * 3600)),
+    }
+}
+
+fn cache_with(sts: Arc<FakeSts>, cfg: CacheConfig, jitter: f64) -> Cache {
+    Cache::new(sts, cfg, Arc::new(move || jitter), Arc::new(Metrics::new()))
+}
+
+fn denied() -> StsError {
+    StsError::new(StsErrorKind::Denied, "AccessDenied", "not authorized")
+}
+
+fn unavailable() -> StsError {
+    StsError::new(StsErrorKind::Unavailable, "InternalFailure", "down")
+}
+
+/// Lets spawned tasks run without moving the clock.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_share_one_sts_call() {
+    let sts = FakeSts::new(Duration::from_millis(500));
+    let cache = cache_with(sts.clone(), CacheConfig::default(), 0.0);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let c = cache.clone();
+            tokio::spawn(async move { c.get(lookup("app", &format!("token-{}", i % 3))).await })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let served = t.await.unwrap().unwrap();
+        ids.insert(served.credentials.access_key_id.clone());
+    }
+    assert_eq!(sts.calls(), 1);
+    assert_eq!(ids.len(), 1);
+    // And the next request is a plain hit.
+    let again = cache.get(lookup("app", "token-0")).await.unwrap();
+    assert_eq!(again.source, Source::Cached);
+    assert_eq!(sts.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_share_one_failure() {
+    let sts = FakeSts::new(Duration::from_millis(500));
+    sts.fail(Some(unavailable()));
+    let cache = cache_with(sts.clone(), CacheConfig::default(), 0.0);
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let c = cache.clone();
+            tokio::spawn(async move { c.get(lookup("app", "t")).await })
+        })
+        .collect();
+    for t in tasks {
+        let err = t.await.unwrap().unwrap_err();
+        assert_eq!(err.code, "InternalFailure");
+    }
+    assert_eq!(sts.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sts_call_survives_the_request_that_started_it() {
+    let sts = FakeSts::new(Duration::from_secs(3));
+    let cache = cache_with(sts.clone(), CacheConfig::default(), 0.0);
+    let c = cache.clone();
+    let first = tokio::spawn(async move { c.get(lookup("app", "t")).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    first.abort(); // the SDK gave up
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let served = cache.get(lookup("app", "t")).await.unwrap();
+    assert_eq!(served.source, Source::Cached);
+    assert_eq!(served.credentials.access_key_id, "AKIA1");
+    assert_eq!(sts.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn different_identities_do_not_share() {
+    let sts = FakeSts::new(Duration::from_millis(10));
+    let cache = cache_with(sts.clone(), CacheConfig::default(), 0.0);
+    let a = cache.get(lookup("a", "t")).await.unwrap();
+    let b = cache.get(lookup("b", "t")).await.unwrap();
+    let mut other_role = lookup("a", "t");
+    other_role.key.role_arn = "arn:aws:iam::123456789012:role/other".into();
+    let c = cache.get(other_role).await.unwrap();
+    let mut new_uid = lookup("a", "t");
+    new_uid.key.service_account_uid = "recreated".into();
+    let d = cache.get(new_uid).await.unwrap();
+    let ids: std::collections::HashSet<_> = [a, b, c, d]
+        .iter()
+        .map(|s| s.credentials.access_key_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(sts.calls(), 4);
+    assert_eq!(cache.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refreshes_ahead_so_no_caller_waits_and_nothing_short_is_served() {
+    let sts = FakeSts::new(Duration::from_millis(200));
+    let cfg = CacheConfig::default();
+    let cache = cache_with(sts.clone(), cfg.clone(), 0.5);
+    let start = Instant::now();
+    let first = cache.get(lookup("app", "t")).await.unwrap();
+    assert_eq!(first.source, Source::Fetched);
+    // Ask every minute for 6 hours, as a busy pod would.
+    for _ in 0..360 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let served = cache.get(lookup("app", "t")).await.unwrap();
+        assert_eq!(served.source, Source::Cached, "waited on STS");
+        let issued = sts.issued_at(&served.credentials.access_key_id);
+        let left = (issued + cfg.session_duration).saturating_duration_since(Instant::now());
+        assert!(left >= cfg.min_remaining, "served with {left:?} left");
+    }
+    // One refresh per (3600 - 15m - 5m - 2.5m jitter) = 2550 s: 6 h / 2550 s ~ 8.5.
+    let elapsed = Instant::now() - start;
+    let expected = 1 + (elapsed.as_secs() / 2550) as usize;
+    assert!(
+        (expected - 1..=expected + 1).contains(&sts.calls()),
+        "{} calls in {elapsed:?}",
+        sts.calls()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_point_follows_jitter() {
+    for (jitter, refresh_after) in [(0.0, 2400u64), (1.0, 2100)] {
+        let sts = FakeSts::new(Duration::ZERO);
+        let cache = cache_with(sts.clone(), CacheConfig::default(), jitter);
+        cache.get(lookup("app", "t")).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(refresh_after - 1)).await;
+        settle().await;
+        assert_eq!(sts.calls(), 1, "jitter {jitter}: refreshed too early");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle().await;
+        assert_eq!(sts.calls(), 2, "jitter {jitter}: not refreshed");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn outage_serves_cached_until_expiry_with_bounded_retries() {
+    let sts = FakeSts::new(Duration::from_millis(100));
+    let cfg = CacheConfig::default();
+    let cache = cache_with(sts.clone(), cfg.clone(), 0.0);
+    cache.get(lookup("app", "t")).await.unwrap();
+    sts.fail(Some(unavailable()));
+    let mut stale_seen = false;
+    // Until the credential expires (3600 s), every request gets it.
+    for _ in 0..59 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let served = cache.get(lookup("app", "t")).await.unwrap();
+        assert_eq!(served.credentials.access_key_id, "AKIA1");
+        stale_seen |= served.source == Source::Stale;
+    }
+    assert!(stale_seen, "never fell back to the cached credential");
+    // Retries back off: the background started at 2400 s, 1200 s of outage
+    // with backoff doubling from 1 s to 300 s is about 12 calls; requests
+    // add at most one call per negative-ttl window when they are not served
+    // from the cache.
+    let calls = sts.calls();
+    assert!((5..=80).contains(&calls), "{calls} STS calls during outage");
+    // After expiry, the error shows.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let err = cache.get(lookup("app", "t")).await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    // STS back: fresh credentials.
+    sts.fail(None);
+    tokio::time::sleep(Duration::from_secs(cfg.negative_ttl.as_secs() + 1)).await;
+    let served = cache.get(lookup("app", "t")).await.unwrap();
+    assert_ne!(served.credentials.access_key_id, "AKIA1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_errors_are_remembered_briefly_per_token() {
+    let sts = FakeSts::new(Duration::from_millis(10));
+    sts.fail(Some(denied()));
+    let cfg = CacheConfig::default();
+    let cache = cache_with(sts.clone(), cfg.clone(), 0.0);
+    for _ in 0..10 {
+        let e = cache.get(lookup("app", "t1")).await.unwrap_err();
+        assert_eq!(e.status(), 403);
+    }
+    assert_eq!(sts.calls(), 1, "retrying SDK hammered STS");
+    // A new token is worth a try at once.
+    cache.get(lookup("app", "t2")).await.unwrap_err();
+    assert_eq!(sts.calls(), 2);
+    assert_eq!(sts.tokens.lock().unwrap().last().unwrap(), "t2");
+    // After the negative TTL, the same token is tried again.
+    tokio::time::sleep(cfg.negative_ttl + Duration::from_secs(1)).await;
+    sts.fail(None);
+    let ok = cache.get(lookup("app", "t2")).await.unwrap();
+    assert_eq!(ok.source, Source::Fetched);
+    assert_eq!(sts.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_back_off() {
+    let sts = FakeSts::new(Duration::from_millis(10));
+    sts.fail(Some(unavailable()));
+    let cache = cache_with(sts.clone(), CacheConfig::default(), 1.0);
+    // 1000 requests over 20 s: backoff 1, 2, 4, 8 s (capped at negative ttl 10 s).
+    for _ in 0..1000 {
+        let _ = cache.get(lookup("app", "t")).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls = sts.calls();
+    assert!((3..=7).contains(&calls), "{calls} calls");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_identities_are_dropped_and_not_refreshed() {
+    let sts = FakeSts::new(Duration::from_millis(10));
+    let cfg = CacheConfig {
+        idle_timeout: Duration::from_secs(30 * 60),
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    cache.get(lookup("app", "t")).await.unwrap();
+    assert_eq!(cache.len(), 1);
+    tokio::time::sleep(Duration::from_secs(31 * 60)).await;
+    settle().await;
+    assert_eq!(cache.len(), 0);
+    tokio::time::sleep(Duration::from_secs(10 * 3600)).await;
+    settle().await;
+    assert_eq!(sts.calls(), 1, "refreshed an identity nobody uses");
+    // Used again: fetched again.
+    let served = cache.get(lookup("app", "t")).await.unwrap();
+    assert_eq!(served.source, Source::Fetched);
+}
+
+#[tokio::test(start_paused = true)]
+async fn entry_count_is_bounded_lru_first() {
+    let sts = FakeSts::new(Duration::from_millis(1));
+    let cfg = CacheConfig {
+        max_entries: 3,
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    for sa in ["a", "b", "c"] {
+        cache.get(lookup(sa, "t")).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    cache.get(lookup("a", "t")).await.unwrap(); // a is now the most recent
+    cache.get(lookup("d", "t")).await.unwrap();
+    assert_eq!(cache.len(), 3);
+    assert!(cache.contains(&key("a")));
+    assert!(
+        !cache.contains(&key("b")),
+        "least recently used not evicted"
+    );
+    assert!(cache.contains(&key("c")));
+    assert!(cache.contains(&key("d")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_waits_for_a_live_token() {
+    let sts = FakeSts::new(Duration::from_millis(1));
+    let cache = cache_with(sts.clone(), CacheConfig::default(), 0.0);
+    let mut l = lookup("app", "short-lived");
+    l.token_expires = Some(SystemTime::now() + Duration::from_secs(600));
+    cache.get(l).await.unwrap();
+    // Refresh due at 2400 s, but the token died at 600 s.
+    tokio::time::sleep(Duration::from_secs(2500)).await;
+    settle().await;
+    assert_eq!(sts.calls(), 1);
+    // A request brings a new token (credential still has > 15 min: a hit)...
+    let served = cache.get(lookup("app", "fresh")).await.unwrap();
+    assert_eq!(served.source, Source::Cached);
+    // ...and the next refresh uses it.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    settle().await;
+    assert_eq!(sts.calls(), 2);
+    assert_eq!(sts.tokens.lock().unwrap().last().unwrap(), "fresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_sts_times_out() {
+    let sts = FakeSts::new(Duration::from_secs(60));
+    let cfg = CacheConfig {
+        sts_timeout: Duration::from_secs(5),
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    let err = cache.get(lookup("app", "t")).await.unwrap_err();
+    assert_eq!(err.code, "StsTimeout");
+    assert_eq!(err.status(), 503);
+}
+
+#[test]
+fn config_validation() {
+    assert!(CacheConfig::default().validate().is_ok());
+    let short = CacheConfig {
+        session_duration: Duration::from_secs(900),
+        ..CacheConfig::default()
+    };
+    assert!(short.validate().unwrap_err().contains("must exceed"));
+    let huge = CacheConfig {
+        session_duration: Duration::from_secs(50_000),
+        ..CacheConfig::default()
+    };
+    assert!(huge.validate().unwrap_err().contains("900 to 43200"));
+    let zero = CacheConfig {
+        max_entries: 0,
+        ..CacheConfig::default()
+    };
+    assert!(zero.validate().is_err());
+}
