@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::secret::Secret;
+use crate::secret::{scrub, Secret};
 use crate::sts::{AssumeRequest, Credentials, Exchanger, StsError, StsErrorKind};
 
 /// What credentials are cached under. Built only from verified token claims
@@ -338,6 +338,7 @@ impl Inner {
             duration_seconds: self.cfg.session_duration.as_secs() as i32,
         };
         let token_fp = st.token.fingerprint();
+        let token = st.token.clone();
         let inner = self.clone();
         let entry = entry.clone();
         // Spawned, so the call completes (and is cached) even when every
@@ -352,6 +353,12 @@ impl Inner {
                         Ok(r) => r,
                         Err(_) => Err(StsError::timeout(inner.cfg.sts_timeout)),
                     };
+                // Whatever the exchanger put in a message, the token stays out.
+                let result = result.map_err(|mut e| {
+                    e.message = scrub(&e.message, &token);
+                    e.code = scrub(&e.code, &token);
+                    e
+                });
                 inner.metrics.sts_call(
                     started.elapsed(),
                     result.as_ref().err().map(|e| e.code.as_str()),

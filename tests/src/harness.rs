@@ -61,10 +61,10 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
+pub struct Proc {
+    pub name: &'static str,
+    pub child: Child,
+    pub log: PathBuf,
 }
 
 impl Drop for Proc {
@@ -74,7 +74,7 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(name: &'static str, program: &Path, args: &[String], dir: &Path) -> Result<Proc> {
+pub fn spawn(name: &'static str, program: &Path, args: &[String], dir: &Path) -> Result<Proc> {
     let log = dir.join(format!("{name}.log"));
     let file = std::fs::File::create(&log)?;
     let child = Command::new(program)
@@ -87,7 +87,7 @@ fn spawn(name: &'static str, program: &Path, args: &[String], dir: &Path) -> Res
     Ok(Proc { name, child, log })
 }
 
-fn tail(path: &Path) -> String {
+pub fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")

@@ -1,4 +1,6 @@
 //! End-to-end test harness: a real etcd and kube-apiserver on loopback, the
-//! real `pod-identity-webhook` binary, and helpers to talk to the API server.
+//! real `pod-identity-webhook` and `credential-agent` binaries, moto as the
+//! STS server, and helpers to talk to them.
 
+pub mod agent;
 pub mod harness;
