@@ -35,7 +35,7 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
 
-    #[error("STS refused the request ({}): {}", .0.code, .0.message)]
+    #[error("STS AssumeRoleWithWebIdentity failed ({}): {}", .0.code, .0.message)]
     Sts(StsError),
 
     #[error("no such path: the credentials endpoint is GET /v1/credentials")]

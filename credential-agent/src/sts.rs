@@ -209,7 +209,18 @@ where
     match err {
         SdkError::ServiceError(se) => {
             let status = se.raw().status_code();
-            let code = se.err().code().unwrap_or("Unknown").to_string();
+            let Some(code) = se.err().code().map(str::to_string) else {
+                // Not an STS error document (a proxy's page, an empty body).
+                return StsError::new(
+                    if status >= 500 {
+                        StsErrorKind::Unavailable
+                    } else {
+                        StsErrorKind::Failed
+                    },
+                    "StsBadResponse",
+                    format!("STS answered HTTP {status} with a body that is not an STS response"),
+                );
+            };
             let message = se
                 .err()
                 .message()
