@@ -3,4 +3,5 @@
 //! STS server, and helpers to talk to them.
 
 pub mod agent;
+pub mod clients;
 pub mod harness;
