@@ -185,6 +185,20 @@ pub enum Fault {
     Error(u16, &'static str),
     /// Answer 200 with a body that is not an STS response.
     Garbage,
+    /// Answer 200 with this AssumeRoleWithWebIdentity result.
+    Respond(String),
+    /// Answer with this status and code, and a message that echoes the
+    /// web identity token the request carried.
+    EchoToken(u16, &'static str),
+}
+
+/// An AssumeRoleWithWebIdentity success document with the given secrets.
+pub fn sts_success(access_key: &str, secret: &str, session_token: &str, expires_in: u64) -> String {
+    let exp =
+        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(expires_in));
+    format!(
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{access_key}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey><SessionToken>{session_token}</SessionToken><Expiration>{exp}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROA:s</AssumedRoleId><Arn>arn:aws:sts::123456789012:assumed-role/app-role/s</Arn></AssumedRoleUser><SubjectFromWebIdentityToken>x</SubjectFromWebIdentityToken></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"
+    )
 }
 
 #[derive(Default)]
@@ -237,6 +251,26 @@ async fn proxy_handler(
         }
         Fault::Garbage => {
             return (http::StatusCode::OK, "<html>captive portal</html>").into_response();
+        }
+        Fault::Respond(xml) => {
+            return (http::StatusCode::OK, [("content-type", "text/xml")], xml).into_response();
+        }
+        Fault::EchoToken(status, code) => {
+            let text = String::from_utf8_lossy(&body).to_string();
+            let token = text
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("WebIdentityToken="))
+                .unwrap_or_default()
+                .to_string();
+            let xml = format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>token {token} rejected</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+            );
+            return (
+                http::StatusCode::from_u16(status).unwrap(),
+                [("content-type", "text/xml")],
+                xml,
+            )
+                .into_response();
         }
     }
     let uri = format!(

@@ -1,0 +1,65 @@
+//! Debug output of every type that holds a token or a secret hides it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use credential_agent::cache::{Key, Lookup, Served, Source};
+use credential_agent::error::Error;
+use credential_agent::secret::Secret;
+use credential_agent::sts::{AssumeRequest, Credentials, StsError, StsErrorKind};
+
+const TOKEN: &str = "eyJTOKENMARKER.payload-marker.signature-marker";
+const SECRET: &str = "SECRETMARKER-abcdef";
+const SESSION: &str = "SESSIONMARKER-abcdef";
+
+#[test]
+fn debug_never_prints_secrets() {
+    let creds = Credentials {
+        access_key_id: "AKIA".into(),
+        secret_access_key: Secret::new(SECRET),
+        session_token: Secret::new(SESSION),
+        account_id: None,
+        expiration: SystemTime::now() + Duration::from_secs(3600),
+    };
+    let lookup = Lookup {
+        key: Key {
+            namespace: "ns".into(),
+            service_account: "sa".into(),
+            service_account_uid: "uid".into(),
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            pod_uid: None,
+        },
+        session_name: "ns.sa".into(),
+        token: Secret::new(TOKEN),
+        token_expires: None,
+    };
+    let req = AssumeRequest {
+        role_arn: "arn:aws:iam::123456789012:role/r".into(),
+        session_name: "ns.sa".into(),
+        token: Secret::new(TOKEN),
+        duration_seconds: 3600,
+    };
+    let served = Served {
+        credentials: Arc::new(creds.clone()),
+        source: Source::Cached,
+    };
+    let err = Error::Sts(StsError::new(StsErrorKind::Denied, "AccessDenied", "no"));
+    let outputs = [
+        format!("{creds:?}"),
+        format!("{creds:#?}"),
+        format!("{lookup:?}"),
+        format!("{req:?}"),
+        format!("{served:?}"),
+        format!("{err:?} {err}"),
+    ];
+    for out in outputs {
+        for marker in ["MARKER", TOKEN, SECRET, SESSION] {
+            assert!(!out.contains(marker), "{marker} in {out}");
+        }
+        // The non-secret parts are still there to debug with.
+        assert!(
+            out.contains("AKIA") || out.contains("ns.sa") || out.contains("AccessDenied"),
+            "{out}"
+        );
+    }
+}
