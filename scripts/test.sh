@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what it needs (Debian packages to build a real
-# kube-apiserver once, cached in ~/.cache/pod-identity-rs), builds the
-# binaries the end-to-end tests run, then runs every test.
+# kube-apiserver once, and a Python venv with moto, boto3 and the aws CLI, all
+# cached in ~/.cache/pod-identity-rs), builds the binaries the end-to-end
+# tests run, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KUBE_ASSETS="$(scripts/ensure-kube.sh)"
 export KUBE_ASSETS
 echo "kube-apiserver and etcd from $KUBE_ASSETS" >&2
+
+POD_IDENTITY_VENV="$(scripts/ensure-python.sh)"
+export POD_IDENTITY_VENV
+echo "moto, boto3 and the aws CLI from $POD_IDENTITY_VENV" >&2
 
 cargo build --locked --workspace --bins
 cargo test --locked --workspace

@@ -83,7 +83,7 @@ async fn forged_tokens_get_nothing_and_never_reach_sts() -> anyhow::Result<()> {
         ("no signature", no_signature, 403),
         (
             "two segments",
-            valid.rsplitn(2, '.').nth(1).unwrap().to_string(),
+            valid.rsplit_once('.').unwrap().0.to_string(),
             400,
         ),
         (
