@@ -7,8 +7,10 @@
 //! it with paused time; the wall-clock expiration STS returns is turned into
 //! an instant once, when the credentials arrive. Jitter is injected.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -153,18 +155,20 @@ struct State {
     token_valid_until: Option<Instant>,
     creds: Option<Issued>,
     inflight: Option<Flight>,
-    failure: Option<Failure>,
+    /// Boxed: rare, and entries should stay small.
+    failure: Option<Box<Failure>>,
     failures: u32,
     next_refresh: Option<Instant>,
     last_used: Instant,
+    /// The deadline of this entry's one live item in the scheduler's heap.
+    scheduled_at: Option<Instant>,
     removed: bool,
 }
 
 struct Entry {
-    key: Key,
-    session_name: String,
+    key: Arc<Key>,
+    session_name: Box<str>,
     state: Mutex<State>,
-    wake: Notify,
 }
 
 impl Entry {
@@ -173,12 +177,39 @@ impl Entry {
     }
 }
 
+/// One pending wake-up of the scheduler for an entry.
+struct Due {
+    at: Instant,
+    entry: Weak<Entry>,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&other.at)
+    }
+}
+
 struct Inner {
-    entries: Mutex<HashMap<Key, Arc<Entry>>>,
+    entries: Mutex<HashMap<Arc<Key>, Arc<Entry>>>,
     exchanger: Arc<dyn Exchanger>,
     cfg: CacheConfig,
     jitter: Jitter,
     metrics: Arc<Metrics>,
+    /// Refresh and idle deadlines of all entries; one task serves them.
+    heap: Mutex<BinaryHeap<Reverse<Due>>>,
+    wake: Notify,
+    scheduler_started: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -206,6 +237,9 @@ impl Cache {
                 cfg,
                 jitter,
                 metrics,
+                heap: Mutex::new(BinaryHeap::new()),
+                wake: Notify::new(),
+                scheduler_started: AtomicBool::new(false),
             }),
         }
     }
@@ -256,7 +290,7 @@ impl Cache {
                 }
             }
             self.inner.metrics.cache_misses.inc();
-            Inner::flight(&self.inner, &entry, &mut st)
+            Inner::flight(&self.inner, &entry, &mut st, false)
         };
         match flight.await {
             Ok(credentials) => Ok(Served {
@@ -283,8 +317,12 @@ fn stale(st: &State, now: Instant) -> Option<Served> {
 }
 
 impl Inner {
-    fn map(&self) -> MutexGuard<'_, HashMap<Key, Arc<Entry>>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<Arc<Key>, Arc<Entry>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn heap(&self) -> MutexGuard<'_, BinaryHeap<Reverse<Due>>> {
+        self.heap.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn entry_for(self: &Arc<Self>, lookup: &Lookup, now: Instant) -> Arc<Entry> {
@@ -300,13 +338,13 @@ impl Inner {
             let Some(k) = lru else { break };
             if let Some(old) = map.remove(&k) {
                 old.lock().removed = true;
-                old.wake.notify_one();
                 self.metrics.eviction("capacity");
             }
         }
+        let key = Arc::new(lookup.key.clone());
         let entry = Arc::new(Entry {
-            key: lookup.key.clone(),
-            session_name: lookup.session_name.clone(),
+            key: key.clone(),
+            session_name: lookup.session_name.clone().into_boxed_str(),
             state: Mutex::new(State {
                 token: lookup.token.clone(),
                 token_valid_until: lookup.token_expires.map(|t| to_instant(t, now)),
@@ -316,24 +354,102 @@ impl Inner {
                 failures: 0,
                 next_refresh: None,
                 last_used: now,
+                scheduled_at: None,
                 removed: false,
             }),
-            wake: Notify::new(),
         });
-        map.insert(lookup.key.clone(), entry.clone());
+        map.insert(key, entry.clone());
         self.metrics.identities.set(map.len() as i64);
-        tokio::spawn(refresher(self.clone(), entry.clone()));
+        drop(map);
+        {
+            let mut st = entry.lock();
+            let at = self.next_event(&st);
+            self.schedule(&entry, &mut st, at);
+        }
+        if !self.scheduler_started.swap(true, AtomicOrdering::SeqCst) {
+            tokio::spawn(scheduler(self.clone()));
+        }
         entry
     }
 
+    /// When the scheduler must next look at an entry: its refresh point
+    /// (once it has credentials) or the moment it becomes idle.
+    fn next_event(&self, st: &State) -> Instant {
+        let idle_at = st.last_used + self.cfg.idle_timeout;
+        match (&st.creds, st.next_refresh) {
+            (Some(_), Some(due)) => due.min(idle_at),
+            _ => idle_at,
+        }
+    }
+
+    /// Makes `at` the entry's one live wake-up; older heap items for it
+    /// become stale and are skipped when they come up.
+    fn schedule(&self, entry: &Arc<Entry>, st: &mut State, at: Instant) {
+        if st.scheduled_at == Some(at) {
+            return;
+        }
+        st.scheduled_at = Some(at);
+        let mut heap = self.heap();
+        let earliest = heap.peek().is_none_or(|Reverse(d)| at < d.at);
+        heap.push(Reverse(Due {
+            at,
+            entry: Arc::downgrade(entry),
+        }));
+        drop(heap);
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The scheduler reached `at` for this entry: drop it if idle, start a
+    /// refresh if due, else schedule the next look.
+    fn on_due(self: &Arc<Self>, entry: &Arc<Entry>, at: Instant, now: Instant) {
+        {
+            let mut st = entry.lock();
+            if st.removed || st.scheduled_at != Some(at) {
+                return; // evicted, or a stale item
+            }
+            st.scheduled_at = None;
+            if now < st.last_used + self.cfg.idle_timeout {
+                return self.refresh_or_reschedule(entry, &mut st, now);
+            }
+        }
+        if self.remove_if_idle(entry, now) {
+            return;
+        }
+        let mut st = entry.lock();
+        self.refresh_or_reschedule(entry, &mut st, now);
+    }
+
+    fn refresh_or_reschedule(self: &Arc<Self>, entry: &Arc<Entry>, st: &mut State, now: Instant) {
+        if st.inflight.is_some() {
+            return; // its completion schedules the next look
+        }
+        let due = st.creds.is_some() && st.next_refresh.is_some_and(|d| now >= d);
+        if due {
+            if st.token_valid_until.is_some_and(|t| t <= now) {
+                // Only a request can bring a newer token; until then there
+                // is nothing STS would accept.
+                st.next_refresh = Some(now + self.cfg.backoff_max.min(Duration::from_secs(30)));
+                self.metrics.refresh("skipped_token_expired");
+            } else {
+                // Spawned; completion records the result and reschedules.
+                let _ = Inner::flight(self, entry, st, true);
+                return;
+            }
+        }
+        let at = self.next_event(st);
+        self.schedule(entry, st, at);
+    }
+
     /// The STS call in flight for this entry, started if there is none.
-    fn flight(self: &Arc<Self>, entry: &Arc<Entry>, st: &mut State) -> Flight {
+    fn flight(self: &Arc<Self>, entry: &Arc<Entry>, st: &mut State, background: bool) -> Flight {
         if let Some(f) = &st.inflight {
             return f.clone();
         }
         let req = AssumeRequest {
             role_arn: entry.key.role_arn.clone(),
-            session_name: entry.session_name.clone(),
+            session_name: entry.session_name.to_string(),
             token: st.token.clone(),
             duration_seconds: self.cfg.session_duration.as_secs() as i32,
         };
@@ -363,7 +479,7 @@ impl Inner {
                     started.elapsed(),
                     result.as_ref().err().map(|e| e.code.as_str()),
                 );
-                inner.complete(&entry, result, token_fp)
+                inner.complete(&entry, result, token_fp, background)
             });
         let flight = handle
             .map(|joined| {
@@ -392,9 +508,10 @@ impl Inner {
 
     fn complete(
         &self,
-        entry: &Entry,
+        entry: &Arc<Entry>,
         result: Result<Credentials, StsError>,
         token_fp: u64,
+        background: bool,
     ) -> Outcome {
         let now = Instant::now();
         let mut st = entry.lock();
@@ -431,17 +548,23 @@ impl Inner {
                 } else {
                     retry.min(self.cfg.negative_ttl)
                 };
-                st.failure = Some(Failure {
+                st.failure = Some(Box::new(Failure {
                     error: error.clone(),
                     until: now + gate,
                     token_fp,
-                });
+                }));
                 st.next_refresh = Some(now + retry);
                 Err(error)
             }
         };
-        drop(st);
-        entry.wake.notify_one();
+        if background {
+            self.metrics
+                .refresh(if outcome.is_ok() { "ok" } else { "error" });
+        }
+        let at = self.next_event(&st);
+        if st.scheduled_at.is_none_or(|s| at < s) {
+            self.schedule(entry, &mut st, at);
+        }
         outcome
     }
 
@@ -456,8 +579,8 @@ impl Inner {
             return false;
         }
         st.removed = true;
-        if map.get(&entry.key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
-            map.remove(&entry.key);
+        if map.get(&*entry.key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            map.remove(&*entry.key);
         }
         self.metrics.identities.set(map.len() as i64);
         self.metrics.eviction("idle");
@@ -465,48 +588,34 @@ impl Inner {
     }
 }
 
-/// One task per entry: refreshes ahead of expiry (only once the entry has
-/// credentials), retries with backoff, and drops the entry when idle.
-async fn refresher(inner: Arc<Inner>, entry: Arc<Entry>) {
+/// The one task that serves every entry's refresh and idle deadlines.
+async fn scheduler(inner: Arc<Inner>) {
     loop {
-        let deadline = {
-            let st = entry.lock();
-            if st.removed {
-                return;
+        let next = inner.heap().peek().map(|Reverse(d)| d.at);
+        match next {
+            None => inner.wake.notified().await,
+            Some(at) if at > Instant::now() => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = inner.wake.notified() => {}
+                }
             }
-            let idle_at = st.last_used + inner.cfg.idle_timeout;
-            match (&st.creds, st.next_refresh) {
-                (Some(_), Some(due)) => due.min(idle_at),
-                _ => idle_at,
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = entry.wake.notified() => continue,
+            Some(_) => {}
         }
         let now = Instant::now();
-        if inner.remove_if_idle(&entry, now) {
-            return;
+        loop {
+            let due = {
+                let mut heap = inner.heap();
+                match heap.peek() {
+                    Some(Reverse(d)) if d.at <= now => heap.pop().map(|Reverse(d)| d),
+                    _ => None,
+                }
+            };
+            let Some(due) = due else { break };
+            if let Some(entry) = due.entry.upgrade() {
+                inner.on_due(&entry, due.at, now);
+            }
         }
-        let flight = {
-            let mut st = entry.lock();
-            let due = st.creds.is_some() && st.next_refresh.is_some_and(|d| now >= d);
-            if !due {
-                continue;
-            }
-            if st.token_valid_until.is_some_and(|t| t <= now) {
-                // Only a request can bring a newer token; until then there
-                // is nothing STS would accept.
-                st.next_refresh = Some(now + inner.cfg.backoff_max.min(Duration::from_secs(30)));
-                inner.metrics.refresh("skipped_token_expired");
-                continue;
-            }
-            Inner::flight(&inner, &entry, &mut st)
-        };
-        let result = flight.await;
-        inner
-            .metrics
-            .refresh(if result.is_ok() { "ok" } else { "error" });
     }
 }
 

@@ -249,11 +249,11 @@ async fn serve_credentials(
             tracing::debug!(namespace = %id.namespace, service_account = %id.service_account, role = %role, "verified token");
             Lookup {
                 key: Key {
-                    namespace: id.namespace,
-                    service_account: id.service_account,
-                    service_account_uid: id.service_account_uid,
+                    namespace: id.namespace.clone(),
+                    service_account: id.service_account.clone(),
+                    service_account_uid: id.service_account_uid.clone(),
                     role_arn: role,
-                    pod_uid: if per_pod { id.pod_uid } else { None },
+                    pod_uid: if per_pod { id.pod_uid.clone() } else { None },
                 },
                 session_name: session,
                 token,

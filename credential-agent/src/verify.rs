@@ -18,6 +18,9 @@ use crate::secret::Secret;
 /// Projected tokens are around 1 KiB; STS takes at most 20,000 characters.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+const TOO_LARGE: &str =
+    "the token is larger than 16 KiB; send the pod's projected ServiceAccount token";
+
 /// What a verified token says about its bearer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenIdentity {
@@ -239,9 +242,7 @@ pub fn verify_with(
 /// Cheap checks before any key is involved.
 fn precheck(token: &Secret) -> Result<jsonwebtoken::Header, VerifyError> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(VerifyError::Malformed(
-            "the token is larger than 16 KiB; send the pod's projected ServiceAccount token",
-        ));
+        return Err(VerifyError::Malformed(TOO_LARGE));
     }
     let raw = token.expose();
     if raw.split('.').count() != 3 {
@@ -395,11 +396,27 @@ pub struct VerifierConfig {
     pub min_refetch_interval: Duration,
 }
 
+/// Tokens already verified, by SHA-256 of the exact token bytes, until the
+/// token's `exp` (plus leeway). Cleared whenever the key set is re-read.
+/// Saves the signature check on the hot path: a pod presents the same token
+/// on every credential fetch until the kubelet rotates it.
+const VERIFIED_CACHE_MAX: usize = 4096;
+
+type Digest = [u8; 32];
+
+fn digest(token: &Secret) -> Digest {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.expose().as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 /// The issuer's keys, loaded at start, refreshed periodically and on an
 /// unknown `kid` (rate-limited), used to verify each presented token.
 pub struct Verifier {
     cfg: VerifierConfig,
     source: JwksSource,
+    verified: Mutex<HashMap<Digest, Arc<TokenIdentity>>>,
     keys: RwLock<Option<Arc<KeySet>>>,
     last_fetch: Mutex<Option<Instant>>,
     fetching: tokio::sync::Mutex<()>,
@@ -411,6 +428,7 @@ impl Verifier {
         Verifier {
             cfg,
             source,
+            verified: Mutex::new(HashMap::new()),
             keys: RwLock::new(None),
             last_fetch: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
@@ -450,6 +468,8 @@ impl Verifier {
                     );
                 }
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(set));
+                // A key may have been withdrawn: verify everything afresh.
+                self.verified_cache().clear();
                 self.metrics.jwks_fetch("ok");
                 Ok(n)
             }
@@ -484,8 +504,36 @@ impl Verifier {
         true
     }
 
-    /// Verifies a presented token.
-    pub async fn verify(&self, token: &Secret) -> Result<TokenIdentity, VerifyError> {
+    fn verified_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<TokenIdentity>>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Verifies a presented token (or finds it verified before and not
+    /// expired since).
+    pub async fn verify(&self, token: &Secret) -> Result<Arc<TokenIdentity>, VerifyError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyError::Malformed(TOO_LARGE));
+        }
+        let d = digest(token);
+        let now = SystemTime::now();
+        if let Some(id) = self.verified_cache().get(&d) {
+            if now < id.expires + self.cfg.leeway {
+                return Ok(id.clone());
+            }
+        }
+        let id = Arc::new(self.verify_uncached(token).await?);
+        let mut cache = self.verified_cache();
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            cache.retain(|_, v| now < v.expires);
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(d, id.clone());
+        Ok(id)
+    }
+
+    async fn verify_uncached(&self, token: &Secret) -> Result<TokenIdentity, VerifyError> {
         let header = precheck(token)?;
         let Some(keys) = self.current() else {
             // Not loaded yet: try once (rate-limited) before giving up.
