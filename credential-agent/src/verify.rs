@@ -400,7 +400,7 @@ pub struct VerifierConfig {
 /// token's `exp` (plus leeway). Cleared whenever the key set is re-read.
 /// Saves the signature check on the hot path: a pod presents the same token
 /// on every credential fetch until the kubelet rotates it.
-const VERIFIED_CACHE_MAX: usize = 4096;
+const VERIFIED_CACHE_MAX: usize = 1024;
 
 type Digest = [u8; 32];
 
