@@ -434,7 +434,7 @@ impl Inner {
                 self.metrics.refresh("skipped_token_expired");
             } else {
                 // Spawned; completion records the result and reschedules.
-                let _ = Inner::flight(self, entry, st, true);
+                drop(Inner::flight(self, entry, st, true));
                 return;
             }
         }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::identity::CredentialMode;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::duration::parse_duration;
@@ -102,6 +103,83 @@ pub struct InjectionArgs {
         default_value = "http://169.254.170.23/v1/credentials"
     )]
     pub container_credentials_full_uri: String,
+    /// How pods with a role get credentials, unless their ServiceAccount or
+    /// the pod itself says otherwise with `<prefix>/credential-mode`.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_CREDENTIAL_MODE",
+        value_enum,
+        default_value = "web-identity"
+    )]
+    pub credential_mode: CredentialMode,
+    /// The node credential-agent's credentials URL (agent mode); the role is
+    /// appended as `?role=<URL-encoded ARN>`.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_AGENT_URL",
+        default_value = "http://169.254.170.23/v1/credentials"
+    )]
+    pub agent_url: String,
+    /// Image of the credential-agent sidecar (sidecar mode).
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SIDECAR_IMAGE",
+        default_value = "credential-agent:0.1.0"
+    )]
+    pub sidecar_image: String,
+    /// imagePullPolicy of the sidecar.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_SIDECAR_IMAGE_PULL_POLICY", default_value = "IfNotPresent",
+          value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub sidecar_image_pull_policy: String,
+    /// Name of the sidecar container.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SIDECAR_NAME",
+        default_value = "aws-credential-agent"
+    )]
+    pub sidecar_name: String,
+    /// Loopback port the sidecar serves credentials on.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SIDECAR_PORT",
+        default_value_t = 2702
+    )]
+    pub sidecar_port: u16,
+    /// Port of the sidecar's /healthz and /readyz (its startup probe).
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SIDECAR_HEALTH_PORT",
+        default_value_t = 2703
+    )]
+    pub sidecar_health_port: u16,
+    /// Port of the sidecar's Prometheus /metrics.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SIDECAR_METRICS_PORT",
+        default_value_t = 2705
+    )]
+    pub sidecar_metrics_port: u16,
+    /// CPU request of the sidecar.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SIDECAR_CPU_REQUEST",
+        default_value = "10m"
+    )]
+    pub sidecar_cpu_request: String,
+    /// Memory request of the sidecar.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SIDECAR_MEMORY_REQUEST",
+        default_value = "16Mi"
+    )]
+    pub sidecar_memory_request: String,
+    /// Memory limit of the sidecar.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SIDECAR_MEMORY_LIMIT",
+        default_value = "64Mi"
+    )]
+    pub sidecar_memory_limit: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -257,6 +335,39 @@ pub struct InjectionConfig {
     pub region: Option<String>,
     pub sts_regional_endpoint: bool,
     pub container_credentials: ContainerCredentialsConfig,
+    pub credential_mode: CredentialMode,
+    pub agent_url: String,
+    pub sidecar: SidecarConfig,
+}
+
+/// The credential-agent sidecar injected in sidecar mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarConfig {
+    pub image: String,
+    pub image_pull_policy: String,
+    pub name: String,
+    pub port: u16,
+    pub health_port: u16,
+    pub metrics_port: u16,
+    pub cpu_request: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+}
+
+impl Default for SidecarConfig {
+    fn default() -> Self {
+        SidecarConfig {
+            image: "credential-agent:0.1.0".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            name: "aws-credential-agent".into(),
+            port: 2702,
+            health_port: 2703,
+            metrics_port: 2705,
+            cpu_request: "10m".into(),
+            memory_request: "16Mi".into(),
+            memory_limit: "64Mi".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +395,9 @@ impl Default for InjectionConfig {
                 token_path: "eks-pod-identity-token".into(),
                 full_uri: "http://169.254.170.23/v1/credentials".into(),
             },
+            credential_mode: CredentialMode::WebIdentity,
+            agent_url: "http://169.254.170.23/v1/credentials".into(),
+            sidecar: SidecarConfig::default(),
         }
     }
 }
@@ -337,6 +451,31 @@ impl InjectionArgs {
             "container-credentials-full-uri",
             &self.container_credentials_full_uri,
         )?;
+        check_nonempty("sidecar-image", &self.sidecar_image)?;
+        check_nonempty("sidecar-name", &self.sidecar_name)?;
+        let agent_url = self.agent_url.trim();
+        let parsed = agent_url.parse::<http::Uri>().ok().filter(|u| {
+            u.scheme_str() == Some("http") && u.host().is_some() && !u.path().is_empty()
+        });
+        if parsed.is_none() {
+            return Err(crate::Error::Config(format!(
+                "--agent-url must be an http:// URL of the node agent, got {agent_url:?}"
+            )));
+        }
+        let ports = [
+            self.sidecar_port,
+            self.sidecar_health_port,
+            self.sidecar_metrics_port,
+        ];
+        if ports.contains(&0)
+            || ports[0] == ports[1]
+            || ports[0] == ports[2]
+            || ports[1] == ports[2]
+        {
+            return Err(crate::Error::Config(
+                "--sidecar-port, --sidecar-health-port and --sidecar-metrics-port must be distinct and non-zero".into(),
+            ));
+        }
         let region = self.aws_default_region.trim();
         Ok(InjectionConfig {
             annotation_prefix: self.annotation_prefix.clone(),
@@ -351,6 +490,19 @@ impl InjectionArgs {
                 volume_name: self.container_credentials_token_volume_name.clone(),
                 token_path: self.container_credentials_token_path.clone(),
                 full_uri: self.container_credentials_full_uri.clone(),
+            },
+            credential_mode: self.credential_mode,
+            agent_url: agent_url.to_string(),
+            sidecar: SidecarConfig {
+                image: self.sidecar_image.trim().to_string(),
+                image_pull_policy: self.sidecar_image_pull_policy.clone(),
+                name: self.sidecar_name.trim().to_string(),
+                port: self.sidecar_port,
+                health_port: self.sidecar_health_port,
+                metrics_port: self.sidecar_metrics_port,
+                cpu_request: self.sidecar_cpu_request.clone(),
+                memory_request: self.sidecar_memory_request.clone(),
+                memory_limit: self.sidecar_memory_limit.clone(),
             },
         })
     }

@@ -11,11 +11,58 @@ pub const AUDIENCE: &str = "audience";
 pub const STS_REGIONAL_ENDPOINTS: &str = "sts-regional-endpoints";
 pub const TOKEN_EXPIRATION: &str = "token-expiration";
 pub const SKIP_CONTAINERS: &str = "skip-containers";
+pub const CREDENTIAL_MODE: &str = "credential-mode";
 
 /// Annotation names this webhook reads from ServiceAccounts.
-const SA_NAMES: &[&str] = &[ROLE_ARN, AUDIENCE, STS_REGIONAL_ENDPOINTS, TOKEN_EXPIRATION];
+const SA_NAMES: &[&str] = &[
+    ROLE_ARN,
+    AUDIENCE,
+    STS_REGIONAL_ENDPOINTS,
+    TOKEN_EXPIRATION,
+    CREDENTIAL_MODE,
+];
 /// Annotation names this webhook reads from pods.
-pub const POD_NAMES: &[&str] = &[TOKEN_EXPIRATION, SKIP_CONTAINERS];
+pub const POD_NAMES: &[&str] = &[TOKEN_EXPIRATION, SKIP_CONTAINERS, CREDENTIAL_MODE];
+
+/// How a pod with a role gets its credentials: chosen by `--credential-mode`,
+/// then the ServiceAccount's `<prefix>/credential-mode`, then the pod's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CredentialMode {
+    /// IRSA: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE; the SDK calls STS.
+    #[default]
+    WebIdentity,
+    /// The node's credential-agent, through AWS_CONTAINER_CREDENTIALS_FULL_URI.
+    Agent,
+    /// A credential-agent native sidecar in the pod.
+    Sidecar,
+}
+
+impl CredentialMode {
+    pub fn parse(v: &str) -> Option<Self> {
+        match v.trim() {
+            "web-identity" => Some(CredentialMode::WebIdentity),
+            "agent" => Some(CredentialMode::Agent),
+            "sidecar" => Some(CredentialMode::Sidecar),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialMode::WebIdentity => "web-identity",
+            CredentialMode::Agent => "agent",
+            CredentialMode::Sidecar => "sidecar",
+        }
+    }
+
+    pub fn with_role(self, role_arn: String) -> Mode {
+        match self {
+            CredentialMode::WebIdentity => Mode::WebIdentity { role_arn },
+            CredentialMode::Agent => Mode::Agent { role_arn },
+            CredentialMode::Sidecar => Mode::Sidecar { role_arn },
+        }
+    }
+}
 
 /// Kubernetes refuses projected tokens that live longer than this.
 pub const MAX_TOKEN_EXPIRATION: i64 = 1 << 32;
@@ -98,6 +145,7 @@ pub enum WarningKind {
     InvalidRoleArn,
     NearMissAnnotation,
     InvalidAnnotationValue,
+    SidecarNotInjected,
 }
 
 impl WarningKind {
@@ -106,6 +154,7 @@ impl WarningKind {
             WarningKind::InvalidRoleArn => "invalid_role_arn",
             WarningKind::NearMissAnnotation => "near_miss_annotation",
             WarningKind::InvalidAnnotationValue => "invalid_annotation_value",
+            WarningKind::SidecarNotInjected => "sidecar_not_injected",
         }
     }
 }
@@ -122,9 +171,27 @@ pub struct Warning {
 pub enum Mode {
     /// IRSA: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE.
     WebIdentity { role_arn: String },
+    /// The node agent: AWS_CONTAINER_CREDENTIALS_FULL_URI naming the role +
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+    Agent { role_arn: String },
+    /// A credential-agent sidecar for the role, reached on loopback.
+    Sidecar { role_arn: String },
     /// AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
-    /// for identities listed in the container credentials config.
+    /// for identities listed in the container credentials config (upstream's
+    /// EKS Pod Identity mode: the URI as configured, no role in it).
     ContainerCredentials,
+}
+
+impl Mode {
+    /// The role, for every mode that names one.
+    pub fn role_arn(&self) -> Option<&str> {
+        match self {
+            Mode::WebIdentity { role_arn }
+            | Mode::Agent { role_arn }
+            | Mode::Sidecar { role_arn } => Some(role_arn),
+            Mode::ContainerCredentials => None,
+        }
+    }
 }
 
 /// Everything the mutation needs to know about the pod's identity.
@@ -203,7 +270,20 @@ pub fn resolve(
     let mode = if container_credentials {
         Mode::ContainerCredentials
     } else if let Some(role_arn) = role_arn {
-        Mode::WebIdentity { role_arn }
+        let mut requested = cfg.credential_mode;
+        if let Some(v) = sa_get(CREDENTIAL_MODE) {
+            match CredentialMode::parse(v) {
+                Some(m) => requested = m,
+                None => warnings.push(Warning {
+                    kind: WarningKind::InvalidAnnotationValue,
+                    message: format!(
+                        "ServiceAccount {namespace}/{sa_name} annotation {prefix}/{CREDENTIAL_MODE}={v:?} is not one of web-identity, agent, sidecar; using {}",
+                        requested.as_str()
+                    ),
+                }),
+            }
+        }
+        requested.with_role(role_arn)
     } else {
         return Resolution {
             identity: None,

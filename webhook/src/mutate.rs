@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{InjectionConfig, DEFAULT_TOKEN_EXPIRATION, TOKEN_NAME, VOLUME_NAME};
 use crate::identity::{
-    clamp_expiration, is_near_miss, Identity, Mode, Warning, WarningKind, POD_NAMES,
-    SKIP_CONTAINERS, TOKEN_EXPIRATION,
+    clamp_expiration, is_near_miss, CredentialMode, Identity, Mode, Warning, WarningKind,
+    CREDENTIAL_MODE, POD_NAMES, SKIP_CONTAINERS, TOKEN_EXPIRATION,
 };
 use crate::patch::{escape_token, PatchOp};
 use crate::{Error, Result};
@@ -103,6 +103,7 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
     // Pod annotations: token lifetime and containers to skip.
     let mut token_expiration = identity.token_expiration;
     let mut skip: HashSet<&str> = HashSet::new();
+    let mut pod_mode: Option<CredentialMode> = None;
     for (key, value) in &annotations {
         let Some(name) = key
             .strip_prefix(prefix.as_str())
@@ -131,6 +132,16 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
             }
         } else if name == SKIP_CONTAINERS {
             skip.extend(value.split(',').map(str::trim).filter(|s| !s.is_empty()));
+        } else if name == CREDENTIAL_MODE {
+            match CredentialMode::parse(value) {
+                Some(m) => pod_mode = Some(m),
+                None => out.warnings.push(Warning {
+                    kind: WarningKind::InvalidAnnotationValue,
+                    message: format!(
+                        "pod annotation {key}={value:?} is not one of web-identity, agent, sidecar; it is ignored"
+                    ),
+                }),
+            }
         }
     }
 
@@ -138,8 +149,29 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         (*k == "kubernetes.io/os" || *k == "beta.kubernetes.io/os") && *v == "windows"
     });
 
+    // The mode: the pod's annotation overrides what the ServiceAccount and
+    // flags chose (not for identities of the container credentials config).
+    let mut mode = identity.mode.clone();
+    if let (Some(m), Some(role)) = (pod_mode, identity.mode.role_arn()) {
+        mode = m.with_role(role.to_string());
+    }
+    let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+    if let (Mode::Sidecar { role_arn }, true) = (&mode, host_network) {
+        out.warnings.push(Warning {
+            kind: WarningKind::SidecarNotInjected,
+            message:
+                "the pod uses hostNetwork, so a credential-agent sidecar on loopback would be \
+                      reachable from the whole node; it gets web identity credentials instead"
+                    .into(),
+        });
+        mode = Mode::WebIdentity {
+            role_arn: role_arn.clone(),
+        };
+    }
+
     let cc = &cfg.container_credentials;
-    let plan = match &identity.mode {
+    let cc_token_file = token_path(&cc.mount_path, &cc.token_path, windows);
+    let plan = match &mode {
         Mode::WebIdentity { role_arn } => {
             let token_file = token_path(&cfg.token_mount_path, TOKEN_NAME, windows);
             Plan {
@@ -151,25 +183,55 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
                 ],
             }
         }
+        Mode::Agent { role_arn } => Plan {
+            volume_name: &cc.volume_name,
+            mount_path: &cc.mount_path,
+            identity_vars: [
+                (
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    agent_uri(&cfg.agent_url, role_arn),
+                ),
+                (
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                    cc_token_file.clone(),
+                ),
+            ],
+        },
+        Mode::Sidecar { .. } => Plan {
+            volume_name: &cc.volume_name,
+            mount_path: &cc.mount_path,
+            identity_vars: [
+                (
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    format!("http://127.0.0.1:{}/v1/credentials", cfg.sidecar.port),
+                ),
+                (
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                    cc_token_file.clone(),
+                ),
+            ],
+        },
         Mode::ContainerCredentials => {
             if token_expiration == DEFAULT_TOKEN_EXPIRATION {
                 token_expiration -= identity
                     .expiration_jitter
                     .clamp(0, crate::identity::MAX_EXPIRATION_JITTER);
             }
-            let token_file = token_path(&cc.mount_path, &cc.token_path, windows);
             Plan {
                 volume_name: &cc.volume_name,
                 mount_path: &cc.mount_path,
                 identity_vars: [
                     ("AWS_CONTAINER_CREDENTIALS_FULL_URI", cc.full_uri.clone()),
-                    ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file),
+                    (
+                        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                        cc_token_file.clone(),
+                    ),
                 ],
             }
         }
     };
 
-    if identity.mode == Mode::ContainerCredentials {
+    if matches!(mode, Mode::ContainerCredentials | Mode::Agent { .. }) {
         let present = labels
             .iter()
             .any(|(k, v)| *k == POD_IDENTITY_LABEL && *v == "enabled");
@@ -197,9 +259,9 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
 
     // The projected token volume, first in the list as upstream puts it.
     if !names(volumes, "spec.volumes")?.contains(plan.volume_name) {
-        let token_file_name = match &identity.mode {
+        let token_file_name = match &mode {
             Mode::WebIdentity { .. } => TOKEN_NAME,
-            Mode::ContainerCredentials => cc.token_path.as_str(),
+            _ => cc.token_path.as_str(),
         };
         let volume = json!({
             "name": plan.volume_name,
@@ -235,6 +297,9 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
             if skip.contains(name) {
                 continue;
             }
+            if field == "initContainers" && name == cfg.sidecar.name {
+                continue; // our own sidecar (on reinvocation)
+            }
             container_ops(
                 &format!("/spec/{field}/{i}"),
                 &what,
@@ -246,7 +311,97 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
             )?;
         }
     }
+    // The sidecar goes first among the init containers; added last so the
+    // indices used above still name the pod's own init containers.
+    if let Mode::Sidecar { role_arn } = &mode {
+        let present =
+            names(init_containers, "spec.initContainers")?.contains(cfg.sidecar.name.as_str());
+        if !present {
+            let sidecar = sidecar_container(cfg, role_arn, &cc_token_file, plan.mount_path);
+            match init_containers {
+                Some(_) => out
+                    .ops
+                    .push(PatchOp::add("/spec/initContainers/0", sidecar)),
+                None => out
+                    .ops
+                    .push(PatchOp::add("/spec/initContainers", json!([sidecar]))),
+            }
+        }
+    }
     Ok(out)
+}
+
+/// `<agent URL>?role=<URL-encoded role ARN>` (or `&role=` after a query).
+pub fn agent_uri(agent_url: &str, role_arn: &str) -> String {
+    let encoded: String = role_arn
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let sep = if agent_url.contains('?') { '&' } else { '?' };
+    format!("{agent_url}{sep}role={encoded}")
+}
+
+/// The credential-agent as a native sidecar: an init container with
+/// `restartPolicy: Always` whose startup probe holds the app containers back
+/// until it serves; unprivileged, read-only, no capabilities.
+fn sidecar_container(
+    cfg: &InjectionConfig,
+    role_arn: &str,
+    token_file: &str,
+    mount_path: &str,
+) -> Value {
+    let sc = &cfg.sidecar;
+    let mut env = vec![
+        json!({"name": "AWS_ROLE_ARN", "value": role_arn}),
+        json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": token_file}),
+    ];
+    if let Some(r) = &cfg.region {
+        env.push(json!({"name": "AWS_REGION", "value": r}));
+    }
+    json!({
+        "name": sc.name,
+        "image": sc.image,
+        "imagePullPolicy": sc.image_pull_policy,
+        "restartPolicy": "Always",
+        "args": [
+            "sidecar",
+            format!("--listen=127.0.0.1:{}", sc.port),
+            format!("--health-listen=0.0.0.0:{}", sc.health_port),
+            format!("--metrics-listen=0.0.0.0:{}", sc.metrics_port),
+        ],
+        "env": env,
+        "ports": [{"name": "agent-metrics", "containerPort": sc.metrics_port, "protocol": "TCP"}],
+        "startupProbe": {
+            "httpGet": {"path": "/readyz", "port": sc.health_port},
+            "periodSeconds": 1,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": sc.health_port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            "requests": {"cpu": sc.cpu_request, "memory": sc.memory_request},
+            "limits": {"memory": sc.memory_limit},
+        },
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "readOnlyRootFilesystem": true,
+            "allowPrivilegeEscalation": false,
+            "privileged": false,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": cfg.container_credentials.volume_name, "readOnly": true, "mountPath": mount_path}],
+    })
 }
 
 fn container_ops(
