@@ -140,8 +140,9 @@ impl CommonArgs {
         Ok(cfg)
     }
 
-    /// The region, from --region / AWS_REGION, then AWS_DEFAULT_REGION;
-    /// with an explicit STS endpoint any region will do.
+    /// The region, from --region / AWS_REGION, then AWS_DEFAULT_REGION, else
+    /// us-east-1 (with a warning); with an explicit STS endpoint any region
+    /// will do.
     pub fn resolved_region(&self) -> Result<String> {
         let region = self.region.clone().filter(|r| !r.is_empty()).or_else(|| {
             std::env::var("AWS_DEFAULT_REGION")
@@ -157,9 +158,10 @@ impl CommonArgs {
                 }
             }
             (None, Some(_)) => Ok("us-east-1".into()),
-            (None, None) => Err(Error::Config(
-                "no region: set --region (or AWS_REGION) so the regional STS endpoint is used, or --sts-endpoint".into(),
-            )),
+            (None, None) => {
+                tracing::warn!("no --region (or AWS_REGION): using STS in us-east-1; set the region to use the regional endpoint");
+                Ok("us-east-1".into())
+            }
         }
     }
 

@@ -449,6 +449,98 @@ mod tests {
     }
 
     #[test]
+    fn credential_mode_flag_then_service_account() {
+        let flags = |m: CredentialMode| InjectionConfig {
+            credential_mode: m,
+            ..InjectionConfig::default()
+        };
+        let cases: &[(CredentialMode, Option<&str>, Option<Mode>, usize)] = &[
+            (
+                CredentialMode::WebIdentity,
+                None,
+                Some(Mode::WebIdentity {
+                    role_arn: ARN.into(),
+                }),
+                0,
+            ),
+            (
+                CredentialMode::Agent,
+                None,
+                Some(Mode::Agent {
+                    role_arn: ARN.into(),
+                }),
+                0,
+            ),
+            (
+                CredentialMode::WebIdentity,
+                Some("sidecar"),
+                Some(Mode::Sidecar {
+                    role_arn: ARN.into(),
+                }),
+                0,
+            ),
+            (
+                CredentialMode::Sidecar,
+                Some("web-identity"),
+                Some(Mode::WebIdentity {
+                    role_arn: ARN.into(),
+                }),
+                0,
+            ),
+            (
+                CredentialMode::Agent,
+                Some("Agent!"),
+                Some(Mode::Agent {
+                    role_arn: ARN.into(),
+                }),
+                1,
+            ),
+        ];
+        for (flag, annotation, want, warnings) in cases {
+            let mut pairs = vec![("eks.amazonaws.com/role-arn", ARN)];
+            if let Some(a) = annotation {
+                pairs.push(("eks.amazonaws.com/credential-mode", a));
+            }
+            let r = resolve(
+                "app",
+                "ns",
+                Some(&entry(&pairs)),
+                None,
+                false,
+                &flags(*flag),
+            );
+            assert_eq!(r.identity.map(|i| i.mode), *want, "{flag:?} {annotation:?}");
+            assert_eq!(r.warnings.len(), *warnings, "{:?}", r.warnings);
+        }
+        // No role: nothing, whatever the mode.
+        let r = resolve(
+            "app",
+            "ns",
+            Some(&entry(&[("eks.amazonaws.com/credential-mode", "agent")])),
+            None,
+            false,
+            &flags(CredentialMode::Agent),
+        );
+        assert!(r.identity.is_none());
+        // Listed in the container credentials config: that mode, as upstream.
+        let r = resolve(
+            "app",
+            "ns",
+            Some(&entry(&[
+                ("eks.amazonaws.com/role-arn", ARN),
+                ("eks.amazonaws.com/credential-mode", "sidecar"),
+            ])),
+            None,
+            true,
+            &flags(CredentialMode::Agent),
+        );
+        assert_eq!(r.identity.unwrap().mode, Mode::ContainerCredentials);
+        // A typo of the new annotation is caught like the others.
+        let e = entry(&[("eks.amazonaws.co/credential-mode", "agent")]);
+        assert_eq!(e.near_misses.len(), 1);
+    }
+
+    #[test]
     fn role_arn_validation_table() {
         let good = [
             ARN,

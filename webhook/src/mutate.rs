@@ -518,6 +518,156 @@ mod tests {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": containers}})
     }
 
+    fn env_of(c: &Value) -> std::collections::BTreeMap<String, String> {
+        c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e["value"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn with_mode(mode: CredentialMode) -> Identity {
+        let mut id = web(ARN);
+        id.mode = mode.with_role(ARN.into());
+        id
+    }
+
+    #[test]
+    fn modes_table() {
+        let cfg = InjectionConfig {
+            region: Some("eu-west-1".into()),
+            ..InjectionConfig::default()
+        };
+        let agent_uri_want = "http://169.254.170.23/v1/credentials?role=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fs3-reader";
+        // (mode from SA/flags, pod annotation, hostNetwork) -> (expected env keys and values, sidecar?, label?)
+        let cases: Vec<(CredentialMode, Option<&str>, bool, Vec<(&str, &str)>, bool, bool, usize)> = vec![
+            (CredentialMode::WebIdentity, None, false,
+             vec![("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token")], false, false, 0),
+            (CredentialMode::Agent, None, false,
+             vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent_uri_want),
+                  ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token")], false, true, 0),
+            (CredentialMode::Sidecar, None, false,
+             vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:2702/v1/credentials"),
+                  ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token")], true, false, 0),
+            // The pod's annotation wins over the ServiceAccount's choice.
+            (CredentialMode::WebIdentity, Some("agent"), false,
+             vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent_uri_want)], false, true, 0),
+            (CredentialMode::Sidecar, Some("web-identity"), false, vec![("AWS_ROLE_ARN", ARN)], false, false, 0),
+            (CredentialMode::Agent, Some("sidecar"), false,
+             vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:2702/v1/credentials")], true, false, 0),
+            // An invalid annotation is ignored with a warning.
+            (CredentialMode::Agent, Some("magic"), false, vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent_uri_want)], false, true, 1),
+            // hostNetwork: no sidecar, web identity instead, with a warning.
+            (CredentialMode::Sidecar, None, true, vec![("AWS_ROLE_ARN", ARN)], false, false, 1),
+        ];
+        for (
+            i,
+            (mode, annotation, host_network, want_env, want_sidecar, want_label, want_warnings),
+        ) in cases.into_iter().enumerate()
+        {
+            let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "annotations": {}},
+                "spec": {"containers": [{"name": "app", "image": "app"}],
+                         "initContainers": [{"name": "setup", "image": "setup"}]}});
+            if let Some(a) = annotation {
+                p["metadata"]["annotations"]["eks.amazonaws.com/credential-mode"] = json!(a);
+            }
+            if host_network {
+                p["spec"]["hostNetwork"] = json!(true);
+            }
+            let m = mutate_pod(&p, &with_mode(mode), &cfg).unwrap();
+            assert_eq!(
+                m.warnings.len(),
+                want_warnings,
+                "case {i}: {:?}",
+                m.warnings
+            );
+            let out = apply(&p, &m.ops);
+            let inits = out["spec"]["initContainers"].as_array().unwrap();
+            let app = &out["spec"]["containers"][0];
+            let setup = inits.iter().find(|c| c["name"] == "setup").unwrap();
+            for c in [app, setup] {
+                let env = env_of(c);
+                for (k, v) in &want_env {
+                    assert_eq!(
+                        env.get(*k).map(String::as_str),
+                        Some(*v),
+                        "case {i}: {k} in {c}"
+                    );
+                }
+                assert_eq!(env.get("AWS_REGION").map(String::as_str), Some("eu-west-1"));
+                let web_identity = env.contains_key("AWS_ROLE_ARN");
+                let container = env.contains_key("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+                assert!(
+                    web_identity != container,
+                    "case {i}: both or neither credential sources: {env:?}"
+                );
+                assert!(!env.contains_key("AWS_WEB_IDENTITY_TOKEN_FILE") || web_identity);
+            }
+            let sidecar = inits.iter().find(|c| c["name"] == "aws-credential-agent");
+            assert_eq!(sidecar.is_some(), want_sidecar, "case {i}");
+            if let Some(sc) = sidecar {
+                assert_eq!(
+                    inits[0]["name"], "aws-credential-agent",
+                    "sidecar must be first"
+                );
+                assert_eq!(sc["restartPolicy"], "Always");
+                assert_eq!(sc["startupProbe"]["httpGet"]["port"], 2703);
+                let sec = &sc["securityContext"];
+                assert_eq!(sec["runAsNonRoot"], true);
+                assert_eq!(sec["readOnlyRootFilesystem"], true);
+                assert_eq!(sec["allowPrivilegeEscalation"], false);
+                assert_eq!(sec["privileged"], false);
+                assert_eq!(sec["capabilities"]["drop"], json!(["ALL"]));
+                let env = env_of(sc);
+                assert_eq!(env["AWS_ROLE_ARN"], ARN);
+                assert_eq!(
+                    env["AWS_WEB_IDENTITY_TOKEN_FILE"],
+                    "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"
+                );
+                assert!(!env.contains_key("AWS_CONTAINER_CREDENTIALS_FULL_URI"));
+                assert_eq!(sc["volumeMounts"][0]["name"], "eks-pod-identity-token");
+                assert!(sc["args"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("--listen=127.0.0.1:2702")));
+            }
+            let label = out["metadata"]["labels"][POD_IDENTITY_LABEL].as_str();
+            assert_eq!(label == Some("enabled"), want_label, "case {i}");
+            // Idempotent: running again on the output changes nothing.
+            let again = mutate_pod(&out, &with_mode(mode), &cfg).unwrap();
+            assert!(
+                again.ops.is_empty(),
+                "case {i}: reinvocation added {:?}",
+                again.ops
+            );
+            // The projected volume has the identity's audience.
+            let vol = &out["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"];
+            assert_eq!(vol["audience"], "sts.amazonaws.com");
+        }
+    }
+
+    #[test]
+    fn agent_uri_appends_the_role() {
+        assert_eq!(
+            agent_uri(
+                "http://127.0.0.1:80/v1/credentials",
+                "arn:aws:iam::1:role/a/b"
+            ),
+            "http://127.0.0.1:80/v1/credentials?role=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa%2Fb"
+        );
+        assert_eq!(
+            agent_uri("http://x/v1/credentials?v=1", "r+=,.@_-"),
+            "http://x/v1/credentials?v=1&role=r%2B%3D%2C.%40_-"
+        );
+    }
+
     #[test]
     fn token_path_table() {
         let cases = [

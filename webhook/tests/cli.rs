@@ -236,3 +236,108 @@ fn serve_exits_cleanly_on_sigterm() {
     let last: Value = serde_json::from_str(logs.lines().last().unwrap()).expect("JSON log lines");
     assert_eq!(last["fields"]["message"], "stopped", "{logs}");
 }
+
+#[test]
+fn dry_run_covers_the_three_credential_modes() {
+    let pod_of = |sa: &str, annotation: Option<&str>| {
+        let annotations = annotation
+            .map(|m| format!("  annotations: {{eks.amazonaws.com/credential-mode: {m}}}\n"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n{annotations}spec:\n  serviceAccountName: {sa}\n  containers:\n  - name: app\n    image: app\n"
+        )
+    };
+    let env_names = |pod: &Value| -> Vec<String> {
+        pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // From the ServiceAccount annotations.
+    let (code, out, err) = run(
+        &["mutate", SAS, "-o", "json", "-"],
+        Some(&pod_of("via-agent", None)),
+    );
+    assert_eq!(code, 0, "{err}");
+    let pod: Value = serde_json::from_str(&out).unwrap();
+    assert!(env_names(&pod).contains(&"AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string()));
+    assert!(!env_names(&pod).contains(&"AWS_ROLE_ARN".to_string()));
+    assert_eq!(
+        pod["metadata"]["labels"]["eks.amazonaws.com/pod-identity"],
+        "enabled"
+    );
+
+    let (code, out, err) = run(
+        &["mutate", SAS, "-o", "json", "-"],
+        Some(&pod_of("via-sidecar", None)),
+    );
+    assert_eq!(code, 0, "{err}");
+    let pod: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        pod["spec"]["initContainers"][0]["name"],
+        "aws-credential-agent"
+    );
+    assert_eq!(
+        pod["spec"]["initContainers"][0]["image"],
+        "credential-agent:0.1.0"
+    );
+
+    // From the flag, and the pod's annotation over it.
+    let (code, out, err) = run(
+        &[
+            "mutate",
+            SAS,
+            "-o",
+            "json",
+            "--credential-mode=sidecar",
+            "--sidecar-image=registry.example/agent:1",
+            "-",
+        ],
+        Some(&pod_of("s3-reader", None)),
+    );
+    assert_eq!(code, 0, "{err}");
+    let pod: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        pod["spec"]["initContainers"][0]["image"],
+        "registry.example/agent:1"
+    );
+    let (code, out, err) = run(
+        &[
+            "mutate",
+            SAS,
+            "-o",
+            "json",
+            "--credential-mode=sidecar",
+            "-",
+        ],
+        Some(&pod_of("s3-reader", Some("web-identity"))),
+    );
+    assert_eq!(code, 0, "{err}");
+    let pod: Value = serde_json::from_str(&out).unwrap();
+    assert!(env_names(&pod).contains(&"AWS_ROLE_ARN".to_string()));
+    assert!(pod["spec"]["initContainers"].is_null());
+
+    // A bad flag value is a clear error.
+    let (code, _, err) = run(
+        &[
+            "mutate",
+            SAS,
+            "--credential-mode=magic",
+            "examples/pod.yaml",
+        ],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("magic") && err.contains("web-identity"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &["mutate", SAS, "--agent-url=ftp://x", "examples/pod.yaml"],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--agent-url"), "{err}");
+}
