@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what it needs (Debian packages to build a real
-# kube-apiserver once, and a Python venv with moto, boto3 and the aws CLI, all
-# cached in ~/.cache/pod-identity-rs), builds the binaries the end-to-end
+# kube-apiserver once, a Python venv with moto, boto3 and the aws CLI, and the
+# AWS SDK for JavaScript v3 from npm, all cached in ~/.cache/pod-identity-rs), builds the binaries the end-to-end
 # tests run, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,10 @@ echo "kube-apiserver and etcd from $KUBE_ASSETS" >&2
 POD_IDENTITY_VENV="$(scripts/ensure-python.sh)"
 export POD_IDENTITY_VENV
 echo "moto, boto3 and the aws CLI from $POD_IDENTITY_VENV" >&2
+
+POD_IDENTITY_NPM="$(scripts/ensure-node.sh)"
+export POD_IDENTITY_NPM
+echo "the AWS SDK for JavaScript v3 from $POD_IDENTITY_NPM" >&2
 
 cargo build --locked --workspace --bins
 cargo test --locked --workspace

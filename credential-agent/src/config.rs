@@ -154,7 +154,9 @@ impl CommonArgs {
                 if r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                     Ok(r)
                 } else {
-                    Err(Error::Config(format!("--region {r:?} is not a region name")))
+                    Err(Error::Config(format!(
+                        "--region {r:?} is not a region name"
+                    )))
                 }
             }
             (None, Some(_)) => Ok("us-east-1".into()),

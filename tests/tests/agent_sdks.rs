@@ -3,7 +3,7 @@
 //! GetCallerIdentity against the same STS server (moto).
 
 use e2e_tests::agent::*;
-use e2e_tests::clients::{caller_arn, ALL};
+use e2e_tests::clients::{caller_arn, WITH_JS as ALL};
 
 const ASSUMED: &str = "arn:aws:sts::123456789012:assumed-role/app-role/";
 
