@@ -200,6 +200,53 @@ impl Cluster {
         }
     }
 
+    /// Mints the token the kubelet would mount: a TokenRequest for the
+    /// ServiceAccount with this audience and lifetime, bound to the pod when
+    /// given (name, uid).
+    pub async fn token_request(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audience: &str,
+        expiration_seconds: i64,
+        pod: Option<(&str, &str)>,
+    ) -> Result<String> {
+        let mut spec = json!({"audiences": [audience], "expirationSeconds": expiration_seconds});
+        if let Some((name, uid)) = pod {
+            spec["boundObjectRef"] =
+                json!({"kind": "Pod", "apiVersion": "v1", "name": name, "uid": uid});
+        }
+        let body =
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+        let (resp, _) = self
+            .create(
+                &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"),
+                &body,
+            )
+            .await?;
+        resp["status"]["token"]
+            .as_str()
+            .map(str::to_string)
+            .context("TokenRequest returned no token")
+    }
+
+    /// The admin token in a file (for clients that read a bearer token file).
+    pub fn admin_token_file(&self) -> Result<PathBuf> {
+        let p = self.dir.path().join("admin-token");
+        std::fs::write(&p, ADMIN_TOKEN)?;
+        Ok(p)
+    }
+
+    /// The CA bundle of the API server's self-signed serving certificate.
+    pub fn serving_ca_file(&self) -> PathBuf {
+        self.dir.path().join("certs").join("apiserver.crt")
+    }
+
+    /// The ServiceAccount signing key (PKCS#8 PEM) the API server uses.
+    pub fn sa_signing_key_pem(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.dir.path().join("sa.key"))?)
+    }
+
     pub fn logs(&self) -> String {
         self.procs
             .iter()
@@ -295,6 +342,43 @@ pub fn make_certs() -> Result<TestCerts> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// Waits until the API server calls the webhook (its configuration informer
+/// takes a moment after registration): creates pods of an annotated
+/// ServiceAccount in namespace `probe` until one comes back with a volume.
+pub async fn wait_for_webhook(cluster: &Cluster, role: &str) -> Result<()> {
+    cluster.create_namespace("probe").await?;
+    cluster
+        .create(
+            "/api/v1/namespaces/probe/serviceaccounts",
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "probe", "annotations": {"eks.amazonaws.com/role-arn": role}}}),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0.. {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("probe-{i}")},
+            "spec": {"serviceAccountName": "probe", "automountServiceAccountToken": false,
+                     "containers": [{"name": "c", "image": "x"}]}
+        });
+        let (stored, _) = cluster
+            .create("/api/v1/namespaces/probe/pods", &pod)
+            .await?;
+        if stored["spec"]["volumes"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the API server never called the webhook");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unreachable!()
 }
 
 /// The real webhook binary, stopped when dropped.

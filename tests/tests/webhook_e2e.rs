@@ -1,9 +1,9 @@
 //! The webhook against a real kube-apiserver: registered by URL on 127.0.0.1,
 //! pods created through the API, stored pods asserted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use e2e_tests::harness::{Cluster, Webhook};
 use serde_json::{json, Value};
 
@@ -76,40 +76,8 @@ fn assert_injected(stored: &Value, role: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits until the API server calls the webhook (its configuration informer
-/// takes a moment after registration).
 async fn wait_for_webhook(cluster: &Cluster) -> Result<()> {
-    cluster.create_namespace("probe").await?;
-    cluster
-        .create(
-            "/api/v1/namespaces/probe/serviceaccounts",
-            &sa("probe", json!({"eks.amazonaws.com/role-arn": ROLE})),
-        )
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for i in 0.. {
-        let (stored, _) = cluster
-            .create(
-                "/api/v1/namespaces/probe/pods",
-                &pod(
-                    &format!("probe-{i}"),
-                    "probe",
-                    json!([{"name": "c", "image": "x"}]),
-                ),
-            )
-            .await?;
-        if stored["spec"]["volumes"]
-            .as_array()
-            .is_some_and(|v| v.iter().any(|v| v["name"] == "aws-iam-token"))
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the API server never called the webhook");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    unreachable!()
+    e2e_tests::harness::wait_for_webhook(cluster, ROLE).await
 }
 
 async fn annotated_and_plain(cluster: &Cluster) -> Result<()> {

@@ -173,6 +173,12 @@ pub struct InjectionArgs {
         default_value = "16Mi"
     )]
     pub sidecar_memory_request: String,
+    /// Whether the cluster runs native sidecars (Kubernetes 1.29+): `auto`
+    /// asks the API server's version at start (the dry run assumes yes).
+    /// Without them, sidecar mode falls back to web identity with a warning.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_NATIVE_SIDECARS", default_value = "auto",
+          value_parser = ["auto", "true", "false"])]
+    pub native_sidecars: String,
     /// Memory limit of the sidecar.
     #[arg(
         long,
@@ -338,6 +344,8 @@ pub struct InjectionConfig {
     pub credential_mode: CredentialMode,
     pub agent_url: String,
     pub sidecar: SidecarConfig,
+    /// The cluster supports init containers with `restartPolicy: Always`.
+    pub native_sidecars: bool,
 }
 
 /// The credential-agent sidecar injected in sidecar mode.
@@ -398,6 +406,7 @@ impl Default for InjectionConfig {
             credential_mode: CredentialMode::WebIdentity,
             agent_url: "http://169.254.170.23/v1/credentials".into(),
             sidecar: SidecarConfig::default(),
+            native_sidecars: true,
         }
     }
 }
@@ -504,6 +513,7 @@ impl InjectionArgs {
                 memory_request: self.sidecar_memory_request.clone(),
                 memory_limit: self.sidecar_memory_limit.clone(),
             },
+            native_sidecars: self.native_sidecars != "false",
         })
     }
 }

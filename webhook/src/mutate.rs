@@ -156,17 +156,25 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         mode = m.with_role(role.to_string());
     }
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
-    if let (Mode::Sidecar { role_arn }, true) = (&mode, host_network) {
-        out.warnings.push(Warning {
-            kind: WarningKind::SidecarNotInjected,
-            message:
-                "the pod uses hostNetwork, so a credential-agent sidecar on loopback would be \
-                      reachable from the whole node; it gets web identity credentials instead"
-                    .into(),
-        });
-        mode = Mode::WebIdentity {
-            role_arn: role_arn.clone(),
+    if let Mode::Sidecar { role_arn } = &mode {
+        let why = if host_network {
+            Some("the pod uses hostNetwork, so a credential-agent sidecar on loopback would be reachable from the whole node")
+        } else if !cfg.native_sidecars {
+            Some("the cluster does not run native sidecars (Kubernetes 1.29 or later)")
+        } else {
+            None
         };
+        if let Some(why) = why {
+            out.warnings.push(Warning {
+                kind: WarningKind::SidecarNotInjected,
+                message: format!(
+                    "{why}; the pod gets web identity credentials instead of a sidecar"
+                ),
+            });
+            mode = Mode::WebIdentity {
+                role_arn: role_arn.clone(),
+            };
+        }
     }
 
     let cc = &cfg.container_credentials;
@@ -651,6 +659,22 @@ mod tests {
             let vol = &out["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"];
             assert_eq!(vol["audience"], "sts.amazonaws.com");
         }
+    }
+
+    #[test]
+    fn sidecar_needs_native_sidecars() {
+        let cfg = InjectionConfig {
+            native_sidecars: false,
+            ..InjectionConfig::default()
+        };
+        let p = pod(json!([{"name": "app", "image": "app"}]));
+        let m = mutate_pod(&p, &with_mode(CredentialMode::Sidecar), &cfg).unwrap();
+        assert_eq!(m.warnings.len(), 1);
+        assert_eq!(m.warnings[0].kind, WarningKind::SidecarNotInjected);
+        assert!(m.warnings[0].message.contains("native sidecars"));
+        let out = apply(&p, &m.ops);
+        assert!(out["spec"]["initContainers"].is_null());
+        assert_eq!(env_of(&out["spec"]["containers"][0])["AWS_ROLE_ARN"], ARN);
     }
 
     #[test]

@@ -155,8 +155,26 @@ async fn kube_client(args: &ServeArgs) -> Result<kube::Client> {
 /// Builds the shared state from the flags: connects to the cluster (or reads
 /// the ServiceAccounts file), loads the container credentials config and
 /// starts the watchers.
+/// Native sidecars (init containers with `restartPolicy: Always`) are on by
+/// default from Kubernetes 1.29.
+async fn detect_native_sidecars(client: &kube::Client) -> bool {
+    match client.apiserver_version().await {
+        Ok(info) => {
+            let major: u32 = info.major.trim_end_matches('+').parse().unwrap_or(0);
+            let minor: u32 = info.minor.trim_end_matches('+').parse().unwrap_or(0);
+            let native = (major, minor) >= (1, 29);
+            tracing::info!(version = %info.git_version, native_sidecars = native, "API server version");
+            native
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the API server version; assuming no native sidecars (sidecar mode falls back to web identity; set --native-sidecars=true to override)");
+            false
+        }
+    }
+}
+
 pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<AppState>> {
-    let config = args.injection.to_config()?;
+    let mut config = args.injection.to_config()?;
     if args.compat.compose_role_arn == Some(true) {
         return Err(Error::Config(
             "--compose-role-arn is not supported: annotate ServiceAccounts with full role ARNs"
@@ -175,6 +193,9 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
         }
         None => {
             let client = kube_client(args).await?;
+            if args.injection.native_sidecars == "auto" {
+                config.native_sidecars = detect_native_sidecars(&client).await;
+            }
             let cache = ServiceAccountCache::for_cluster(
                 &config.annotation_prefix,
                 client,
