@@ -546,6 +546,18 @@ mod tests {
         id
     }
 
+    /// (mode from ServiceAccount/flags, pod annotation, hostNetwork, expected
+    /// env, sidecar injected, label added, warnings)
+    type ModeCase<'a> = (
+        CredentialMode,
+        Option<&'a str>,
+        bool,
+        Vec<(&'a str, &'a str)>,
+        bool,
+        bool,
+        usize,
+    );
+
     #[test]
     fn modes_table() {
         let cfg = InjectionConfig {
@@ -554,7 +566,7 @@ mod tests {
         };
         let agent_uri_want = "http://169.254.170.23/v1/credentials?role=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fs3-reader";
         // (mode from SA/flags, pod annotation, hostNetwork) -> (expected env keys and values, sidecar?, label?)
-        let cases: Vec<(CredentialMode, Option<&str>, bool, Vec<(&str, &str)>, bool, bool, usize)> = vec![
+        let cases: Vec<ModeCase> = vec![
             (CredentialMode::WebIdentity, None, false,
              vec![("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token")], false, false, 0),
             (CredentialMode::Agent, None, false,
