@@ -5,3 +5,4 @@
 pub mod agent;
 pub mod clients;
 pub mod harness;
+pub mod helm;

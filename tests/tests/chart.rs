@@ -1,0 +1,208 @@
+//! The Helm chart: `helm lint --strict`, `helm template` of each values file
+//! in charts/pod-identity/ci compared with the committed golden output (set
+//! UPDATE_GOLDEN=1 to rewrite it), the rendered manifests validated against
+//! the Kubernetes 1.30 and 1.37 schemas, and the values schema refusing bad
+//! input with a clear message.
+
+use e2e_tests::helm::{chart_dir, helm_ok, kubernetes_validate, run_helm};
+
+/// Certificates the chart generates differ on every render: masked.
+fn mask_generated(yaml: &str) -> String {
+    yaml.lines()
+        .map(|l| {
+            let t = l.trim_start();
+            for key in ["caBundle: ", "ca.crt: ", "tls.crt: ", "tls.key: "] {
+                if t.starts_with(key) && t.len() > key.len() + 40 {
+                    let indent = &l[..l.len() - t.len()];
+                    return format!("{indent}{key}<generated>");
+                }
+            }
+            l.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn values_files() -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(chart_dir().join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 4, "expected the ci values files");
+    v
+}
+
+#[test]
+fn lint_template_golden_and_schemas() {
+    let chart = chart_dir();
+    let chart = chart.to_str().unwrap();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    for values in values_files() {
+        let name = values
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches("-values")
+            .to_string();
+        let v = values.to_str().unwrap();
+        helm_ok(&["lint", "--strict", chart, "-f", v]).unwrap();
+        let rendered = helm_ok(&[
+            "template",
+            "pod-identity",
+            chart,
+            "--namespace",
+            "pod-identity",
+            "-f",
+            v,
+        ])
+        .unwrap();
+        let masked = mask_generated(&rendered);
+        let golden = chart_dir()
+            .join("tests/golden")
+            .join(format!("{name}.yaml"));
+        if update {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &masked).unwrap();
+        } else {
+            let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+                panic!("{} missing: run with UPDATE_GOLDEN=1", golden.display())
+            });
+            if want != masked {
+                failures.push(format!(
+                    "{name}: rendered output differs from {}; review and run with UPDATE_GOLDEN=1",
+                    golden.display()
+                ));
+            }
+        }
+        for k8s in ["1.30.0", "1.37.0"] {
+            let (ok, out) = kubernetes_validate(&rendered, k8s).unwrap();
+            if !ok {
+                failures.push(format!("{name} on {k8s}:\n{out}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn validator_can_fail() {
+    // The schema check is real: a Deployment with a misspelled field fails.
+    let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicaz: 2\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: i}]}\n";
+    let (ok, out) = kubernetes_validate(bad, "1.30.0").unwrap();
+    assert!(!ok, "{out}");
+}
+
+#[test]
+fn bad_values_are_refused_clearly() {
+    let chart = chart_dir();
+    let chart = chart.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "webhook.credentialMode=magic"], "credentialMode"),
+        (&["--set", "webhook.replicaz=2"], "replicaz"),
+        (
+            &["--set", "webhook.admission.failurePolicy=Sometimes"],
+            "failurePolicy",
+        ),
+        (&["--set", "agent.enabled=true"], "agent.issuer is required"),
+        (
+            &["--set", "webhook.tls.mode=secret"],
+            "existingSecret is required",
+        ),
+        (
+            &["--set", "webhook.admission.url=https://127.0.0.1:1/mutate"],
+            "caBundle is required",
+        ),
+        (&["--set", "agent.sessionDuration=60"], "sessionDuration"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["template", "x", chart];
+        all.extend_from_slice(args);
+        let out = run_helm(&all).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} rendered");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn rendered_defaults_are_hardened() {
+    let chart = chart_dir();
+    let rendered = helm_ok(&[
+        "template",
+        "pod-identity",
+        chart.to_str().unwrap(),
+        "-n",
+        "pod-identity",
+        "--set",
+        "agent.enabled=true",
+        "--set",
+        "agent.issuer=https://issuer",
+    ])
+    .unwrap();
+    let docs: Vec<serde_json::Value> = rendered
+        .split("\n---")
+        .filter_map(|d| yaml_doc(d))
+        .collect();
+    let find = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
+    let dep = find("Deployment");
+    assert_eq!(dep["spec"]["replicas"], 2);
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(
+        dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"],
+        "9999"
+    );
+    let mwc = find("MutatingWebhookConfiguration");
+    let w = &mwc["webhooks"][0];
+    assert_eq!(w["sideEffects"], "None");
+    assert_eq!(w["reinvocationPolicy"], "IfNeeded");
+    assert_eq!(w["admissionReviewVersions"][0], "v1");
+    assert!(w["timeoutSeconds"].is_number() && w["failurePolicy"].is_string());
+    assert!(w["clientConfig"]["caBundle"]
+        .as_str()
+        .is_some_and(|s| s.len() > 100));
+    let ds = find("DaemonSet");
+    let spec = &ds["spec"]["template"]["spec"];
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(spec["priorityClassName"], "system-node-critical");
+    assert_eq!(spec["tolerations"][0]["operator"], "Exists");
+    assert_eq!(
+        ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+        "10%"
+    );
+    let init = &spec["initContainers"][0];
+    assert_eq!(
+        init["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_ADMIN"])
+    );
+    assert_eq!(init["securityContext"]["privileged"], false);
+    let agent = &spec["containers"][0];
+    assert_eq!(
+        agent["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_BIND_SERVICE"])
+    );
+    assert!(agent.get("ports").is_none(), "hostPorts only when asked");
+    assert!(
+        rendered.contains("/openid/v1/jwks"),
+        "agent RBAC reads the JWKS"
+    );
+    assert!(!rendered.contains("privileged: true"));
+}
+
+/// YAML document -> JSON value, skipping empty documents.
+fn yaml_doc(doc: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_yaml::from_str(doc).ok()?;
+    (!v.is_null()).then_some(v)
+}
