@@ -144,10 +144,7 @@ fn rendered_defaults_are_hardened() {
         "agent.issuer=https://issuer",
     ])
     .unwrap();
-    let docs: Vec<serde_json::Value> = rendered
-        .split("\n---")
-        .filter_map(|d| yaml_doc(d))
-        .collect();
+    let docs: Vec<serde_json::Value> = rendered.split("\n---").filter_map(yaml_doc).collect();
     let find = |kind: &str| {
         docs.iter()
             .find(|d| d["kind"] == kind)
