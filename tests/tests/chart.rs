@@ -203,3 +203,125 @@ fn yaml_doc(doc: &str) -> Option<serde_json::Value> {
     let v: serde_json::Value = serde_yaml::from_str(doc).ok()?;
     (!v.is_null()).then_some(v)
 }
+
+/// The flags the chart renders are the binaries' real flags: both start
+/// with exactly the rendered arguments (ports, files and addresses swapped
+/// for loopback and temp files).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_flags_are_accepted_by_the_binaries() {
+    use e2e_tests::agent::SigningKey;
+    use e2e_tests::harness::{free_port, make_certs, workspace_bin};
+    let chart = chart_dir();
+    let rendered = helm_ok(&[
+        "template",
+        "pod-identity",
+        chart.to_str().unwrap(),
+        "-n",
+        "pod-identity",
+        "-f",
+        chart.join("ci/agent-values.yaml").to_str().unwrap(),
+    ])
+    .unwrap();
+    let docs: Vec<serde_json::Value> = rendered.split("\n---").filter_map(yaml_doc).collect();
+    let args_of = |kind: &str| -> Vec<String> {
+        let d = docs.iter().find(|d| d["kind"] == kind).unwrap();
+        d["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs().unwrap();
+    std::fs::write(dir.path().join("tls.crt"), &certs.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &certs.key_pem).unwrap();
+    std::fs::write(
+        dir.path().join("sa.json"),
+        r#"{"apiVersion":"v1","kind":"List","items":[]}"#,
+    )
+    .unwrap();
+    let key = SigningKey::generate("k").unwrap();
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        serde_json::json!({"keys": [key.jwk()]}).to_string(),
+    )
+    .unwrap();
+
+    let (wport, wmetrics) = (free_port(), free_port());
+    let mut webhook: Vec<String> = args_of("Deployment")
+        .into_iter()
+        .map(|a| match a.split_once('=') {
+            Some(("--port", _)) => format!("--port={wport}"),
+            Some(("--metrics-port", _)) => format!("--metrics-port={wmetrics}"),
+            Some(("--tls-cert", _)) => {
+                format!("--tls-cert={}", dir.path().join("tls.crt").display())
+            }
+            Some(("--tls-key", _)) => format!("--tls-key={}", dir.path().join("tls.key").display()),
+            _ => a,
+        })
+        .collect();
+    webhook.push("--bind-address=127.0.0.1".into());
+    webhook.push(format!(
+        "--service-accounts={}",
+        dir.path().join("sa.json").display()
+    ));
+
+    let (aport, ahealth, ametrics) = (free_port(), free_port(), free_port());
+    let mut agent: Vec<String> = args_of("DaemonSet")
+        .into_iter()
+        .filter(|a| !a.starts_with("--listen="))
+        .map(|a| match a.split_once('=') {
+            Some(("--health-listen", _)) => format!("--health-listen=127.0.0.1:{ahealth}"),
+            Some(("--metrics-listen", _)) => format!("--metrics-listen=127.0.0.1:{ametrics}"),
+            _ => a,
+        })
+        .collect();
+    agent.push(format!("--listen=127.0.0.1:{aport}"));
+    agent.push(format!(
+        "--jwks-file={}",
+        dir.path().join("jwks.json").display()
+    ));
+
+    for (bin, args, ready) in [
+        (
+            "pod-identity-webhook",
+            webhook,
+            format!("http://127.0.0.1:{wmetrics}/readyz"),
+        ),
+        (
+            "credential-agent",
+            agent,
+            format!("http://127.0.0.1:{ahealth}/readyz"),
+        ),
+    ] {
+        let mut child = std::process::Command::new(workspace_bin(bin).unwrap())
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut ok = false;
+        while std::time::Instant::now() < deadline {
+            if reqwest::get(&ready)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                ok = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            ok,
+            "{bin} {args:?} did not become ready:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
