@@ -79,10 +79,12 @@ async fn fake_sts(delay: Duration) -> (String, Arc<AtomicUsize>) {
             let n = c.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(delay).await;
             let exp = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600));
-            let token = "F".repeat(1000); // STS session tokens are ~1 KB
+            // STS session tokens are ~1,000 characters of base64.
+            let raw: Vec<u8> = (0..750u32).map(|i| (i.wrapping_mul(2654435761).wrapping_add(n as u32) >> 13) as u8).collect();
+            let token = base64::engine::general_purpose::STANDARD.encode(raw);
             (
                 [("content-type", "text/xml")],
-                format!("<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIA{n:016}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey><SessionToken>{token}{n}</SessionToken><Expiration>{exp}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROA:x</AssumedRoleId><Arn>arn:aws:sts::123456789012:assumed-role/bench/x</Arn></AssumedRoleUser></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>", "s".repeat(40)),
+                format!("<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIA{n:016}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey><SessionToken>{token}</SessionToken><Expiration>{exp}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROA:x</AssumedRoleId><Arn>arn:aws:sts::123456789012:assumed-role/bench/x</Arn></AssumedRoleUser></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>", "s".repeat(40)),
             )
         }
     });

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
+use crate::packed::{CachedCredentials, PackedToken};
 use crate::secret::{scrub, Secret};
 use crate::sts::{AssumeRequest, Credentials, Exchanger, StsError, StsErrorKind};
 
@@ -56,6 +57,22 @@ pub struct CacheConfig {
     pub max_entries: usize,
     /// One STS call may take this long.
     pub sts_timeout: Duration,
+}
+
+impl Key {
+    /// One string for the map and the entry: the fields joined by NUL (no
+    /// field can hold one: names, uids and a validated role ARN).
+    pub fn compact(&self) -> String {
+        let pod = self.pod_uid.as_deref().unwrap_or("");
+        format!(
+            "{}\0{}\0{}\0{}\0{pod}",
+            self.namespace, self.service_account, self.service_account_uid, self.role_arn
+        )
+    }
+
+    fn role_of(compact: &str) -> &str {
+        compact.split('\0').nth(3).unwrap_or("")
+    }
 }
 
 impl Default for CacheConfig {
@@ -132,15 +149,15 @@ pub enum Source {
 
 #[derive(Clone, Debug)]
 pub struct Served {
-    pub credentials: Arc<Credentials>,
+    pub credentials: Arc<CachedCredentials>,
     pub source: Source,
 }
 
-type Outcome = Result<Arc<Credentials>, StsError>;
+type Outcome = Result<Arc<CachedCredentials>, StsError>;
 type Flight = Shared<BoxFuture<'static, Outcome>>;
 
 struct Issued {
-    creds: Arc<Credentials>,
+    creds: Arc<CachedCredentials>,
     valid_until: Instant,
 }
 
@@ -151,7 +168,8 @@ struct Failure {
 }
 
 struct State {
-    token: Secret,
+    token: PackedToken,
+    token_fp: u64,
     token_valid_until: Option<Instant>,
     creds: Option<Issued>,
     inflight: Option<Flight>,
@@ -166,7 +184,8 @@ struct State {
 }
 
 struct Entry {
-    key: Arc<Key>,
+    /// `Key::compact()`, shared with the map.
+    key: Arc<str>,
     session_name: Box<str>,
     state: Mutex<State>,
 }
@@ -201,7 +220,7 @@ impl Ord for Due {
 }
 
 struct Inner {
-    entries: Mutex<HashMap<Arc<Key>, Arc<Entry>>>,
+    entries: Mutex<HashMap<Arc<str>, Arc<Entry>>>,
     exchanger: Arc<dyn Exchanger>,
     cfg: CacheConfig,
     jitter: Jitter,
@@ -254,7 +273,7 @@ impl Cache {
     }
 
     pub fn contains(&self, key: &Key) -> bool {
-        self.inner.map().contains_key(key)
+        self.inner.map().contains_key(key.compact().as_str())
     }
 
     /// Credentials for a verified identity: from the cache while they have
@@ -266,8 +285,9 @@ impl Cache {
         let flight = {
             let mut st = entry.lock();
             st.last_used = now;
-            if st.token.fingerprint() != token_fp {
-                st.token = lookup.token.clone();
+            if st.token_fp != token_fp {
+                st.token = PackedToken::new(&lookup.token);
+                st.token_fp = token_fp;
                 st.token_valid_until = lookup.token_expires.map(|t| to_instant(t, now));
             }
             if let Some(issued) = &st.creds {
@@ -317,7 +337,7 @@ fn stale(st: &State, now: Instant) -> Option<Served> {
 }
 
 impl Inner {
-    fn map(&self) -> MutexGuard<'_, HashMap<Arc<Key>, Arc<Entry>>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Entry>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -326,8 +346,9 @@ impl Inner {
     }
 
     fn entry_for(self: &Arc<Self>, lookup: &Lookup, now: Instant) -> Arc<Entry> {
+        let compact = lookup.key.compact();
         let mut map = self.map();
-        if let Some(e) = map.get(&lookup.key) {
+        if let Some(e) = map.get(compact.as_str()) {
             return e.clone();
         }
         while map.len() >= self.cfg.max_entries {
@@ -341,12 +362,13 @@ impl Inner {
                 self.metrics.eviction("capacity");
             }
         }
-        let key = Arc::new(lookup.key.clone());
+        let key: Arc<str> = Arc::from(compact);
         let entry = Arc::new(Entry {
             key: key.clone(),
             session_name: lookup.session_name.clone().into_boxed_str(),
             state: Mutex::new(State {
-                token: lookup.token.clone(),
+                token: PackedToken::new(&lookup.token),
+                token_fp: lookup.token.fingerprint(),
                 token_valid_until: lookup.token_expires.map(|t| to_instant(t, now)),
                 creds: None,
                 inflight: None,
@@ -447,14 +469,14 @@ impl Inner {
         if let Some(f) = &st.inflight {
             return f.clone();
         }
+        let token = st.token.unpack();
         let req = AssumeRequest {
-            role_arn: entry.key.role_arn.clone(),
+            role_arn: Key::role_of(&entry.key).to_string(),
             session_name: entry.session_name.to_string(),
-            token: st.token.clone(),
+            token: token.clone(),
             duration_seconds: self.cfg.session_duration.as_secs() as i32,
         };
-        let token_fp = st.token.fingerprint();
-        let token = st.token.clone();
+        let token_fp = st.token_fp;
         let inner = self.clone();
         let entry = entry.clone();
         // Spawned, so the call completes (and is cached) even when every
@@ -530,7 +552,7 @@ impl Inner {
                     .checked_sub(lead)
                     .unwrap_or(now)
                     .max(now + lifetime / 2);
-                let creds = Arc::new(creds);
+                let creds = Arc::new(CachedCredentials::new(&creds));
                 st.creds = Some(Issued {
                     creds: creds.clone(),
                     valid_until,
@@ -579,8 +601,8 @@ impl Inner {
             return false;
         }
         st.removed = true;
-        if map.get(&*entry.key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
-            map.remove(&*entry.key);
+        if map.get(&entry.key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            map.remove(&entry.key);
         }
         self.metrics.identities.set(map.len() as i64);
         self.metrics.eviction("idle");

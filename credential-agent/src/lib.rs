@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod link;
 pub mod metrics;
+pub mod packed;
 pub mod secret;
 pub mod server;
 pub mod sidecar;

@@ -21,9 +21,10 @@ use crate::cache::{random_jitter, Cache, Key, Lookup};
 use crate::config::{validate_role_arn, CacheScope, CommonArgs, ServeArgs, SidecarArgs};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::packed::CachedCredentials;
 use crate::secret::Secret;
 use crate::sidecar::TokenFile;
-use crate::sts::{session_name, AwsSts, Credentials, Exchanger};
+use crate::sts::{session_name, AwsSts, Exchanger};
 use crate::verify::{unverified_identity, Verifier, VerifierConfig};
 
 /// DNS-rebinding guard: the Host header must name an address we listen on.
@@ -145,20 +146,17 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 /// The 200 body every SDK's container provider reads.
-pub fn credentials_body(c: &Credentials) -> String {
+pub fn credentials_body(c: &CachedCredentials) -> String {
     let mut body = serde_json::Map::new();
-    body.insert("AccessKeyId".into(), c.access_key_id.clone().into());
-    body.insert(
-        "SecretAccessKey".into(),
-        c.secret_access_key.expose().into(),
-    );
-    body.insert("Token".into(), c.session_token.expose().into());
-    if let Some(a) = &c.account_id {
-        body.insert("AccountId".into(), a.clone().into());
+    body.insert("AccessKeyId".into(), c.access_key_id().into());
+    body.insert("SecretAccessKey".into(), c.secret_access_key().into());
+    body.insert("Token".into(), c.session_token().into());
+    if let Some(a) = c.account_id() {
+        body.insert("AccountId".into(), a.into());
     }
     body.insert(
         "Expiration".into(),
-        humantime::format_rfc3339_seconds(c.expiration)
+        humantime::format_rfc3339_seconds(c.expiration())
             .to_string()
             .into(),
     );
@@ -209,7 +207,7 @@ async fn serve_credentials(
     headers: &HeaderMap,
     uri: &Uri,
     query: std::result::Result<Query<RoleQuery>, QueryRejection>,
-) -> Result<Arc<Credentials>> {
+) -> Result<Arc<CachedCredentials>> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -580,6 +578,7 @@ pub async fn start_sidecar_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sts::Credentials;
 
     #[test]
     fn host_guard() {
@@ -626,7 +625,8 @@ mod tests {
             account_id: Some("123456789012".into()),
             expiration: std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         };
-        let v: serde_json::Value = serde_json::from_str(&credentials_body(&c)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&credentials_body(&CachedCredentials::new(&c))).unwrap();
         assert_eq!(v["AccessKeyId"], "AKIA1");
         assert_eq!(v["SecretAccessKey"], "s");
         assert_eq!(v["Token"], "t");

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use credential_agent::cache::{Key, Lookup, Served, Source};
 use credential_agent::error::Error;
+use credential_agent::packed::{CachedCredentials, PackedToken};
 use credential_agent::secret::Secret;
 use credential_agent::sts::{AssumeRequest, Credentials, StsError, StsErrorKind};
 
@@ -40,7 +41,7 @@ fn debug_never_prints_secrets() {
         duration_seconds: 3600,
     };
     let served = Served {
-        credentials: Arc::new(creds.clone()),
+        credentials: Arc::new(CachedCredentials::new(&creds)),
         source: Source::Cached,
     };
     let err = Error::Sts(StsError::new(StsErrorKind::Denied, "AccessDenied", "no"));
@@ -50,6 +51,7 @@ fn debug_never_prints_secrets() {
         format!("{lookup:?}"),
         format!("{req:?}"),
         format!("{served:?}"),
+        format!("{:?}", PackedToken::new(&Secret::new(TOKEN))),
         format!("{err:?} {err}"),
     ];
     for out in outputs {
@@ -58,7 +60,10 @@ fn debug_never_prints_secrets() {
         }
         // The non-secret parts are still there to debug with.
         assert!(
-            out.contains("AKIA") || out.contains("ns.sa") || out.contains("AccessDenied"),
+            out.contains("AKIA")
+                || out.contains("ns.sa")
+                || out.contains("AccessDenied")
+                || out == "<redacted>",
             "{out}"
         );
     }

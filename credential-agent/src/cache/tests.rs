@@ -117,7 +117,7 @@ async fn concurrent_misses_share_one_sts_call() {
     let mut ids = std::collections::HashSet::new();
     for t in tasks {
         let served = t.await.unwrap().unwrap();
-        ids.insert(served.credentials.access_key_id.clone());
+        ids.insert(served.credentials.access_key_id().to_string());
     }
     assert_eq!(sts.calls(), 1);
     assert_eq!(ids.len(), 1);
@@ -156,7 +156,7 @@ async fn sts_call_survives_the_request_that_started_it() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let served = cache.get(lookup("app", "t")).await.unwrap();
     assert_eq!(served.source, Source::Cached);
-    assert_eq!(served.credentials.access_key_id, "AKIA1");
+    assert_eq!(served.credentials.access_key_id(), "AKIA1");
     assert_eq!(sts.calls(), 1);
 }
 
@@ -174,7 +174,7 @@ async fn different_identities_do_not_share() {
     let d = cache.get(new_uid).await.unwrap();
     let ids: std::collections::HashSet<_> = [a, b, c, d]
         .iter()
-        .map(|s| s.credentials.access_key_id.clone())
+        .map(|s| s.credentials.access_key_id().to_string())
         .collect();
     assert_eq!(ids.len(), 4);
     assert_eq!(sts.calls(), 4);
@@ -194,7 +194,7 @@ async fn refreshes_ahead_so_no_caller_waits_and_nothing_short_is_served() {
         tokio::time::sleep(Duration::from_secs(60)).await;
         let served = cache.get(lookup("app", "t")).await.unwrap();
         assert_eq!(served.source, Source::Cached, "waited on STS");
-        let issued = sts.issued_at(&served.credentials.access_key_id);
+        let issued = sts.issued_at(served.credentials.access_key_id());
         let left = (issued + cfg.session_duration).saturating_duration_since(Instant::now());
         assert!(left >= cfg.min_remaining, "served with {left:?} left");
     }
@@ -235,7 +235,7 @@ async fn outage_serves_cached_until_expiry_with_bounded_retries() {
     for _ in 0..59 {
         tokio::time::sleep(Duration::from_secs(60)).await;
         let served = cache.get(lookup("app", "t")).await.unwrap();
-        assert_eq!(served.credentials.access_key_id, "AKIA1");
+        assert_eq!(served.credentials.access_key_id(), "AKIA1");
         stale_seen |= served.source == Source::Stale;
     }
     assert!(stale_seen, "never fell back to the cached credential");
@@ -253,7 +253,7 @@ async fn outage_serves_cached_until_expiry_with_bounded_retries() {
     sts.fail(None);
     tokio::time::sleep(Duration::from_secs(cfg.negative_ttl.as_secs() + 1)).await;
     let served = cache.get(lookup("app", "t")).await.unwrap();
-    assert_ne!(served.credentials.access_key_id, "AKIA1");
+    assert_ne!(served.credentials.access_key_id(), "AKIA1");
 }
 
 #[tokio::test(start_paused = true)]
