@@ -119,3 +119,21 @@ pub fn caller_arn(client: Client, env: &[(String, String)], home: &Path) -> Resu
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
+
+/// Runs each client in turn (off the async runtime) with `env`; returns
+/// what each got: the caller ARN or the failure.
+pub async fn caller_arns(
+    clients: &[Client],
+    env: &[(String, String)],
+    home: &Path,
+) -> Vec<(Client, Result<String>)> {
+    let mut out = Vec::new();
+    for &client in clients {
+        let (env, home) = (env.to_vec(), home.to_path_buf());
+        let arn = tokio::task::spawn_blocking(move || caller_arn(client, &env, &home))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("{client:?} panicked: {e}")));
+        out.push((client, arn));
+    }
+    out
+}

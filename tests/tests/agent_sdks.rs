@@ -3,7 +3,7 @@
 //! GetCallerIdentity against the same STS server (moto).
 
 use e2e_tests::agent::*;
-use e2e_tests::clients::{caller_arn, WITH_JS as ALL};
+use e2e_tests::clients::{caller_arns, WITH_JS as ALL};
 
 const ASSUMED: &str = "arn:aws:sts::123456789012:assumed-role/app-role/";
 
@@ -40,13 +40,8 @@ async fn sdks_through_node_agent() -> anyhow::Result<()> {
     std::fs::write(&token_file, &token)?; // no trailing newline, as the kubelet writes it
     let uri = format!("{}/v1/credentials{}", agent.url, role_query(ROLE));
     let env = env(&uri, &token_file, &moto.url);
-    for client in ALL {
-        let arn = tokio::task::spawn_blocking({
-            let env = env.clone();
-            let home = dir.path().to_path_buf();
-            move || caller_arn(client, &env, &home)
-        })
-        .await??;
+    for (client, arn) in caller_arns(&ALL, &env, dir.path()).await {
+        let arn = arn?;
         assert!(
             arn.starts_with(ASSUMED) && arn.ends_with("/team-a.app"),
             "{client:?}: {arn}\n{}",
@@ -59,13 +54,7 @@ async fn sdks_through_node_agent() -> anyhow::Result<()> {
     // A token the issuer did not sign gets the SDKs nothing.
     let forged = SigningKey::generate("key-1")?.sign(&claims("team-a", "app", "uid-app", None))?;
     std::fs::write(&token_file, &forged)?;
-    for client in ALL {
-        let res = tokio::task::spawn_blocking({
-            let env = env.clone();
-            let home = dir.path().to_path_buf();
-            move || caller_arn(client, &env, &home)
-        })
-        .await?;
+    for (client, res) in caller_arns(&ALL, &env, dir.path()).await {
         assert!(
             res.is_err(),
             "{client:?} got credentials with a forged token"
@@ -104,13 +93,8 @@ async fn sdks_through_sidecar() -> anyhow::Result<()> {
     .await?;
     let uri = format!("{}/v1/credentials", agent.url);
     let env = env(&uri, &token_file, &moto.url);
-    for client in ALL {
-        let arn = tokio::task::spawn_blocking({
-            let env = env.clone();
-            let home = dir.path().to_path_buf();
-            move || caller_arn(client, &env, &home)
-        })
-        .await??;
+    for (client, arn) in caller_arns(&ALL, &env, dir.path()).await {
+        let arn = arn?;
         assert!(
             arn.starts_with(ASSUMED) && arn.ends_with("/team-b.worker.worker-7"),
             "{client:?}: {arn}\n{}",

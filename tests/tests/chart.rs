@@ -131,20 +131,12 @@ fn bad_values_are_refused_clearly() {
 
 #[test]
 fn rendered_defaults_are_hardened() {
-    let chart = chart_dir();
-    let rendered = helm_ok(&[
-        "template",
-        "pod-identity",
-        chart.to_str().unwrap(),
-        "-n",
-        "pod-identity",
+    let (rendered, docs) = render(&[
         "--set",
         "agent.enabled=true",
         "--set",
         "agent.issuer=https://issuer",
-    ])
-    .unwrap();
-    let docs: Vec<serde_json::Value> = rendered.split("\n---").filter_map(yaml_doc).collect();
+    ]);
     let find = |kind: &str| {
         docs.iter()
             .find(|d| d["kind"] == kind)
@@ -198,6 +190,23 @@ fn rendered_defaults_are_hardened() {
     assert!(!rendered.contains("privileged: true"));
 }
 
+/// `helm template pod-identity <chart> -n pod-identity <extra>`: the text
+/// and its documents.
+fn render(extra: &[&str]) -> (String, Vec<serde_json::Value>) {
+    let chart = chart_dir();
+    let mut args = vec![
+        "template",
+        "pod-identity",
+        chart.to_str().unwrap(),
+        "-n",
+        "pod-identity",
+    ];
+    args.extend_from_slice(extra);
+    let rendered = helm_ok(&args).unwrap();
+    let docs = rendered.split("\n---").filter_map(yaml_doc).collect();
+    (rendered, docs)
+}
+
 /// YAML document -> JSON value, skipping empty documents.
 fn yaml_doc(doc: &str) -> Option<serde_json::Value> {
     let v: serde_json::Value = serde_yaml::from_str(doc).ok()?;
@@ -211,18 +220,8 @@ fn yaml_doc(doc: &str) -> Option<serde_json::Value> {
 async fn rendered_flags_are_accepted_by_the_binaries() {
     use e2e_tests::agent::SigningKey;
     use e2e_tests::harness::{free_port, make_certs, workspace_bin};
-    let chart = chart_dir();
-    let rendered = helm_ok(&[
-        "template",
-        "pod-identity",
-        chart.to_str().unwrap(),
-        "-n",
-        "pod-identity",
-        "-f",
-        chart.join("ci/agent-values.yaml").to_str().unwrap(),
-    ])
-    .unwrap();
-    let docs: Vec<serde_json::Value> = rendered.split("\n---").filter_map(yaml_doc).collect();
+    let agent_values = chart_dir().join("ci/agent-values.yaml");
+    let (_, docs) = render(&["-f", agent_values.to_str().unwrap()]);
     let args_of = |kind: &str| -> Vec<String> {
         let d = docs.iter().find(|d| d["kind"] == kind).unwrap();
         d["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use e2e_tests::agent::{now_secs, Agent, FaultProxy, Moto, SigningKey, ROLE};
-use e2e_tests::clients::{caller_arn, WITH_JS};
+use e2e_tests::clients::{caller_arns, WITH_JS};
 use e2e_tests::harness::{free_port, wait_for_webhook, workspace_bin, Cluster, Webhook};
 use serde_json::{json, Value};
 
@@ -128,10 +128,8 @@ async fn all_clients(
     vars: &[(String, String)],
     session_suffix: Option<&str>,
 ) -> Result<()> {
-    for client in WITH_JS {
-        let vars = vars.to_vec();
-        let home = env.root.path().to_path_buf();
-        let arn = tokio::task::spawn_blocking(move || caller_arn(client, &vars, &home)).await??;
+    for (client, arn) in caller_arns(&WITH_JS, vars, env.root.path()).await {
+        let arn = arn?;
         ensure!(arn.starts_with(ASSUMED), "{client:?}: {arn}");
         if let Some(s) = session_suffix {
             ensure!(arn.ends_with(s), "{client:?}: {arn} does not end with {s}");
