@@ -155,6 +155,12 @@ fn rendered_defaults_are_hardened() {
     );
     let mwc = find("MutatingWebhookConfiguration");
     let w = &mwc["webhooks"][0];
+    // The chart's own pods are never sent to the webhook (it could not start
+    // while down with failurePolicy Fail).
+    let opt_out = &w["objectSelector"]["matchExpressions"][0];
+    assert_eq!(opt_out["operator"], "NotIn");
+    let label = opt_out["key"].as_str().unwrap();
+    assert_eq!(dep["spec"]["template"]["metadata"]["labels"][label], "true");
     assert_eq!(w["sideEffects"], "None");
     assert_eq!(w["reinvocationPolicy"], "IfNeeded");
     assert_eq!(w["admissionReviewVersions"][0], "v1");
@@ -163,6 +169,7 @@ fn rendered_defaults_are_hardened() {
         .as_str()
         .is_some_and(|s| s.len() > 100));
     let ds = find("DaemonSet");
+    assert_eq!(ds["spec"]["template"]["metadata"]["labels"][label], "true");
     let spec = &ds["spec"]["template"]["spec"];
     assert_eq!(spec["hostNetwork"], true);
     assert_eq!(spec["priorityClassName"], "system-node-critical");
