@@ -8,7 +8,10 @@
 //! 3. RSS of the agent holding 10,000 cached identities.
 //!
 //! Run: `cargo bench -p credential-agent --bench agent` (results are copied
-//! into docs/benchmarks.md by hand). BENCH_SECONDS sets the load duration.
+//! into docs/benchmarks.md by hand). BENCH_SECONDS sets the load duration,
+//! BENCH_ONLY=throughput|cold|rss one part, BENCH_N the identity count, and
+//! BENCH_WRAPPER a command the agent runs under, e.g.
+//! `valgrind --tool=massif --massif-out-file=/tmp/massif.out`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -97,13 +100,24 @@ async fn fake_sts(delay: Duration) -> (String, Arc<AtomicUsize>) {
 struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SIGTERM first, so a profiler wrapping the agent writes its output.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
 async fn wait_http(url: &str) {
-    for _ in 0..200 {
+    // Long enough for an agent started under valgrind.
+    for _ in 0..1200 {
         if reqwest::get(url)
             .await
             .is_ok_and(|r| r.status().is_success())
@@ -118,7 +132,16 @@ async fn wait_http(url: &str) {
 async fn start_agent(dir: &Path, sts: &str, max_entries: usize) -> (Proc, SocketAddr) {
     let port = free_port();
     let health = free_port();
-    let child = Command::new(BIN)
+    let wrapper = std::env::var("BENCH_WRAPPER").unwrap_or_default();
+    let mut cmd = if wrapper.is_empty() {
+        Command::new(BIN)
+    } else {
+        let mut parts = wrapper.split_whitespace();
+        let mut c = Command::new(parts.next().unwrap());
+        c.args(parts).arg(BIN);
+        c
+    };
+    let child = cmd
         .args([
             "serve",
             &format!("--listen=127.0.0.1:{port}"),
@@ -309,7 +332,7 @@ fn main() {
         let idle = rss_kib(pid);
         let url = format!("http://{addr3}/v1/credentials{ROLE_QUERY}");
         let client = reqwest::Client::new();
-        let n = 10_000;
+        let n: usize = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
         let tokens: Vec<String> = (0..n).map(|i| key.token(&format!("sa-{i}"), "p")).collect();
         let started = Instant::now();
         for chunk in tokens.chunks(50) {
