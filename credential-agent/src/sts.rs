@@ -145,6 +145,17 @@ impl AwsSts {
         if let Some(url) = endpoint {
             builder = builder.endpoint_url(url);
         }
+        // A burst of concurrent first requests opens as many connections;
+        // keep a few warm, not all of them (each idle one holds buffers).
+        use aws_smithy_http_client::tls;
+        let http = aws_smithy_http_client::Builder::new()
+            .pool_max_idle_per_host(4)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build_https();
+        builder = builder.http_client(http);
         AwsSts {
             client: aws_sdk_sts::Client::from_conf(builder.build()),
         }
