@@ -116,6 +116,8 @@ struct PublicKey {
 #[derive(Default)]
 pub struct KeySet {
     keys: HashMap<String, Vec<PublicKey>>,
+    /// Each usable JWK as JSON text, to tell whether a key was withdrawn.
+    members: std::collections::BTreeSet<String>,
 }
 
 impl KeySet {
@@ -131,6 +133,7 @@ impl KeySet {
         let mut set = KeySet::default();
         let mut skipped = 0;
         for raw in doc.keys {
+            let text = raw.to_string();
             let Ok(jwk) = serde_json::from_value::<Jwk>(raw) else {
                 skipped += 1;
                 continue;
@@ -157,6 +160,7 @@ impl KeySet {
                 .entry(jwk.common.key_id.clone().unwrap_or_default())
                 .or_default()
                 .push(PublicKey { family, alg, key });
+            set.members.insert(text);
         }
         Ok((set, skipped))
     }
@@ -467,9 +471,20 @@ impl Verifier {
                         "ignored keys of the JWKS that cannot verify tokens"
                     );
                 }
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(set));
-                // A key may have been withdrawn: verify everything afresh.
-                self.verified_cache().clear();
+                let withdrawn = {
+                    let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                    let withdrawn = keys
+                        .as_ref()
+                        .is_some_and(|old| !old.members.is_subset(&set.members));
+                    *keys = Some(Arc::new(set));
+                    withdrawn
+                };
+                // A withdrawn key: tokens it signed are verified afresh. (Not
+                // on every fetch: unknown kids trigger fetches, and clearing
+                // then would let anyone empty the cache every few seconds.)
+                if withdrawn {
+                    self.verified_cache().clear();
+                }
                 self.metrics.jwks_fetch("ok");
                 Ok(n)
             }

@@ -324,6 +324,9 @@ async fn new_signing_key_is_picked_up_rate_limited() -> anyhow::Result<()> {
     let moto = Moto::start().await?;
     let agent = Agent::start("serve", &node_args(&issuer, &moto.url), &[]).await?;
     let q = role_query(ROLE);
+    // A token of the current key, verified once (and so cached as verified).
+    let old_key_token = issuer.token(&claims("team-a", "old", "uid-old", None));
+    assert_eq!(agent.get(Some(&old_key_token), &q).await?.0, 200);
     let rotated = SigningKey::generate("key-2")?;
     let token = rotated.sign(&claims("team-a", "app", "uid-app", None))?;
     // Before the issuer publishes the key: refused. A flood of unknown kids
@@ -344,5 +347,21 @@ async fn new_signing_key_is_picked_up_rate_limited() -> anyhow::Result<()> {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, _, body) = agent.get(Some(&token), &q).await?;
     assert_eq!(status, 200, "{body}\n{}", agent.log_tail());
+    // Fetching the set again without withdrawing anything keeps the old
+    // key's token valid...
+    assert_eq!(agent.get(Some(&old_key_token), &q).await?.0, 200);
+    // ...withdrawing the old key refuses its tokens from the next fetch on,
+    // even one verified before.
+    issuer.keys.remove(0);
+    issuer.write_jwks()?;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let unknown = SigningKey::generate("key-3")?.sign(&claims("team-a", "app", "uid-app", None))?;
+    assert_eq!(agent.get(Some(&unknown), &q).await?.0, 403); // makes the agent fetch
+    let (status, _, body) = agent.get(Some(&old_key_token), &q).await?;
+    assert_eq!(
+        status, 403,
+        "a withdrawn key's token was still served: {body}"
+    );
+    assert_eq!(agent.get(Some(&token), &q).await?.0, 200);
     Ok(())
 }
