@@ -401,7 +401,7 @@ pub struct VerifierConfig {
 }
 
 /// Tokens already verified, by SHA-256 of the exact token bytes, until the
-/// token's `exp` (plus leeway). Cleared whenever the key set is re-read.
+/// token's `exp` (plus leeway). Cleared when a re-read of the key set withdraws a key.
 /// Saves the signature check on the hot path: a pod presents the same token
 /// on every credential fetch until the kubelet rotates it.
 const VERIFIED_CACHE_MAX: usize = 1024;
