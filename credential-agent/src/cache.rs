@@ -57,6 +57,8 @@ pub struct CacheConfig {
     pub max_entries: usize,
     /// One STS call may take this long.
     pub sts_timeout: Duration,
+    /// STS calls in flight at once, over all identities.
+    pub max_concurrent_sts: usize,
 }
 
 impl Key {
@@ -88,6 +90,7 @@ impl Default for CacheConfig {
             idle_timeout: Duration::from_secs(90 * 60),
             max_entries: 20_000,
             sts_timeout: Duration::from_secs(10),
+            max_concurrent_sts: 16,
         }
     }
 }
@@ -111,6 +114,9 @@ impl CacheConfig {
         }
         if self.max_entries == 0 {
             return Err("max entries must be at least 1".into());
+        }
+        if self.max_concurrent_sts == 0 {
+            return Err("max concurrent STS calls must be at least 1".into());
         }
         if self.backoff_base.is_zero() || self.backoff_max < self.backoff_base {
             return Err("backoff base must be positive and at most backoff max".into());
@@ -228,6 +234,7 @@ struct Inner {
     /// Refresh and idle deadlines of all entries; one task serves them.
     heap: Mutex<BinaryHeap<Reverse<Due>>>,
     wake: Notify,
+    sts_permits: tokio::sync::Semaphore,
     scheduler_started: AtomicBool,
 }
 
@@ -249,6 +256,7 @@ impl Cache {
         jitter: Jitter,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let sts_permits = tokio::sync::Semaphore::new(cfg.max_concurrent_sts.max(1));
         Cache {
             inner: Arc::new(Inner {
                 entries: Mutex::new(HashMap::new()),
@@ -258,6 +266,7 @@ impl Cache {
                 metrics,
                 heap: Mutex::new(BinaryHeap::new()),
                 wake: Notify::new(),
+                sts_permits,
                 scheduler_started: AtomicBool::new(false),
             }),
         }
@@ -483,6 +492,9 @@ impl Inner {
         // HTTP request waiting on it has gone away.
         let handle =
             tokio::spawn(async move {
+                // At most `max_concurrent_sts` calls at once: a node starting
+                // a hundred pods must not fire a hundred calls at STS.
+                let _permit = inner.sts_permits.acquire().await;
                 let started = Instant::now();
                 let result =
                     match tokio::time::timeout(inner.cfg.sts_timeout, inner.exchanger.assume(req))

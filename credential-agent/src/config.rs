@@ -114,6 +114,13 @@ pub struct CommonArgs {
     /// Most identities cached.
     #[arg(long, env = "CREDENTIAL_AGENT_MAX_ENTRIES", default_value = "20000")]
     pub max_entries: usize,
+    /// STS calls in flight at once, over all identities (more wait).
+    #[arg(
+        long,
+        env = "CREDENTIAL_AGENT_MAX_CONCURRENT_STS",
+        default_value = "16"
+    )]
+    pub max_concurrent_sts: usize,
     /// Timeout of one STS call.
     #[arg(long, env = "CREDENTIAL_AGENT_STS_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub sts_timeout: Duration,
@@ -135,6 +142,7 @@ impl CommonArgs {
             idle_timeout: self.idle_timeout,
             max_entries: self.max_entries,
             sts_timeout: self.sts_timeout,
+            max_concurrent_sts: self.max_concurrent_sts,
         };
         cfg.validate().map_err(Error::Config)?;
         Ok(cfg)

@@ -9,6 +9,8 @@ use crate::sts::StsErrorKind;
 /// call number, or with the error currently set.
 struct FakeSts {
     calls: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
     delay: Mutex<Duration>,
     fail_with: Mutex<Option<StsError>>,
     /// tokio instant each credential was issued at, by call number.
@@ -20,6 +22,8 @@ impl FakeSts {
     fn new(delay: Duration) -> Arc<Self> {
         Arc::new(FakeSts {
             calls: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight: Arc::new(AtomicUsize::new(0)),
             delay: Mutex::new(delay),
             fail_with: Mutex::new(None),
             issued: Mutex::new(Vec::new()),
@@ -49,8 +53,12 @@ impl Exchanger for FakeSts {
             .push(req.token.expose().to_string());
         let issued = Instant::now() + delay;
         self.issued.lock().unwrap().push(issued);
+        let (in_flight, max) = (self.in_flight.clone(), self.max_in_flight.clone());
         async move {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(delay).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
             if let Some(e) = fail {
                 return Err(e);
             }
@@ -370,6 +378,30 @@ async fn slow_sts_times_out() {
     let err = cache.get(lookup("app", "t")).await.unwrap_err();
     assert_eq!(err.code, "StsTimeout");
     assert_eq!(err.status(), 503);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sts_calls_are_bounded_over_identities() {
+    let sts = FakeSts::new(Duration::from_secs(1));
+    let cfg = CacheConfig {
+        max_concurrent_sts: 4,
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let c = cache.clone();
+            tokio::spawn(async move { c.get(lookup(&format!("sa-{i}"), "t")).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(sts.calls(), 20);
+    assert_eq!(sts.max_in_flight.load(Ordering::SeqCst), 4);
+    // 20 calls of 1 s, 4 at a time.
+    assert_eq!(started.elapsed().as_secs(), 5);
 }
 
 #[test]
