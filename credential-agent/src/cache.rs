@@ -392,11 +392,9 @@ impl Inner {
         map.insert(key, entry.clone());
         self.metrics.identities.set(map.len() as i64);
         drop(map);
-        {
-            let mut st = entry.lock();
-            let at = self.next_event(&st);
-            self.schedule(&entry, &mut st, at);
-        }
+        // No wake-up yet: the caller starts an STS call at once, and its
+        // completion schedules the entry (a second heap item now would only
+        // go stale).
         if !self.scheduler_started.swap(true, AtomicOrdering::SeqCst) {
             tokio::spawn(scheduler(self.clone()));
         }
