@@ -237,6 +237,13 @@ fn serve_exits_cleanly_on_sigterm() {
     assert_eq!(last["fields"]["message"], "stopped", "{logs}");
 }
 
+/// `mutate` with `args` on `stdin`, which must succeed; the pod it prints.
+fn dry_run_json(args: &[&str], stdin: Option<&str>) -> Value {
+    let (code, out, err) = run(args, stdin);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
 #[test]
 fn dry_run_covers_the_three_credential_modes() {
     let pod_of = |sa: &str, annotation: Option<&str>| {
@@ -256,12 +263,10 @@ fn dry_run_covers_the_three_credential_modes() {
             .collect()
     };
     // From the ServiceAccount annotations.
-    let (code, out, err) = run(
+    let pod = dry_run_json(
         &["mutate", SAS, "-o", "json", "-"],
         Some(&pod_of("via-agent", None)),
     );
-    assert_eq!(code, 0, "{err}");
-    let pod: Value = serde_json::from_str(&out).unwrap();
     assert!(env_names(&pod).contains(&"AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string()));
     assert!(!env_names(&pod).contains(&"AWS_ROLE_ARN".to_string()));
     assert_eq!(
@@ -269,12 +274,10 @@ fn dry_run_covers_the_three_credential_modes() {
         "enabled"
     );
 
-    let (code, out, err) = run(
+    let pod = dry_run_json(
         &["mutate", SAS, "-o", "json", "-"],
         Some(&pod_of("via-sidecar", None)),
     );
-    assert_eq!(code, 0, "{err}");
-    let pod: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         pod["spec"]["initContainers"][0]["name"],
         "aws-credential-agent"
@@ -285,7 +288,7 @@ fn dry_run_covers_the_three_credential_modes() {
     );
 
     // From the flag, and the pod's annotation over it.
-    let (code, out, err) = run(
+    let pod = dry_run_json(
         &[
             "mutate",
             SAS,
@@ -297,13 +300,11 @@ fn dry_run_covers_the_three_credential_modes() {
         ],
         Some(&pod_of("s3-reader", None)),
     );
-    assert_eq!(code, 0, "{err}");
-    let pod: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         pod["spec"]["initContainers"][0]["image"],
         "registry.example/agent:1"
     );
-    let (code, out, err) = run(
+    let pod = dry_run_json(
         &[
             "mutate",
             SAS,
@@ -314,8 +315,6 @@ fn dry_run_covers_the_three_credential_modes() {
         ],
         Some(&pod_of("s3-reader", Some("web-identity"))),
     );
-    assert_eq!(code, 0, "{err}");
-    let pod: Value = serde_json::from_str(&out).unwrap();
     assert!(env_names(&pod).contains(&"AWS_ROLE_ARN".to_string()));
     assert!(pod["spec"]["initContainers"].is_null());
 
