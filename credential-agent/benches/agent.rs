@@ -350,6 +350,11 @@ fn main() {
             full as f64 / 1024.0,
             calls.load(Ordering::SeqCst)
         );
+        if let Some(secs) = std::env::var("BENCH_HOLD").ok().and_then(|v| v.parse().ok()) {
+            // Time to look at the process (gdb, /proc/PID/smaps) before it ends.
+            println!("agent pid {pid}; holding {secs} s");
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+        }
         }
     });
 }

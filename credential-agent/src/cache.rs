@@ -7,8 +7,11 @@
 //! it with paused time; the wall-clock expiration STS returns is turned into
 //! an instant once, when the credentials arrive. Jitter is injected.
 
+use std::borrow::Borrow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
@@ -155,44 +158,55 @@ pub enum Source {
 
 #[derive(Clone, Debug)]
 pub struct Served {
-    pub credentials: Arc<CachedCredentials>,
+    pub credentials: CachedCredentials,
     pub source: Source,
 }
 
-type Outcome = Result<Arc<CachedCredentials>, StsError>;
+type Outcome = Result<CachedCredentials, StsError>;
 type Flight = Shared<BoxFuture<'static, Outcome>>;
 
+/// An instant on a cache's clock in 8 bytes (also as `Option<Tick>`):
+/// nanoseconds since the cache was made, plus one. Exact both ways for 584
+/// years, so paused-time tests see the same instants as before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Tick(NonZeroU64);
+
 struct Issued {
-    creds: Arc<CachedCredentials>,
-    valid_until: Instant,
+    creds: CachedCredentials,
+    valid_until: Tick,
 }
 
 struct Failure {
     error: StsError,
     until: Instant,
     token_fp: u64,
+    /// STS calls failed in a row.
+    failures: u32,
 }
 
+/// Kept small on purpose (88 bytes): a node may hold thousands.
 struct State {
+    /// Holds its fingerprint too.
     token: PackedToken,
-    token_fp: u64,
-    token_valid_until: Option<Instant>,
+    token_valid_until: Option<Tick>,
     creds: Option<Issued>,
-    inflight: Option<Flight>,
+    /// Boxed: `Option<Flight>` would be 24 bytes in every entry.
+    inflight: Option<Box<Flight>>,
     /// Boxed: rare, and entries should stay small.
     failure: Option<Box<Failure>>,
-    failures: u32,
-    next_refresh: Option<Instant>,
-    last_used: Instant,
+    next_refresh: Option<Tick>,
+    last_used: Tick,
     /// The deadline of this entry's one live item in the scheduler's heap.
-    scheduled_at: Option<Instant>,
-    removed: bool,
+    scheduled_at: Option<Tick>,
 }
 
 struct Entry {
-    /// `Key::compact()`, shared with the map.
-    key: Arc<str>,
-    session_name: Box<str>,
+    /// `Key::compact()` (the first `key_len` bytes), then the session name.
+    names: Box<str>,
+    key_len: u32,
+    /// Out of the map: no longer refreshed or scheduled. Changed only with
+    /// the state locked.
+    removed: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -200,11 +214,48 @@ impl Entry {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn key(&self) -> &str {
+        self.names.get(..self.key_len as usize).unwrap_or("")
+    }
+
+    fn session_name(&self) -> &str {
+        self.names.get(self.key_len as usize..).unwrap_or("")
+    }
+
+    fn removed(&self) -> bool {
+        self.removed.load(AtomicOrdering::Relaxed)
+    }
+
+    fn set_removed(&self) {
+        self.removed.store(true, AtomicOrdering::Relaxed);
+    }
 }
+
+/// An entry in the map, found by its key (`Key::compact()`): the map holds
+/// one pointer per identity and no second copy of the key.
+struct Slot(Arc<Entry>);
+
+impl Borrow<str> for Slot {
+    fn borrow(&self) -> &str {
+        self.0.key()
+    }
+}
+impl Hash for Slot {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.0.key().hash(h)
+    }
+}
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+impl Eq for Slot {}
 
 /// One pending wake-up of the scheduler for an entry.
 struct Due {
-    at: Instant,
+    at: Tick,
     entry: Weak<Entry>,
 }
 
@@ -226,7 +277,9 @@ impl Ord for Due {
 }
 
 struct Inner {
-    entries: Mutex<HashMap<Arc<str>, Arc<Entry>>>,
+    entries: Mutex<HashSet<Slot>>,
+    /// Where this cache's `Tick`s count from.
+    epoch: Instant,
     exchanger: Arc<dyn Exchanger>,
     cfg: CacheConfig,
     jitter: Jitter,
@@ -259,7 +312,8 @@ impl Cache {
         let sts_permits = tokio::sync::Semaphore::new(cfg.max_concurrent_sts.max(1));
         Cache {
             inner: Arc::new(Inner {
-                entries: Mutex::new(HashMap::new()),
+                entries: Mutex::new(HashSet::new()),
+                epoch: Instant::now(),
                 exchanger,
                 cfg,
                 jitter,
@@ -282,7 +336,7 @@ impl Cache {
     }
 
     pub fn contains(&self, key: &Key) -> bool {
-        self.inner.map().contains_key(key.compact().as_str())
+        self.inner.map().contains(key.compact().as_str())
     }
 
     /// Credentials for a verified identity: from the cache while they have
@@ -291,16 +345,19 @@ impl Cache {
         let now = Instant::now();
         let entry = self.inner.entry_for(&lookup, now);
         let token_fp = lookup.token.fingerprint();
+        let inner = &self.inner;
         let flight = {
             let mut st = entry.lock();
-            st.last_used = now;
-            if st.token_fp != token_fp {
+            st.last_used = inner.tick(now);
+            if st.token.fingerprint() != token_fp {
                 st.token = PackedToken::new(&lookup.token);
-                st.token_fp = token_fp;
-                st.token_valid_until = lookup.token_expires.map(|t| to_instant(t, now));
+                st.token_valid_until = lookup.token_expires.map(|t| inner.tick(to_instant(t, now)));
             }
             if let Some(issued) = &st.creds {
-                if issued.valid_until.saturating_duration_since(now) >= self.inner.cfg.min_remaining
+                if inner
+                    .instant(issued.valid_until)
+                    .saturating_duration_since(now)
+                    >= inner.cfg.min_remaining
                 {
                     self.inner.metrics.cache_hits.inc();
                     return Ok(Served {
@@ -312,7 +369,7 @@ impl Cache {
             if let Some(f) = &st.failure {
                 let applies = !f.error.is_permanent() || f.token_fp == token_fp;
                 if now < f.until && applies {
-                    if let Some(stale) = stale(&st, now) {
+                    if let Some(stale) = inner.stale(&st, now) {
                         return Ok(stale);
                     }
                     return Err(f.error.clone());
@@ -326,7 +383,7 @@ impl Cache {
                 credentials,
                 source: Source::Fetched,
             }),
-            Err(e) => match stale(&entry.lock(), Instant::now()) {
+            Err(e) => match inner.stale(&entry.lock(), Instant::now()) {
                 Some(s) => Ok(s),
                 None => Err(e),
             },
@@ -334,20 +391,29 @@ impl Cache {
     }
 }
 
-/// Cached credentials that are still valid, if any.
-fn stale(st: &State, now: Instant) -> Option<Served> {
-    st.creds
-        .as_ref()
-        .filter(|i| i.valid_until > now)
-        .map(|i| Served {
-            credentials: i.creds.clone(),
-            source: Source::Stale,
-        })
-}
-
 impl Inner {
-    fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Entry>>> {
+    fn map(&self) -> MutexGuard<'_, HashSet<Slot>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tick(&self, at: Instant) -> Tick {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        Tick(NonZeroU64::MIN.saturating_add(u64::try_from(nanos).unwrap_or(u64::MAX)))
+    }
+
+    fn instant(&self, t: Tick) -> Instant {
+        self.epoch + Duration::from_nanos(t.0.get() - 1)
+    }
+
+    /// Cached credentials that are still valid, if any.
+    fn stale(&self, st: &State, now: Instant) -> Option<Served> {
+        st.creds
+            .as_ref()
+            .filter(|i| self.instant(i.valid_until) > now)
+            .map(|i| Served {
+                credentials: i.creds.clone(),
+                source: Source::Stale,
+            })
     }
 
     fn heap(&self) -> MutexGuard<'_, BinaryHeap<Reverse<Due>>> {
@@ -355,41 +421,41 @@ impl Inner {
     }
 
     fn entry_for(self: &Arc<Self>, lookup: &Lookup, now: Instant) -> Arc<Entry> {
-        let compact = lookup.key.compact();
+        let mut names = lookup.key.compact();
         let mut map = self.map();
-        if let Some(e) = map.get(compact.as_str()) {
-            return e.clone();
+        if let Some(e) = map.get(names.as_str()) {
+            return e.0.clone();
         }
         while map.len() >= self.cfg.max_entries {
             let lru = map
-                .values()
-                .min_by_key(|e| e.lock().last_used)
-                .map(|e| e.key.clone());
-            let Some(k) = lru else { break };
-            if let Some(old) = map.remove(&k) {
-                old.lock().removed = true;
-                self.metrics.eviction("capacity");
-            }
+                .iter()
+                .min_by_key(|e| e.0.lock().last_used)
+                .map(|e| e.0.clone());
+            let Some(old) = lru else { break };
+            map.remove(old.key());
+            let _st = old.lock();
+            old.set_removed();
+            self.metrics.eviction("capacity");
         }
-        let key: Arc<str> = Arc::from(compact);
+        // Keys are claim values of a size-limited token: far below 4 GiB.
+        let key_len = u32::try_from(names.len()).unwrap_or(u32::MAX);
+        names.push_str(&lookup.session_name);
         let entry = Arc::new(Entry {
-            key: key.clone(),
-            session_name: lookup.session_name.clone().into_boxed_str(),
+            names: names.into_boxed_str(),
+            key_len,
+            removed: AtomicBool::new(false),
             state: Mutex::new(State {
                 token: PackedToken::new(&lookup.token),
-                token_fp: lookup.token.fingerprint(),
-                token_valid_until: lookup.token_expires.map(|t| to_instant(t, now)),
+                token_valid_until: lookup.token_expires.map(|t| self.tick(to_instant(t, now))),
                 creds: None,
                 inflight: None,
                 failure: None,
-                failures: 0,
                 next_refresh: None,
-                last_used: now,
+                last_used: self.tick(now),
                 scheduled_at: None,
-                removed: false,
             }),
         });
-        map.insert(key, entry.clone());
+        map.insert(Slot(entry.clone()));
         self.metrics.identities.set(map.len() as i64);
         drop(map);
         // No wake-up yet: the caller starts an STS call at once, and its
@@ -403,17 +469,22 @@ impl Inner {
 
     /// When the scheduler must next look at an entry: its refresh point
     /// (once it has credentials) or the moment it becomes idle.
-    fn next_event(&self, st: &State) -> Instant {
-        let idle_at = st.last_used + self.cfg.idle_timeout;
+    fn next_event(&self, st: &State) -> Tick {
+        let idle_at = self.idle_at(st);
         match (&st.creds, st.next_refresh) {
             (Some(_), Some(due)) => due.min(idle_at),
             _ => idle_at,
         }
     }
 
+    /// When the entry becomes idle unless asked for again.
+    fn idle_at(&self, st: &State) -> Tick {
+        self.tick(self.instant(st.last_used) + self.cfg.idle_timeout)
+    }
+
     /// Makes `at` the entry's one live wake-up; older heap items for it
     /// become stale and are skipped when they come up.
-    fn schedule(&self, entry: &Arc<Entry>, st: &mut State, at: Instant) {
+    fn schedule(&self, entry: &Arc<Entry>, st: &mut State, at: Tick) {
         if st.scheduled_at == Some(at) {
             return;
         }
@@ -432,14 +503,14 @@ impl Inner {
 
     /// The scheduler reached `at` for this entry: drop it if idle, start a
     /// refresh if due, else schedule the next look.
-    fn on_due(self: &Arc<Self>, entry: &Arc<Entry>, at: Instant, now: Instant) {
+    fn on_due(self: &Arc<Self>, entry: &Arc<Entry>, at: Tick, now: Instant) {
         {
             let mut st = entry.lock();
-            if st.removed || st.scheduled_at != Some(at) {
+            if entry.removed() || st.scheduled_at != Some(at) {
                 return; // evicted, or a stale item
             }
             st.scheduled_at = None;
-            if now < st.last_used + self.cfg.idle_timeout {
+            if self.tick(now) < self.idle_at(&st) {
                 return self.refresh_or_reschedule(entry, &mut st, now);
             }
         }
@@ -454,12 +525,14 @@ impl Inner {
         if st.inflight.is_some() {
             return; // its completion schedules the next look
         }
-        let due = st.creds.is_some() && st.next_refresh.is_some_and(|d| now >= d);
+        let now_tick = self.tick(now);
+        let due = st.creds.is_some() && st.next_refresh.is_some_and(|d| now_tick >= d);
         if due {
-            if st.token_valid_until.is_some_and(|t| t <= now) {
+            if st.token_valid_until.is_some_and(|t| t <= now_tick) {
                 // Only a request can bring a newer token; until then there
                 // is nothing STS would accept.
-                st.next_refresh = Some(now + self.cfg.backoff_max.min(Duration::from_secs(30)));
+                st.next_refresh =
+                    Some(self.tick(now + self.cfg.backoff_max.min(Duration::from_secs(30))));
                 self.metrics.refresh("skipped_token_expired");
             } else {
                 // Spawned; completion records the result and reschedules.
@@ -474,16 +547,16 @@ impl Inner {
     /// The STS call in flight for this entry, started if there is none.
     fn flight(self: &Arc<Self>, entry: &Arc<Entry>, st: &mut State, background: bool) -> Flight {
         if let Some(f) = &st.inflight {
-            return f.clone();
+            return Flight::clone(f);
         }
         let token = st.token.unpack();
         let req = AssumeRequest {
-            role_arn: Key::role_of(&entry.key).to_string(),
-            session_name: entry.session_name.to_string(),
+            role_arn: Key::role_of(entry.key()).to_string(),
+            session_name: entry.session_name().to_string(),
             token: token.clone(),
             duration_seconds: self.cfg.session_duration.as_secs() as i32,
         };
-        let token_fp = st.token_fp;
+        let token_fp = st.token.fingerprint();
         let inner = self.clone();
         let entry = entry.clone();
         // Spawned, so the call completes (and is cached) even when every
@@ -525,7 +598,7 @@ impl Inner {
             })
             .boxed()
             .shared();
-        st.inflight = Some(flight.clone());
+        st.inflight = Some(Box::new(flight.clone()));
         flight
     }
 
@@ -562,19 +635,22 @@ impl Inner {
                     .checked_sub(lead)
                     .unwrap_or(now)
                     .max(now + lifetime / 2);
-                let creds = Arc::new(CachedCredentials::new(&creds));
+                let creds = CachedCredentials::new(&creds);
                 st.creds = Some(Issued {
                     creds: creds.clone(),
-                    valid_until,
+                    valid_until: self.tick(valid_until),
                 });
                 st.failure = None;
-                st.failures = 0;
-                st.next_refresh = Some(refresh_at);
+                st.next_refresh = Some(self.tick(refresh_at));
                 Ok(creds)
             }
             Err(error) => {
-                st.failures = st.failures.saturating_add(1);
-                let retry = self.backoff(st.failures);
+                let failures = st
+                    .failure
+                    .as_ref()
+                    .map_or(0, |f| f.failures)
+                    .saturating_add(1);
+                let retry = self.backoff(failures);
                 let gate = if error.is_permanent() {
                     self.cfg.negative_ttl
                 } else {
@@ -584,8 +660,9 @@ impl Inner {
                     error: error.clone(),
                     until: now + gate,
                     token_fp,
+                    failures,
                 }));
-                st.next_refresh = Some(now + retry);
+                st.next_refresh = Some(self.tick(now + retry));
                 Err(error)
             }
         };
@@ -603,16 +680,19 @@ impl Inner {
     /// Drops the entry if it is still idle; true if it is gone.
     fn remove_if_idle(&self, entry: &Arc<Entry>, now: Instant) -> bool {
         let mut map = self.map();
-        let mut st = entry.lock();
-        if st.removed {
+        let st = entry.lock();
+        if entry.removed() {
             return true;
         }
-        if now < st.last_used + self.cfg.idle_timeout {
+        if self.tick(now) < self.idle_at(&st) {
             return false;
         }
-        st.removed = true;
-        if map.get(&entry.key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
-            map.remove(&entry.key);
+        entry.set_removed();
+        if map
+            .get(entry.key())
+            .is_some_and(|e| Arc::ptr_eq(&e.0, entry))
+        {
+            map.remove(entry.key());
         }
         self.metrics.identities.set(map.len() as i64);
         self.metrics.eviction("idle");
@@ -623,7 +703,7 @@ impl Inner {
 /// The one task that serves every entry's refresh and idle deadlines.
 async fn scheduler(inner: Arc<Inner>) {
     loop {
-        let next = inner.heap().peek().map(|Reverse(d)| d.at);
+        let next = inner.heap().peek().map(|Reverse(d)| inner.instant(d.at));
         match next {
             None => inner.wake.notified().await,
             Some(at) if at > Instant::now() => {
@@ -635,11 +715,12 @@ async fn scheduler(inner: Arc<Inner>) {
             Some(_) => {}
         }
         let now = Instant::now();
+        let now_tick = inner.tick(now);
         loop {
             let due = {
                 let mut heap = inner.heap();
                 match heap.peek() {
-                    Some(Reverse(d)) if d.at <= now => heap.pop().map(|Reverse(d)| d),
+                    Some(Reverse(d)) if d.at <= now_tick => heap.pop().map(|Reverse(d)| d),
                     _ => None,
                 }
             };

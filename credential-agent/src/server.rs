@@ -207,7 +207,7 @@ async fn serve_credentials(
     headers: &HeaderMap,
     uri: &Uri,
     query: std::result::Result<Query<RoleQuery>, QueryRejection>,
-) -> Result<Arc<CachedCredentials>> {
+) -> Result<CachedCredentials> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

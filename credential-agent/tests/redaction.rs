@@ -1,6 +1,5 @@
 //! Debug output of every type that holds a token or a secret hides it.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use credential_agent::cache::{Key, Lookup, Served, Source};
@@ -41,7 +40,7 @@ fn debug_never_prints_secrets() {
         duration_seconds: 3600,
     };
     let served = Served {
-        credentials: Arc::new(CachedCredentials::new(&creds)),
+        credentials: CachedCredentials::new(&creds),
         source: Source::Cached,
     };
     let err = Error::Sts(StsError::new(StsErrorKind::Denied, "AccessDenied", "no"));

@@ -202,7 +202,7 @@ async fn refreshes_ahead_so_no_caller_waits_and_nothing_short_is_served() {
         tokio::time::sleep(Duration::from_secs(60)).await;
         let served = cache.get(lookup("app", "t")).await.unwrap();
         assert_eq!(served.source, Source::Cached, "waited on STS");
-        let issued = sts.issued_at(served.credentials.access_key_id());
+        let issued = sts.issued_at(&served.credentials.access_key_id());
         let left = (issued + cfg.session_duration).saturating_duration_since(Instant::now());
         assert!(left >= cfg.min_remaining, "served with {left:?} left");
     }
@@ -422,4 +422,25 @@ fn config_validation() {
         ..CacheConfig::default()
     };
     assert!(zero.validate().is_err());
+}
+
+/// The per-identity structures stay in their allocation classes (see
+/// docs/benchmarks.md): an entry in 144-byte chunks, a map slot one pointer.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn entries_stay_small() {
+    assert_eq!(std::mem::size_of::<Tick>(), 8);
+    assert_eq!(std::mem::size_of::<Option<Tick>>(), 8);
+    assert!(
+        std::mem::size_of::<State>() <= 88,
+        "{}",
+        std::mem::size_of::<State>()
+    );
+    assert!(
+        std::mem::size_of::<Entry>() <= 120,
+        "{}",
+        std::mem::size_of::<Entry>()
+    );
+    assert_eq!(std::mem::size_of::<Slot>(), 8);
+    assert_eq!(std::mem::size_of::<Due>(), 16);
 }
