@@ -24,7 +24,7 @@ use base64::Engine as _;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_credential-agent");
-const ISSUER: &str = "https://issuer.bench.invalid";
+const ISSUER: &str = "https://oidc.eks.us-west-2.amazonaws.com/id/9F3B1C2D4E5A6B7C8D9E0F1A2B3C4D5E";
 const ROLE_QUERY: &str = "?role=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fbench";
 
 fn free_port() -> u16 {
@@ -35,39 +35,67 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The issuer's signing key: RSA 2048 and RS256, as EKS signs projected
+/// tokens, so tokens have their real size (about 1,250 characters).
 struct Key {
-    key: rcgen::KeyPair,
+    key: aws_lc_rs::rsa::KeyPair,
+    kid: String,
+}
+
+fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+}
+
+fn uuid() -> String {
+    let r: u128 = rand::random();
+    let h = format!("{r:032x}");
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 impl Key {
     fn new() -> Self {
         Key {
-            key: rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+            key: aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(),
+            kid: format!("{:040x}", rand::random::<u128>()),
         }
     }
     fn jwks(&self) -> String {
-        let raw = self.key.public_key_raw();
-        let b = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        json!({"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "k1", "use": "sig",
-            "x": b(&raw[1..33]), "y": b(&raw[33..65])}]})
+        use aws_lc_rs::signature::KeyPair as _;
+        let public = self.key.public_key();
+        json!({"keys": [{"kty": "RSA", "alg": "RS256", "kid": self.kid, "use": "sig",
+            "n": b64(&public.modulus().big_endian_without_leading_zero()),
+            "e": b64(&public.exponent().big_endian_without_leading_zero())}]})
         .to_string()
     }
+    /// A projected ServiceAccount token with the claims Kubernetes 1.30+
+    /// puts in one (node, jti, warnafter).
     fn token(&self, sa: &str, pod: &str) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
+        let header = json!({"alg": "RS256", "kid": self.kid});
         let claims = json!({
-            "aud": ["sts.amazonaws.com"], "exp": now + 3600, "iat": now, "nbf": now,
-            "iss": ISSUER, "sub": format!("system:serviceaccount:bench:{sa}"),
+            "aud": ["sts.amazonaws.com"], "exp": now + 86400, "iat": now,
+            "iss": ISSUER, "jti": uuid(),
             "kubernetes.io": {"namespace": "bench",
-                "serviceaccount": {"name": sa, "uid": format!("uid-{sa}")},
-                "pod": {"name": pod, "uid": format!("uid-{pod}")}},
+                "node": {"name": "ip-10-0-12-34.us-west-2.compute.internal", "uid": uuid()},
+                "pod": {"name": format!("{pod}-7d9f8b6c5-x2k4p"), "uid": uuid()},
+                "serviceaccount": {"name": sa, "uid": uuid()},
+                "warnafter": now + 3607},
+            "nbf": now, "sub": format!("system:serviceaccount:bench:{sa}"),
         });
-        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        h.kid = Some("k1".into());
-        let k = jsonwebtoken::EncodingKey::from_ec_der(&self.key.serialize_der());
-        jsonwebtoken::encode(&h, &claims, &k).unwrap()
+        let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+        format!("{signing_input}.{}", b64(&sig))
     }
 }
 
@@ -345,10 +373,11 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let full = rss_kib(pid);
         println!(
-            "RSS: idle {:.1} MiB; with {n} cached identities {:.1} MiB (STS calls {}, filled in {filled:?})",
+            "RSS: idle {:.1} MiB; with {n} cached identities {:.1} MiB (STS calls {}, filled in {filled:?}, tokens of {} characters)",
             idle as f64 / 1024.0,
             full as f64 / 1024.0,
-            calls.load(Ordering::SeqCst)
+            calls.load(Ordering::SeqCst),
+            tokens[0].len()
         );
         if let Some(secs) = std::env::var("BENCH_HOLD").ok().and_then(|v| v.parse().ok()) {
             // Time to look at the process (gdb, /proc/PID/smaps) before it ends.

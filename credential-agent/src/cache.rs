@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::packed::{CachedCredentials, PackedToken};
+use crate::packed::{CachedCredentials, PackedToken, TokenDictionary};
 use crate::secret::{scrub, Secret};
 use crate::sts::{AssumeRequest, Credentials, Exchanger, StsError, StsErrorKind};
 
@@ -280,6 +280,8 @@ struct Inner {
     entries: Mutex<HashSet<Slot>>,
     /// Where this cache's `Tick`s count from.
     epoch: Instant,
+    /// What the pods' tokens are compressed against.
+    tokens: TokenDictionary,
     exchanger: Arc<dyn Exchanger>,
     cfg: CacheConfig,
     jitter: Jitter,
@@ -314,6 +316,7 @@ impl Cache {
             inner: Arc::new(Inner {
                 entries: Mutex::new(HashSet::new()),
                 epoch: Instant::now(),
+                tokens: TokenDictionary::default(),
                 exchanger,
                 cfg,
                 jitter,
@@ -350,7 +353,7 @@ impl Cache {
             let mut st = entry.lock();
             st.last_used = inner.tick(now);
             if st.token.fingerprint() != token_fp {
-                st.token = PackedToken::new(&lookup.token);
+                st.token = PackedToken::new(&lookup.token, &inner.tokens);
                 st.token_valid_until = lookup.token_expires.map(|t| inner.tick(to_instant(t, now)));
             }
             if let Some(issued) = &st.creds {
@@ -445,7 +448,7 @@ impl Inner {
             key_len,
             removed: AtomicBool::new(false),
             state: Mutex::new(State {
-                token: PackedToken::new(&lookup.token),
+                token: PackedToken::new(&lookup.token, &self.tokens),
                 token_valid_until: lookup.token_expires.map(|t| self.tick(to_instant(t, now))),
                 creds: None,
                 inflight: None,
@@ -549,7 +552,7 @@ impl Inner {
         if let Some(f) = &st.inflight {
             return Flight::clone(f);
         }
-        let token = st.token.unpack();
+        let token = st.token.unpack(&self.tokens);
         let req = AssumeRequest {
             role_arn: Key::role_of(entry.key()).to_string(),
             session_name: entry.session_name().to_string(),

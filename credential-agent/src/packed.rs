@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -140,23 +140,98 @@ impl fmt::Debug for CachedCredentials {
     }
 }
 
+/// What the tokens one cache packs are compressed against: the decoded
+/// header and payload of the first JWT it packed (never a signature, so
+/// this is no usable token). Tokens of one issuer share most of it: the
+/// header, `iss`, `aud`, the claim names, the node.
+#[derive(Default)]
+pub struct TokenDictionary(OnceLock<Box<[u8]>>);
+
+/// The most of a token kept as dictionary.
+const DICTIONARY_MAX: usize = 4096;
+
+impl TokenDictionary {
+    fn learn(&self, sample: &[u8]) -> &[u8] {
+        self.0
+            .get_or_init(|| sample[..sample.len().min(DICTIONARY_MAX)].into())
+    }
+
+    fn get(&self) -> &[u8] {
+        self.0.get().map_or(&[], |d| d)
+    }
+}
+
+/// Token layouts after the fingerprint.
+const SEGMENTS: u8 = 0;
+const COMPACT_JWS: u8 = 1;
+
 /// A pod's token as the cache holds it for refreshes: one allocation with
-/// its fingerprint ([`Secret::fingerprint`]) and its segments.
+/// its fingerprint ([`Secret::fingerprint`]), then either
+/// - a compact JWS (three canonical base64url segments): the header and
+///   payload decoded and LZ4-compressed against the cache's
+///   [`TokenDictionary`], the signature decoded; or
+/// - any other text: its dot-separated segments, each decoded when that
+///   round-trips.
+///
+/// Unpacking gives back exactly the token that was packed; packing checks
+/// that before it keeps the compressed form.
 pub struct PackedToken {
     data: Box<[u8]>,
 }
 
 impl PackedToken {
-    pub fn new(token: &Secret) -> Self {
+    pub fn new(token: &Secret, dictionary: &TokenDictionary) -> Self {
+        let fp = token.fingerprint().to_le_bytes();
+        if let Some(data) = Self::compact_jws(token.expose(), dictionary) {
+            let mut out = Vec::with_capacity(8 + data.len());
+            out.extend_from_slice(&fp);
+            out.extend_from_slice(&data);
+            return PackedToken {
+                data: out.into_boxed_slice(),
+            };
+        }
         let text = token.expose();
-        let mut data = Vec::with_capacity(8 + text.len());
-        data.extend_from_slice(&token.fingerprint().to_le_bytes());
+        let mut data = Vec::with_capacity(9 + text.len());
+        data.extend_from_slice(&fp);
+        data.push(SEGMENTS);
         for segment in text.split('.') {
             put(&mut data, segment, &URL_SAFE_NO_PAD);
         }
         PackedToken {
             data: data.into_boxed_slice(),
         }
+    }
+
+    /// `[COMPACT_JWS][header len][payload len][signature len][signature][LZ4 block]`,
+    /// lengths as u32, if the token is a canonical compact JWS.
+    fn compact_jws(text: &str, dictionary: &TokenDictionary) -> Option<Vec<u8>> {
+        let mut parts = text.split('.');
+        let (h, p, sig) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let decode = |s: &str| match squeeze(s, &URL_SAFE_NO_PAD) {
+            (DECODED, bytes) => Some(bytes.into_owned()),
+            _ => None,
+        };
+        let (h, p, sig) = (decode(h)?, decode(p)?, decode(sig)?);
+        let len = |b: &[u8]| u32::try_from(b.len()).ok();
+        let mut hp = h.clone();
+        hp.extend_from_slice(&p);
+        let dict = dictionary.learn(&hp);
+        let block = lz4_flex::block::compress_with_dict(&hp, dict);
+        // Kept only if it gives back exactly these bytes.
+        if lz4_flex::block::decompress_with_dict(&block, hp.len(), dict).ok()? != hp {
+            return None;
+        }
+        let mut out = Vec::with_capacity(13 + sig.len() + block.len());
+        out.push(COMPACT_JWS);
+        out.extend_from_slice(&len(&h)?.to_le_bytes());
+        out.extend_from_slice(&len(&p)?.to_le_bytes());
+        out.extend_from_slice(&len(&sig)?.to_le_bytes());
+        out.extend_from_slice(&sig);
+        out.extend_from_slice(&block);
+        Some(out)
     }
 
     /// The fingerprint of the token this holds.
@@ -166,10 +241,35 @@ impl PackedToken {
         u64::from_le_bytes(fp)
     }
 
-    /// The token, exactly as it was presented.
-    pub fn unpack(&self) -> Secret {
-        let segments: Vec<String> = fields(&self.data, 8, &URL_SAFE_NO_PAD).collect();
-        Secret::new(segments.join("."))
+    /// The token, exactly as it was presented (with the dictionary it was
+    /// packed with).
+    pub fn unpack(&self, dictionary: &TokenDictionary) -> Secret {
+        let text = match self.data.get(8) {
+            Some(&COMPACT_JWS) => self.unpack_jws(dictionary).unwrap_or_default(),
+            _ => {
+                let segments: Vec<String> = fields(&self.data, 9, &URL_SAFE_NO_PAD).collect();
+                segments.join(".")
+            }
+        };
+        Secret::new(text)
+    }
+
+    fn unpack_jws(&self, dictionary: &TokenDictionary) -> Option<String> {
+        let word = |at: usize| -> Option<usize> {
+            let b = self.data.get(at..at + 4)?;
+            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        let (h_len, p_len, sig_len) = (word(9)?, word(13)?, word(17)?);
+        let sig = self.data.get(21..21 + sig_len)?;
+        let block = self.data.get(21 + sig_len..)?;
+        let hp = lz4_flex::block::decompress_with_dict(block, h_len + p_len, dictionary.get()).ok()?;
+        let (h, p) = (hp.get(..h_len)?, hp.get(h_len..h_len + p_len)?);
+        Some(format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(h),
+            URL_SAFE_NO_PAD.encode(p),
+            URL_SAFE_NO_PAD.encode(sig)
+        ))
     }
 }
 
@@ -195,10 +295,72 @@ mod tests {
             "Zm9v.YmFy.YmF6_-", // url-safe characters
             "Zm9v=.YmFy.YmF6",  // padding: not canonical unpadded, kept raw
         ];
+        // Each case against a fresh dictionary (learned from itself), and
+        // all of them against one dictionary learned from the first, in
+        // both orders.
         for t in cases {
+            let d = TokenDictionary::default();
             let s = Secret::new(t);
-            assert_eq!(PackedToken::new(&s).unpack().expose(), t, "{t:?}");
+            assert_eq!(PackedToken::new(&s, &d).unpack(&d).expose(), t, "{t:?}");
         }
+        for order in [cases.to_vec(), cases.iter().rev().copied().collect()] {
+            let d = TokenDictionary::default();
+            let packed: Vec<_> = order
+                .iter()
+                .map(|t| PackedToken::new(&Secret::new(*t), &d))
+                .collect();
+            for (p, t) in packed.iter().zip(&order) {
+                assert_eq!(p.unpack(&d).expose(), *t);
+            }
+        }
+    }
+
+    /// A projected token as EKS issues them (RS256, Kubernetes 1.30 claims).
+    fn k8s_token(sa: &str, n: u32) -> String {
+        let b = |v: &[u8]| URL_SAFE_NO_PAD.encode(v);
+        let uuid = |_| {
+            let h = format!("{:032x}", rand::random::<u128>());
+            format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+        };
+        let header = r#"{"alg":"RS256","kid":"6f8c2b1a9e0d4c3b2a1f0e9d8c7b6a5f4e3d2c1b"}"#;
+        let now = 1_790_000_000 + n as u64;
+        let payload = format!(
+            r#"{{"aud":["sts.amazonaws.com"],"exp":{},"iat":{now},"iss":"https://oidc.eks.us-west-2.amazonaws.com/id/9F3B1C2D4E5A6B7C8D9E0F1A2B3C4D5E","jti":"{}","kubernetes.io":{{"namespace":"payments","node":{{"name":"ip-10-0-12-34.us-west-2.compute.internal","uid":"{}"}},"pod":{{"name":"{sa}-7d9f8b6c5-x2k4p","uid":"{}"}},"serviceaccount":{{"name":"{sa}","uid":"{}"}},"warnafter":{}}},"nbf":{now},"sub":"system:serviceaccount:payments:{sa}"}}"#,
+            now + 86400,
+            uuid(1),
+            uuid(2),
+            uuid(3),
+            uuid(4),
+            now + 3607
+        );
+        let sig: Vec<u8> = (0..256).map(|_| rand::random::<u8>()).collect();
+        format!("{}.{}.{}", b(header.as_bytes()), b(payload.as_bytes()), b(&sig))
+    }
+
+    #[test]
+    fn kubernetes_tokens_shrink_and_round_trip() {
+        let d = TokenDictionary::default();
+        let tokens: Vec<String> = (0..50).map(|i| k8s_token(&format!("app-{i}"), i)).collect();
+        let packed: Vec<_> = tokens
+            .iter()
+            .map(|t| PackedToken::new(&Secret::new(t.as_str()), &d))
+            .collect();
+        for (p, t) in packed.iter().zip(&tokens) {
+            assert_eq!(p.unpack(&d).expose(), t);
+            assert_eq!(p.data[8], COMPACT_JWS);
+        }
+        // The token text is about 1,200 characters, decoded about 900
+        // bytes; packed against the dictionary, well under 700.
+        let t = &tokens[49];
+        let p = &packed[49];
+        assert!(t.len() > 1100, "{}", t.len());
+        assert!(p.data.len() < 700, "{} bytes for {} characters", p.data.len(), t.len());
+        // The dictionary holds no signature: it is no usable token.
+        let sig = URL_SAFE_NO_PAD
+            .decode(tokens[0].rsplit('.').next().unwrap())
+            .unwrap();
+        assert!(!d.get().windows(16).any(|w| w == &sig[..16]));
+        assert!(d.get().starts_with(br#"{"alg":"RS256""#));
     }
 
     #[test]
@@ -256,9 +418,10 @@ mod tests {
     #[test]
     fn token_keeps_its_fingerprint() {
         let s = Secret::new("a.b.c");
-        assert_eq!(PackedToken::new(&s).fingerprint(), s.fingerprint());
+        let d = TokenDictionary::default();
+        assert_eq!(PackedToken::new(&s, &d).fingerprint(), s.fingerprint());
         assert_ne!(
-            PackedToken::new(&Secret::new("a.b.d")).fingerprint(),
+            PackedToken::new(&Secret::new("a.b.d"), &d).fingerprint(),
             s.fingerprint()
         );
     }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use credential_agent::cache::{Key, Lookup, Served, Source};
 use credential_agent::error::Error;
-use credential_agent::packed::{CachedCredentials, PackedToken};
+use credential_agent::packed::{CachedCredentials, PackedToken, TokenDictionary};
 use credential_agent::secret::Secret;
 use credential_agent::sts::{AssumeRequest, Credentials, StsError, StsErrorKind};
 
@@ -50,7 +50,7 @@ fn debug_never_prints_secrets() {
         format!("{lookup:?}"),
         format!("{req:?}"),
         format!("{served:?}"),
-        format!("{:?}", PackedToken::new(&Secret::new(TOKEN))),
+        format!("{:?}", PackedToken::new(&Secret::new(TOKEN), &TokenDictionary::default())),
         format!("{err:?} {err}"),
     ];
     for out in outputs {
