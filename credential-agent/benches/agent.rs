@@ -49,7 +49,14 @@ fn b64(v: &[u8]) -> String {
 fn uuid() -> String {
     let r: u128 = rand::random();
     let h = format!("{r:032x}");
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 impl Key {
@@ -85,7 +92,11 @@ impl Key {
                 "warnafter": now + 3607},
             "nbf": now, "sub": format!("system:serviceaccount:bench:{sa}"),
         });
-        let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let signing_input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
         let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(

@@ -50,7 +50,10 @@ fn debug_never_prints_secrets() {
         format!("{lookup:?}"),
         format!("{req:?}"),
         format!("{served:?}"),
-        format!("{:?}", PackedToken::new(&Secret::new(TOKEN), &TokenDictionary::default())),
+        format!(
+            "{:?}",
+            PackedToken::new(&Secret::new(TOKEN), &TokenDictionary::default())
+        ),
         format!("{err:?} {err}"),
     ];
     for out in outputs {
