@@ -70,8 +70,8 @@ impl Key {
         use aws_lc_rs::signature::KeyPair as _;
         let public = self.key.public_key();
         json!({"keys": [{"kty": "RSA", "alg": "RS256", "kid": self.kid, "use": "sig",
-            "n": b64(&public.modulus().big_endian_without_leading_zero()),
-            "e": b64(&public.exponent().big_endian_without_leading_zero())}]})
+            "n": b64(public.modulus().big_endian_without_leading_zero()),
+            "e": b64(public.exponent().big_endian_without_leading_zero())}]})
         .to_string()
     }
     /// A projected ServiceAccount token with the claims Kubernetes 1.30+
