@@ -7,7 +7,7 @@
 //! it with paused time; the wall-clock expiration STS returns is turned into
 //! an instant once, when the credentials arrive. Jitter is injected.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::metrics::Metrics;
 use crate::packed::{CachedCredentials, PackedToken, TokenDictionary};
 use crate::secret::{scrub, Secret};
-use crate::sts::{AssumeRequest, Credentials, Exchanger, StsError, StsErrorKind};
+use crate::sts::{session_name, AssumeRequest, Credentials, Exchanger, StsError, StsErrorKind};
 
 /// What credentials are cached under. Built only from verified token claims
 /// and the requested role, never from anything else a caller sends.
@@ -77,6 +77,14 @@ impl Key {
 
     fn role_of(compact: &str) -> &str {
         compact.split('\0').nth(3).unwrap_or("")
+    }
+
+    /// The session name a key gives when the pod is not part of it.
+    fn default_session_name(compact: &str) -> String {
+        let mut fields = compact.split('\0');
+        let namespace = fields.next().unwrap_or("");
+        let service_account = fields.next().unwrap_or("");
+        session_name(namespace, service_account, None)
     }
 }
 
@@ -219,8 +227,12 @@ impl Entry {
         self.names.get(..self.key_len as usize).unwrap_or("")
     }
 
-    fn session_name(&self) -> &str {
-        self.names.get(self.key_len as usize..).unwrap_or("")
+    /// Stored only when it is not the one the key gives.
+    fn session_name(&self) -> Cow<'_, str> {
+        match self.names.get(self.key_len as usize..) {
+            Some(s) if !s.is_empty() => Cow::Borrowed(s),
+            _ => Cow::Owned(Key::default_session_name(self.key())),
+        }
     }
 
     fn removed(&self) -> bool {
@@ -442,7 +454,9 @@ impl Inner {
         }
         // Keys are claim values of a size-limited token: far below 4 GiB.
         let key_len = u32::try_from(names.len()).unwrap_or(u32::MAX);
-        names.push_str(&lookup.session_name);
+        if lookup.session_name != Key::default_session_name(&names) {
+            names.push_str(&lookup.session_name);
+        }
         let entry = Arc::new(Entry {
             names: names.into_boxed_str(),
             key_len,
@@ -555,7 +569,7 @@ impl Inner {
         let token = st.token.unpack(&self.tokens);
         let req = AssumeRequest {
             role_arn: Key::role_of(entry.key()).to_string(),
-            session_name: entry.session_name().to_string(),
+            session_name: entry.session_name().into_owned(),
             token: token.clone(),
             duration_seconds: self.cfg.session_duration.as_secs() as i32,
         };

@@ -16,6 +16,8 @@ struct FakeSts {
     /// tokio instant each credential was issued at, by call number.
     issued: Mutex<Vec<Instant>>,
     tokens: Mutex<Vec<String>>,
+    /// (role, session name) of each call.
+    sessions: Mutex<Vec<(String, String)>>,
 }
 
 impl FakeSts {
@@ -28,6 +30,7 @@ impl FakeSts {
             fail_with: Mutex::new(None),
             issued: Mutex::new(Vec::new()),
             tokens: Mutex::new(Vec::new()),
+            sessions: Mutex::new(Vec::new()),
         })
     }
     fn calls(&self) -> usize {
@@ -51,6 +54,10 @@ impl Exchanger for FakeSts {
             .lock()
             .unwrap()
             .push(req.token.expose().to_string());
+        self.sessions
+            .lock()
+            .unwrap()
+            .push((req.role_arn.clone(), req.session_name.clone()));
         let issued = Instant::now() + delay;
         self.issued.lock().unwrap().push(issued);
         let (in_flight, max) = (self.in_flight.clone(), self.max_in_flight.clone());
@@ -443,4 +450,50 @@ fn entries_stay_small() {
     );
     assert_eq!(std::mem::size_of::<Slot>(), 8);
     assert_eq!(std::mem::size_of::<Due>(), 16);
+}
+
+/// STS gets the role and session name of the request that made the entry,
+/// on the first call and on refreshes, whether the session name is the one
+/// the key gives (not stored) or another (per-pod scope, stored).
+#[tokio::test(start_paused = true)]
+async fn sts_gets_the_role_and_session_name() {
+    let sts = FakeSts::new(Duration::ZERO);
+    let cache = cache_with(sts.clone(), CacheConfig::default(), 0.0);
+    let mut per_pod = lookup("web", "t-web");
+    per_pod.key.pod_uid = Some("uid-pod-1".into());
+    per_pod.key.role_arn = "arn:aws:iam::123456789012:role/path/web".into();
+    per_pod.session_name = "ns.web.web-7d9f-x2k4p".into();
+    // A name that differs from the default only by a suffix the key has not.
+    let mut odd = lookup("db", "t-db");
+    odd.session_name = "ns.db-".into();
+    for l in [lookup("app", "t-app"), per_pod, odd] {
+        cache.get(l).await.unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    settle().await;
+    let sessions = sts.sessions.lock().unwrap().clone();
+    assert_eq!(
+        sts.calls(),
+        6,
+        "three first calls, three refreshes: {sessions:?}"
+    );
+    let app = (
+        "arn:aws:iam::123456789012:role/app".to_string(),
+        "ns.app".to_string(),
+    );
+    let web = (
+        "arn:aws:iam::123456789012:role/path/web".to_string(),
+        "ns.web.web-7d9f-x2k4p".to_string(),
+    );
+    let db = (
+        "arn:aws:iam::123456789012:role/app".to_string(),
+        "ns.db-".to_string(),
+    );
+    for want in [app, web, db] {
+        assert_eq!(
+            sessions.iter().filter(|s| **s == want).count(),
+            2,
+            "{want:?} in {sessions:?}"
+        );
+    }
 }
