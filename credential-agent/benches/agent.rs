@@ -46,6 +46,24 @@ fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
 }
 
+/// The same uid for the same name: a ServiceAccount keeps its uid across
+/// the tokens of its pods.
+fn stable_uuid(name: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
+    let h: String = d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 fn uuid() -> String {
     let r: u128 = rand::random();
     let h = format!("{r:032x}");
@@ -88,7 +106,7 @@ impl Key {
             "kubernetes.io": {"namespace": "bench",
                 "node": {"name": "ip-10-0-12-34.us-west-2.compute.internal", "uid": uuid()},
                 "pod": {"name": format!("{pod}-7d9f8b6c5-x2k4p"), "uid": uuid()},
-                "serviceaccount": {"name": sa, "uid": uuid()},
+                "serviceaccount": {"name": sa, "uid": stable_uuid(sa)},
                 "warnafter": now + 3607},
             "nbf": now, "sub": format!("system:serviceaccount:bench:{sa}"),
         });
