@@ -1,9 +1,11 @@
 //! Compact storage for what the cache keeps per identity: the credentials
-//! (one allocation, the base64 session token stored decoded) and the pod's
-//! token (one allocation, its base64url segments stored decoded). Decoding is
-//! used only when re-encoding gives back exactly the original text, so what
-//! is served or sent to STS is byte for byte what was received.
-//! Neither type prints its content in Debug output.
+//! (one shared allocation, base64 fields stored decoded) and the pod's token
+//! (one allocation: a compact JWS as its decoded signature plus its header
+//! and payload, UUIDs squashed to 16 bytes and LZ4-compressed against the
+//! cache's [`TokenDictionary`]; any other text as decoded segments).
+//! Decoding and compression are used only when they give back exactly the
+//! original text, so what is served or sent to STS is byte for byte what was
+//! received. Neither type prints its content in Debug output.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -206,6 +206,8 @@ struct ProxyState {
     fault: Mutex<Option<Fault>>,
     assume_calls: AtomicUsize,
     all_calls: AtomicUsize,
+    /// The WebIdentityToken of each AssumeRoleWithWebIdentity call.
+    tokens: Mutex<Vec<String>>,
     upstream: String,
     client: reqwest::Client,
 }
@@ -233,6 +235,13 @@ async fn proxy_handler(
     let is_assume = String::from_utf8_lossy(&body).contains("Action=AssumeRoleWithWebIdentity");
     if is_assume {
         s.assume_calls.fetch_add(1, Ordering::SeqCst);
+        // JWT characters are all unreserved: the form value is the token.
+        let token = String::from_utf8_lossy(&body)
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("WebIdentityToken="))
+            .unwrap_or_default()
+            .to_string();
+        s.tokens.lock().unwrap().push(token);
     }
     let fault = s.fault.lock().unwrap().clone().unwrap_or(Fault::Pass);
     match fault {
@@ -350,6 +359,11 @@ impl FaultProxy {
     /// AssumeRoleWithWebIdentity calls seen so far.
     pub fn assume_calls(&self) -> usize {
         self.state.assume_calls.load(Ordering::SeqCst)
+    }
+
+    /// The WebIdentityToken each of those calls carried, in order.
+    pub fn tokens(&self) -> Vec<String> {
+        self.state.tokens.lock().unwrap().clone()
     }
 }
 

@@ -17,14 +17,22 @@ async fn sts_faults() -> anyhow::Result<()> {
     args.push("--sts-timeout=2s".into());
     let agent = Agent::start("serve", &args, &[]).await?;
     let q = role_query(ROLE);
-    let token_of = |sa: &str, pod: &str| {
-        issuer.token(&claims(
-            "team-a",
-            sa,
-            &format!("uid-{sa}"),
-            Some((pod, &format!("uid-{pod}"))),
-        ))
+    // Uids as Kubernetes makes them (UUIDs), one per name.
+    let uid = |name: &str| {
+        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            h >> 32,
+            h & 0xffff,
+            h >> 52,
+            (h >> 20) & 0xfff,
+            h >> 16
+        )
     };
+    let token_of =
+        |sa: &str, pod: &str| issuer.token(&claims("team-a", sa, &uid(sa), Some((pod, &uid(pod)))));
 
     // 1. 100 concurrent cold requests from 100 pods of one ServiceAccount,
     //    STS slow: one call, one credential for all.
@@ -45,6 +53,10 @@ async fn sts_faults() -> anyhow::Result<()> {
         1,
         "cold concurrent requests made several STS calls"
     );
+    // STS got one of the pods' tokens byte for byte (the cache keeps it
+    // compressed).
+    let sent = proxy.tokens();
+    assert!(tokens.contains(&sent[0]), "STS got a token no pod sent");
 
     // 2. A client that gives up does not cancel the call: its result is cached.
     proxy.set(Fault::Latency(Duration::from_millis(1500)));

@@ -497,3 +497,36 @@ async fn sts_gets_the_role_and_session_name() {
         );
     }
 }
+
+/// Compact JWS tokens are kept compressed; STS still gets each one exactly,
+/// on the first call and on refreshes, the second packed against the
+/// dictionary learned from the first.
+#[tokio::test(start_paused = true)]
+async fn sts_gets_jws_tokens_exactly() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let jws = |sa: &str, uid: &str| {
+        let header = r#"{"alg":"RS256","kid":"0123456789abcdef0123456789abcdef01234567"}"#;
+        let payload = format!(
+            r#"{{"aud":["sts.amazonaws.com"],"iss":"https://issuer.example","kubernetes.io":{{"namespace":"ns","serviceaccount":{{"name":"{sa}","uid":"{uid}"}}}},"sub":"system:serviceaccount:ns:{sa}"}}"#
+        );
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(format!("signature-of-{sa}"))
+        )
+    };
+    let a = jws("a", "3f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+    let b = jws("b", "7a6b5c4d-3e2f-1a0b-9c8d-7e6f5a4b3c2d");
+    let sts = FakeSts::new(Duration::ZERO);
+    let cache = cache_with(sts.clone(), CacheConfig::default(), 0.0);
+    cache.get(lookup("a", &a)).await.unwrap();
+    cache.get(lookup("b", &b)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    settle().await;
+    let tokens = sts.tokens.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 4);
+    assert_eq!(tokens.iter().filter(|t| **t == a).count(), 2);
+    assert_eq!(tokens.iter().filter(|t| **t == b).count(), 2);
+}
