@@ -14,12 +14,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pod_identity_webhook::cache::ServiceAccountCache;
-use pod_identity_webhook::config::InjectionConfig;
-use pod_identity_webhook::containercreds::ContainerCredentialsIdentities;
-use pod_identity_webhook::manifests::ServiceAccountManifest;
+use pod_identity_webhook::admission::{review, AdmissionContext};
+use pod_identity_webhook::injection::InjectionConfig;
 use pod_identity_webhook::metrics::Metrics;
-use pod_identity_webhook::review::{review, AdmissionContext};
+use pod_identity_webhook::sources::cache::ServiceAccountCache;
+use pod_identity_webhook::sources::containercreds::ContainerCredentialsIdentities;
+use pod_identity_webhook::sources::manifests::ServiceAccountManifest;
 use serde_json::json;
 
 const SERVICE_ACCOUNTS: usize = 50_000;

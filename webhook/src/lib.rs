@@ -1,24 +1,21 @@
 //! Kubernetes mutating admission webhook that injects AWS workload identity
-//! (IRSA web identity or container credentials) into pods.
+//! (IRSA web identity, the node credential agent, a credential-agent sidecar,
+//! or container credentials) into pods.
 //!
-//! The mutation itself is a pure function ([`mutate::mutate_pod`]) from a pod,
-//! the ServiceAccount's settings and the webhook configuration to a list of
-//! precise JSON Patch operations. Everything else (HTTP, TLS, the
-//! ServiceAccount cache, metrics) is I/O around it.
+//! The mutation itself is pure ([`injection`]): from a pod, the
+//! ServiceAccount's settings and the configuration to a list of precise JSON
+//! Patch operations. Everything else is I/O around it: [`admission`] (the
+//! AdmissionReview envelope), [`sources`] (where ServiceAccounts come from),
+//! [`server`] (HTTPS, TLS, start-up), [`dry_run`] (the offline `mutate`
+//! command) and [`args`] (the command line). See ARCHITECTURE.md.
 
-pub mod cache;
-pub mod cli;
-pub mod config;
-pub mod containercreds;
-pub mod duration;
+pub mod admission;
+pub mod args;
+pub mod dry_run;
 pub mod error;
-pub mod identity;
-pub mod manifests;
+pub mod injection;
 pub mod metrics;
-pub mod mutate;
-pub mod patch;
-pub mod review;
 pub mod server;
-pub mod tls;
+pub mod sources;
 
 pub use error::{Error, Result};

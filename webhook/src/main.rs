@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pod_identity_webhook::config::{with_default_subcommand, Cli, Command, LogFormat};
+use pod_identity_webhook::args::{with_default_subcommand, Cli, Command, LogFormat};
 
 fn init_tracing(format: LogFormat, klog_verbosity: Option<u8>) {
     let default = if klog_verbosity.unwrap_or(0) >= 4 {
@@ -45,7 +45,7 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     let cli = Cli::parse_from(with_default_subcommand(std::env::args_os().collect()));
     match cli.command {
-        Command::Mutate(args) => match pod_identity_webhook::cli::run_mutate(&args).await {
+        Command::Mutate(args) => match pod_identity_webhook::dry_run::run_mutate(&args).await {
             Ok(dry) => {
                 for w in &dry.warnings {
                     eprintln!("warning: {w}");

@@ -11,12 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pod_identity_webhook::cache::ServiceAccountCache;
-use pod_identity_webhook::config::{ContainerCredentialsConfig, InjectionConfig};
-use pod_identity_webhook::containercreds::ContainerCredentialsIdentities;
-use pod_identity_webhook::manifests::ServiceAccountManifest;
+use pod_identity_webhook::admission::{decide_pod, AdmissionContext};
+use pod_identity_webhook::injection::config::{ContainerCredentialsConfig, InjectionConfig};
 use pod_identity_webhook::metrics::Metrics;
-use pod_identity_webhook::review::{decide_pod, AdmissionContext};
+use pod_identity_webhook::sources::cache::ServiceAccountCache;
+use pod_identity_webhook::sources::containercreds::ContainerCredentialsIdentities;
+use pod_identity_webhook::sources::manifests::ServiceAccountManifest;
 use serde_json::Value;
 
 const T: &str = "testing.eks.amazonaws.com/";

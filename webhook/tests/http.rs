@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http_body_util::BodyExt;
-use pod_identity_webhook::config::{with_default_subcommand, Cli, Command, ServeArgs};
+use pod_identity_webhook::args::{with_default_subcommand, Cli, Command, ServeArgs};
 use pod_identity_webhook::metrics::Metrics;
 use pod_identity_webhook::server::{build_state, metrics_router, router, start, AppState};
 use serde_json::{json, Value};

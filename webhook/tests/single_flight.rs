@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use pod_identity_webhook::cache::ServiceAccountCache;
 use pod_identity_webhook::metrics::Metrics;
+use pod_identity_webhook::sources::cache::ServiceAccountCache;
 use serde_json::json;
 
 async fn fake_api(delay: Duration) -> (String, Arc<AtomicUsize>) {
@@ -83,10 +83,10 @@ async fn slow_api_server_is_bounded_by_grace_period() {
 #[tokio::test]
 async fn readyz_fails_until_the_cache_has_synced() {
     use http_body_util::BodyExt;
-    use pod_identity_webhook::config::InjectionConfig;
-    use pod_identity_webhook::containercreds::ContainerCredentialsIdentities;
-    use pod_identity_webhook::review::AdmissionContext;
+    use pod_identity_webhook::admission::AdmissionContext;
+    use pod_identity_webhook::injection::InjectionConfig;
     use pod_identity_webhook::server::{metrics_router, router, AppState};
+    use pod_identity_webhook::sources::containercreds::ContainerCredentialsIdentities;
     use tower::ServiceExt;
 
     // No watcher has listed anything yet.

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::cache::ServiceAccountCache;
-use crate::config::{MutateArgs, OutputFormat};
-use crate::containercreds::ContainerCredentialsIdentities;
-use crate::manifests::load_pod;
+use crate::admission::{decide_pod, AdmissionContext};
+use crate::args::{MutateArgs, OutputFormat};
 use crate::metrics::Metrics;
-use crate::review::{decide_pod, AdmissionContext};
+use crate::sources::cache::ServiceAccountCache;
+use crate::sources::containercreds::ContainerCredentialsIdentities;
+use crate::sources::manifests::load_pod;
 use crate::{Error, Result};
 
 /// What the dry run produced: the text for stdout and the warnings for stderr.

@@ -1,71 +1,18 @@
 //! What a ServiceAccount asks for: its settings as kept in the cache, the
-//! resolution of those settings against the flags, and the warnings a
-//! mistyped or invalid annotation earns.
+//! upstream ConfigMap's entries, and their resolution against the flags into
+//! the pod's [`Identity`], with the warnings a mistyped or invalid annotation
+//! earns.
 
+use contract::RoleArn;
 use serde::Deserialize;
 
-use crate::config::{InjectionConfig, MIN_TOKEN_EXPIRATION};
-
-pub const ROLE_ARN: &str = "role-arn";
-pub const AUDIENCE: &str = "audience";
-pub const STS_REGIONAL_ENDPOINTS: &str = "sts-regional-endpoints";
-pub const TOKEN_EXPIRATION: &str = "token-expiration";
-pub const SKIP_CONTAINERS: &str = "skip-containers";
-pub const CREDENTIAL_MODE: &str = "credential-mode";
-
-/// Annotation names this webhook reads from ServiceAccounts.
-const SA_NAMES: &[&str] = &[
-    ROLE_ARN,
-    AUDIENCE,
-    STS_REGIONAL_ENDPOINTS,
-    TOKEN_EXPIRATION,
-    CREDENTIAL_MODE,
-];
-/// Annotation names this webhook reads from pods.
-pub const POD_NAMES: &[&str] = &[TOKEN_EXPIRATION, SKIP_CONTAINERS, CREDENTIAL_MODE];
-
-/// How a pod with a role gets its credentials: chosen by `--credential-mode`,
-/// then the ServiceAccount's `<prefix>/credential-mode`, then the pod's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum CredentialMode {
-    /// IRSA: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE; the SDK calls STS.
-    #[default]
-    WebIdentity,
-    /// The node's credential-agent, through AWS_CONTAINER_CREDENTIALS_FULL_URI.
-    Agent,
-    /// A credential-agent native sidecar in the pod.
-    Sidecar,
-}
-
-impl CredentialMode {
-    pub fn parse(v: &str) -> Option<Self> {
-        match v.trim() {
-            "web-identity" => Some(CredentialMode::WebIdentity),
-            "agent" => Some(CredentialMode::Agent),
-            "sidecar" => Some(CredentialMode::Sidecar),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialMode::WebIdentity => "web-identity",
-            CredentialMode::Agent => "agent",
-            CredentialMode::Sidecar => "sidecar",
-        }
-    }
-
-    pub fn with_role(self, role_arn: String) -> Mode {
-        match self {
-            CredentialMode::WebIdentity => Mode::WebIdentity { role_arn },
-            CredentialMode::Agent => Mode::Agent { role_arn },
-            CredentialMode::Sidecar => Mode::Sidecar { role_arn },
-        }
-    }
-}
-
-/// Kubernetes refuses projected tokens that live longer than this.
-pub const MAX_TOKEN_EXPIRATION: i64 = 1 << 32;
+use super::annotations::{
+    is_near_miss, parse_go_bool, AUDIENCE, CREDENTIAL_MODE, ROLE_ARN, SERVICE_ACCOUNT_NAMES,
+    STS_REGIONAL_ENDPOINTS, TOKEN_EXPIRATION,
+};
+use super::config::{clamp_expiration, InjectionConfig};
+use super::mode::{CredentialMode, Mode};
+use super::warning::{Warning, WarningKind};
 
 /// The part of a ServiceAccount the cache keeps: its uid, the annotations under
 /// the configured prefix (keyed by the name after `prefix/`) and the keys of
@@ -91,12 +38,12 @@ impl ServiceAccountEntry {
         };
         for (key, value) in annotations {
             if let Some(name) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('/')) {
-                if SA_NAMES.contains(&name) {
+                if SERVICE_ACCOUNT_NAMES.contains(&name) {
                     entry
                         .annotations
                         .push((name.to_string(), value.to_string()));
                 }
-            } else if is_near_miss(key, prefix, SA_NAMES) {
+            } else if is_near_miss(key, prefix, SERVICE_ACCOUNT_NAMES) {
                 entry.near_misses.push(key.to_string());
             }
         }
@@ -138,60 +85,6 @@ pub struct ConfigMapEntry {
     pub use_regional_sts: bool,
     #[serde(rename = "TokenExpiration", alias = "tokenExpiration", default)]
     pub token_expiration: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WarningKind {
-    InvalidRoleArn,
-    NearMissAnnotation,
-    InvalidAnnotationValue,
-    SidecarNotInjected,
-}
-
-impl WarningKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WarningKind::InvalidRoleArn => "invalid_role_arn",
-            WarningKind::NearMissAnnotation => "near_miss_annotation",
-            WarningKind::InvalidAnnotationValue => "invalid_annotation_value",
-            WarningKind::SidecarNotInjected => "sidecar_not_injected",
-        }
-    }
-}
-
-/// A problem worth telling the user about in the AdmissionResponse `warnings`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    pub kind: WarningKind,
-    pub message: String,
-}
-
-/// Which credentials a pod gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// IRSA: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE.
-    WebIdentity { role_arn: String },
-    /// The node agent: AWS_CONTAINER_CREDENTIALS_FULL_URI naming the role +
-    /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
-    Agent { role_arn: String },
-    /// A credential-agent sidecar for the role, reached on loopback.
-    Sidecar { role_arn: String },
-    /// AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
-    /// for identities listed in the container credentials config (upstream's
-    /// EKS Pod Identity mode: the URI as configured, no role in it).
-    ContainerCredentials,
-}
-
-impl Mode {
-    /// The role, for every mode that names one.
-    pub fn role_arn(&self) -> Option<&str> {
-        match self {
-            Mode::WebIdentity { role_arn }
-            | Mode::Agent { role_arn }
-            | Mode::Sidecar { role_arn } => Some(role_arn),
-            Mode::ContainerCredentials => None,
-        }
-    }
 }
 
 /// Everything the mutation needs to know about the pod's identity.
@@ -247,8 +140,8 @@ pub fn resolve(
     let from_sa = sa_role.is_some();
 
     let role_arn = match sa_role.or(cm_role) {
-        Some(role) => match validate_role_arn(role) {
-            Ok(()) => Some(role.to_string()),
+        Some(role) => match RoleArn::parse(role) {
+            Ok(arn) => Some(arn),
             Err(why) => {
                 let source = if from_sa {
                     format!("ServiceAccount {namespace}/{sa_name} annotation {prefix}/{ROLE_ARN}")
@@ -277,7 +170,8 @@ pub fn resolve(
                 None => warnings.push(Warning {
                     kind: WarningKind::InvalidAnnotationValue,
                     message: format!(
-                        "ServiceAccount {namespace}/{sa_name} annotation {prefix}/{CREDENTIAL_MODE}={v:?} is not one of web-identity, agent, sidecar; using {}",
+                        "ServiceAccount {namespace}/{sa_name} annotation {prefix}/{CREDENTIAL_MODE}={v:?} is not one of {}; using {}",
+                        CredentialMode::NAMES.join(", "),
                         requested.as_str()
                     ),
                 }),
@@ -344,100 +238,6 @@ pub fn resolve(
     }
 }
 
-/// Raises a token lifetime to Kubernetes' minimum and caps it at its maximum.
-pub fn clamp_expiration(seconds: i64) -> i64 {
-    seconds.clamp(MIN_TOKEN_EXPIRATION, MAX_TOKEN_EXPIRATION)
-}
-
-/// Go's strconv.ParseBool.
-pub fn parse_go_bool(v: &str) -> Option<bool> {
-    match v.trim() {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// Checks that `arn` is an IAM role ARN: `arn:<partition>:iam::<12 digits>:role/[<path>/]<name>`.
-pub fn validate_role_arn(arn: &str) -> Result<(), String> {
-    if arn.len() < 20 || arn.len() > 2048 {
-        return Err("length must be 20 to 2048 characters".into());
-    }
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let [scheme, partition, service, region, account, resource] = parts[..] else {
-        return Err("expected arn:<partition>:iam::<account>:role/<name>".into());
-    };
-    if scheme != "arn" {
-        return Err("must start with \"arn:\"".into());
-    }
-    if !partition.starts_with("aws")
-        || !partition
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '-')
-    {
-        return Err(format!("unknown partition {partition:?}"));
-    }
-    if service != "iam" {
-        return Err(format!("service must be \"iam\", not {service:?}"));
-    }
-    if !region.is_empty() {
-        return Err("IAM ARNs have no region".into());
-    }
-    if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!("account {account:?} is not 12 digits"));
-    }
-    let Some(path_and_name) = resource.strip_prefix("role/") else {
-        return Err("resource must start with \"role/\"".into());
-    };
-    let mut segments: Vec<&str> = path_and_name.split('/').collect();
-    let name = segments.pop().unwrap_or_default();
-    let role_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
-    if name.is_empty() || name.len() > 64 || !name.chars().all(role_char) {
-        return Err(format!(
-            "role name {name:?} is not 1-64 characters of [A-Za-z0-9_+=,.@-]"
-        ));
-    }
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || !s.chars().all(|c| ('!'..='~').contains(&c)))
-    {
-        return Err("role path has an empty or invalid segment".into());
-    }
-    Ok(())
-}
-
-/// True when `key` is `<domain>/<name>` for a name we read, with a domain that
-/// is not `prefix` but close to it (a typo), or when it is the bare name.
-pub fn is_near_miss(key: &str, prefix: &str, names: &[&str]) -> bool {
-    let (domain, name) = match key.rsplit_once('/') {
-        Some((d, n)) => (d, n),
-        None => ("", key),
-    };
-    if !names.contains(&name) || domain == prefix {
-        return false;
-    }
-    if domain.is_empty() {
-        return true;
-    }
-    let d = domain.to_ascii_lowercase();
-    let p = prefix.to_ascii_lowercase();
-    d == p || levenshtein(&d, &p) <= 4
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,7 +259,7 @@ mod tests {
                 CredentialMode::WebIdentity,
                 None,
                 Some(Mode::WebIdentity {
-                    role_arn: ARN.into(),
+                    role_arn: ARN.parse().unwrap(),
                 }),
                 0,
             ),
@@ -467,7 +267,7 @@ mod tests {
                 CredentialMode::Agent,
                 None,
                 Some(Mode::Agent {
-                    role_arn: ARN.into(),
+                    role_arn: ARN.parse().unwrap(),
                 }),
                 0,
             ),
@@ -475,7 +275,7 @@ mod tests {
                 CredentialMode::WebIdentity,
                 Some("sidecar"),
                 Some(Mode::Sidecar {
-                    role_arn: ARN.into(),
+                    role_arn: ARN.parse().unwrap(),
                 }),
                 0,
             ),
@@ -483,7 +283,7 @@ mod tests {
                 CredentialMode::Sidecar,
                 Some("web-identity"),
                 Some(Mode::WebIdentity {
-                    role_arn: ARN.into(),
+                    role_arn: ARN.parse().unwrap(),
                 }),
                 0,
             ),
@@ -491,7 +291,7 @@ mod tests {
                 CredentialMode::Agent,
                 Some("Agent!"),
                 Some(Mode::Agent {
-                    role_arn: ARN.into(),
+                    role_arn: ARN.parse().unwrap(),
                 }),
                 1,
             ),
@@ -541,37 +341,6 @@ mod tests {
     }
 
     #[test]
-    fn role_arn_validation_table() {
-        let good = [
-            ARN,
-            "arn:aws-cn:iam::111122223333:role/s3-reader",
-            "arn:aws-us-gov:iam::111122223333:role/path/to/my-role_1+=,.@",
-            "arn:aws:iam::000000000000:role/a",
-        ];
-        for arn in good {
-            assert_eq!(validate_role_arn(arn), Ok(()), "{arn}");
-        }
-        let bad = [
-            "",
-            "s3-reader",
-            "arn:aws:iam::11112222333:role/x-too-short-account",
-            "arn:aws:iam::111122223333:user/bob",
-            "arn:aws:s3:::111122223333:role/x",
-            "arn:aws:iam:us-east-1:111122223333:role/x",
-            "arn:gcp:iam::111122223333:role/x",
-            "arn:aws:iam::111122223333:role/",
-            "arn:aws:iam::111122223333:role/has space",
-            "arn:aws:iam::111122223333:role//double",
-            "arn:aws:iam::abcdefghijkl:role/x",
-        ];
-        for arn in bad {
-            assert!(validate_role_arn(arn).is_err(), "{arn:?} should be invalid");
-        }
-        let long = format!("arn:aws:iam::111122223333:role/{}", "a".repeat(65));
-        assert!(validate_role_arn(&long).is_err());
-    }
-
-    #[test]
     fn entry_keeps_only_prefixed_known_annotations_and_near_misses() {
         let e = entry(&[
             ("eks.amazonaws.com/role-arn", ARN),
@@ -595,24 +364,6 @@ mod tests {
     }
 
     #[test]
-    fn near_miss_table() {
-        let p = "eks.amazonaws.com";
-        let cases = [
-            ("eks.amazon.com/role-arn", true),
-            ("eks.amazonaws.co/role-arn", true),
-            ("EKS.amazonaws.com/role-arn", true),
-            ("eks-amazonaws.com/role-arn", true),
-            ("eks.amazonaws.com/role-arn", false),
-            ("example.org/role-arn", false),
-            ("eks.amazon.com/something-else", false),
-            ("role-arn", true),
-        ];
-        for (key, want) in cases {
-            assert_eq!(is_near_miss(key, p, SA_NAMES), want, "{key}");
-        }
-    }
-
-    #[test]
     fn resolve_precedence_table() {
         let cfg = InjectionConfig {
             sts_regional_endpoint: true,
@@ -631,7 +382,7 @@ mod tests {
         assert_eq!(
             id.mode,
             Mode::WebIdentity {
-                role_arn: ARN.into()
+                role_arn: ARN.parse().unwrap()
             }
         );
         assert_eq!(id.audience, "my-aud");
@@ -650,7 +401,7 @@ mod tests {
 
         // ConfigMap entry when the SA has no role.
         let cm = ConfigMapEntry {
-            role_arn: ARN.into(),
+            role_arn: ARN.parse().unwrap(),
             audience: "cm-aud".into(),
             use_regional_sts: false,
             token_expiration: 7200,
@@ -676,6 +427,43 @@ mod tests {
         assert_eq!(
             resolve("sa", "ns", None, None, false, &cfg),
             Resolution::default()
+        );
+    }
+
+    #[test]
+    fn role_arn_rule_is_the_contracts() {
+        // The agent refuses these too (contract::RoleArn); the webhook must
+        // not inject a role the agent would then refuse.
+        let long = format!("arn:aws:iam::111122223333:role/{}", "a".repeat(65));
+        for arn in ["arn:aws:iam::111122223333:role//double", long.as_str()] {
+            let sa = entry(&[("eks.amazonaws.com/role-arn", arn)]);
+            let r = resolve(
+                "sa",
+                "ns",
+                Some(&sa),
+                None,
+                false,
+                &InjectionConfig::default(),
+            );
+            assert!(r.identity.is_none(), "{arn}");
+            assert_eq!(r.warnings[0].kind, WarningKind::InvalidRoleArn);
+        }
+        // Surrounding whitespace in the annotation is tolerated, as before.
+        let sa = entry(&[(
+            "eks.amazonaws.com/role-arn",
+            " arn:aws:iam::111122223333:role/x ",
+        )]);
+        let r = resolve(
+            "sa",
+            "ns",
+            Some(&sa),
+            None,
+            false,
+            &InjectionConfig::default(),
+        );
+        assert_eq!(
+            r.identity.unwrap().mode.role_arn().map(RoleArn::as_str),
+            Some("arn:aws:iam::111122223333:role/x")
         );
     }
 

@@ -1,22 +1,35 @@
-//! Command-line flags (named like the upstream Go webhook where they overlap),
-//! each also settable from the environment as `POD_IDENTITY_WEBHOOK_<FLAG>`.
+//! The command line, and nothing else: flags named like the upstream Go
+//! webhook's where they overlap, each also settable from the environment as
+//! `POD_IDENTITY_WEBHOOK_<FLAG>`; their defaults come from
+//! `injection::config::defaults`. [`InjectionArgs::to_config`] validates them
+//! into the pure [`InjectionConfig`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::identity::CredentialMode;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use contract::agent::SidecarPorts;
+use contract::duration::parse as parse_duration;
 
-use crate::duration::parse_duration;
+use crate::injection::config::{
+    defaults, ContainerCredentialsConfig, InjectionConfig, SidecarConfig, MIN_TOKEN_EXPIRATION,
+};
+use crate::injection::CredentialMode;
 
-pub const DEFAULT_PREFIX: &str = "eks.amazonaws.com";
-pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
-pub const DEFAULT_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
-pub const DEFAULT_TOKEN_EXPIRATION: i64 = 86400;
-/// Kubernetes refuses projected tokens that live shorter than this.
-pub const MIN_TOKEN_EXPIRATION: i64 = 600;
-pub const VOLUME_NAME: &str = "aws-iam-token";
-pub const TOKEN_NAME: &str = "token";
+fn credential_mode_parser() -> impl TypedValueParser<Value = CredentialMode> {
+    PossibleValuesParser::new(CredentialMode::NAMES)
+        .map(|s| CredentialMode::parse(&s).unwrap_or_default())
+}
+
+/// Whether the cluster runs native sidecars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NativeSidecars {
+    /// Ask the API server's version at start (the dry run assumes yes).
+    Auto,
+    True,
+    False,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,16 +54,16 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct InjectionArgs {
     /// Annotation domain to look for on ServiceAccounts and pods.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_ANNOTATION_PREFIX", default_value = DEFAULT_PREFIX)]
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_ANNOTATION_PREFIX", default_value = defaults::ANNOTATION_PREFIX)]
     pub annotation_prefix: String,
     /// Default token audience; a ServiceAccount's `<prefix>/audience` overrides it.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_AUDIENCE", default_value = defaults::TOKEN_AUDIENCE)]
     pub token_audience: String,
     /// Where the projected token is mounted in containers.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_MOUNT_PATH", default_value = DEFAULT_MOUNT_PATH)]
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_MOUNT_PATH", default_value = defaults::TOKEN_MOUNT_PATH)]
     pub token_mount_path: String,
     /// Default token lifetime in seconds (never below 600).
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_EXPIRATION", default_value_t = DEFAULT_TOKEN_EXPIRATION)]
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_TOKEN_EXPIRATION", default_value_t = defaults::TOKEN_EXPIRATION)]
     pub token_expiration: i64,
     /// If set, AWS_DEFAULT_REGION and AWS_REGION are injected with this value.
     #[arg(
@@ -72,35 +85,35 @@ pub struct InjectionArgs {
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_AUDIENCE",
-        default_value = "pods.eks.amazonaws.com"
+        default_value = defaults::CONTAINER_CREDENTIALS_AUDIENCE
     )]
     pub container_credentials_audience: String,
     /// Token mount path for container credentials mode.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_MOUNT_PATH",
-        default_value = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
+        default_value = defaults::CONTAINER_CREDENTIALS_MOUNT_PATH
     )]
     pub container_credentials_token_mount_path: String,
     /// Projected volume name for container credentials mode.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_VOLUME_NAME",
-        default_value = "eks-pod-identity-token"
+        default_value = defaults::CONTAINER_CREDENTIALS_VOLUME_NAME
     )]
     pub container_credentials_token_volume_name: String,
     /// Token file name inside the volume for container credentials mode.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_TOKEN_PATH",
-        default_value = "eks-pod-identity-token"
+        default_value = defaults::CONTAINER_CREDENTIALS_TOKEN_PATH
     )]
     pub container_credentials_token_path: String,
     /// AWS_CONTAINER_CREDENTIALS_FULL_URI injected in container credentials mode.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_CONTAINER_CREDENTIALS_FULL_URI",
-        default_value = "http://169.254.170.23/v1/credentials"
+        default_value = defaults::CONTAINER_CREDENTIALS_FULL_URI
     )]
     pub container_credentials_full_uri: String,
     /// How pods with a role get credentials, unless their ServiceAccount or
@@ -108,8 +121,8 @@ pub struct InjectionArgs {
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_CREDENTIAL_MODE",
-        value_enum,
-        default_value = "web-identity"
+        value_parser = credential_mode_parser(),
+        default_value = defaults::CREDENTIAL_MODE
     )]
     pub credential_mode: CredentialMode,
     /// The node credential-agent's credentials URL (agent mode); the role is
@@ -117,73 +130,72 @@ pub struct InjectionArgs {
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_AGENT_URL",
-        default_value = "http://169.254.170.23/v1/credentials"
+        default_value = defaults::AGENT_URL
     )]
     pub agent_url: String,
     /// Image of the credential-agent sidecar (sidecar mode).
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_SIDECAR_IMAGE",
-        default_value = "credential-agent:0.1.0"
+        default_value = defaults::SIDECAR_IMAGE
     )]
     pub sidecar_image: String,
     /// imagePullPolicy of the sidecar.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_SIDECAR_IMAGE_PULL_POLICY", default_value = "IfNotPresent",
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_SIDECAR_IMAGE_PULL_POLICY", default_value = defaults::SIDECAR_IMAGE_PULL_POLICY,
           value_parser = ["Always", "IfNotPresent", "Never"])]
     pub sidecar_image_pull_policy: String,
     /// Name of the sidecar container.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_SIDECAR_NAME",
-        default_value = "aws-credential-agent"
+        default_value = defaults::SIDECAR_NAME
     )]
     pub sidecar_name: String,
     /// Loopback port the sidecar serves credentials on.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_SIDECAR_PORT",
-        default_value_t = 2702
+        default_value_t = defaults::SIDECAR_PORT
     )]
     pub sidecar_port: u16,
     /// Port of the sidecar's /healthz and /readyz (its startup probe).
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_SIDECAR_HEALTH_PORT",
-        default_value_t = 2703
+        default_value_t = defaults::SIDECAR_HEALTH_PORT
     )]
     pub sidecar_health_port: u16,
     /// Port of the sidecar's Prometheus /metrics.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_SIDECAR_METRICS_PORT",
-        default_value_t = 2705
+        default_value_t = defaults::SIDECAR_METRICS_PORT
     )]
     pub sidecar_metrics_port: u16,
     /// CPU request of the sidecar.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_SIDECAR_CPU_REQUEST",
-        default_value = "10m"
+        default_value = defaults::SIDECAR_CPU_REQUEST
     )]
     pub sidecar_cpu_request: String,
     /// Memory request of the sidecar.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_SIDECAR_MEMORY_REQUEST",
-        default_value = "16Mi"
+        default_value = defaults::SIDECAR_MEMORY_REQUEST
     )]
     pub sidecar_memory_request: String,
     /// Whether the cluster runs native sidecars (Kubernetes 1.29+): `auto`
     /// asks the API server's version at start (the dry run assumes yes).
     /// Without them, sidecar mode falls back to web identity with a warning.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_NATIVE_SIDECARS", default_value = "auto",
-          value_parser = ["auto", "true", "false"])]
-    pub native_sidecars: String,
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_NATIVE_SIDECARS", value_enum, default_value_t = NativeSidecars::Auto)]
+    pub native_sidecars: NativeSidecars,
     /// Memory limit of the sidecar.
     #[arg(
         long,
         env = "POD_IDENTITY_WEBHOOK_SIDECAR_MEMORY_LIMIT",
-        default_value = "64Mi"
+        default_value = defaults::SIDECAR_MEMORY_LIMIT
     )]
     pub sidecar_memory_limit: String,
 }
@@ -331,86 +343,6 @@ pub struct MutateArgs {
     pub pod_file: PathBuf,
 }
 
-/// The resolved, validated injection settings the pure mutation works with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InjectionConfig {
-    pub annotation_prefix: String,
-    pub token_audience: String,
-    pub token_mount_path: String,
-    pub token_expiration: i64,
-    pub region: Option<String>,
-    pub sts_regional_endpoint: bool,
-    pub container_credentials: ContainerCredentialsConfig,
-    pub credential_mode: CredentialMode,
-    pub agent_url: String,
-    pub sidecar: SidecarConfig,
-    /// The cluster supports init containers with `restartPolicy: Always`.
-    pub native_sidecars: bool,
-}
-
-/// The credential-agent sidecar injected in sidecar mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SidecarConfig {
-    pub image: String,
-    pub image_pull_policy: String,
-    pub name: String,
-    pub port: u16,
-    pub health_port: u16,
-    pub metrics_port: u16,
-    pub cpu_request: String,
-    pub memory_request: String,
-    pub memory_limit: String,
-}
-
-impl Default for SidecarConfig {
-    fn default() -> Self {
-        SidecarConfig {
-            image: "credential-agent:0.1.0".into(),
-            image_pull_policy: "IfNotPresent".into(),
-            name: "aws-credential-agent".into(),
-            port: 2702,
-            health_port: 2703,
-            metrics_port: 2705,
-            cpu_request: "10m".into(),
-            memory_request: "16Mi".into(),
-            memory_limit: "64Mi".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerCredentialsConfig {
-    pub audience: String,
-    pub mount_path: String,
-    pub volume_name: String,
-    pub token_path: String,
-    pub full_uri: String,
-}
-
-impl Default for InjectionConfig {
-    fn default() -> Self {
-        InjectionConfig {
-            annotation_prefix: DEFAULT_PREFIX.into(),
-            token_audience: DEFAULT_AUDIENCE.into(),
-            token_mount_path: DEFAULT_MOUNT_PATH.into(),
-            token_expiration: DEFAULT_TOKEN_EXPIRATION,
-            region: None,
-            sts_regional_endpoint: false,
-            container_credentials: ContainerCredentialsConfig {
-                audience: "pods.eks.amazonaws.com".into(),
-                mount_path: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount".into(),
-                volume_name: "eks-pod-identity-token".into(),
-                token_path: "eks-pod-identity-token".into(),
-                full_uri: "http://169.254.170.23/v1/credentials".into(),
-            },
-            credential_mode: CredentialMode::WebIdentity,
-            agent_url: "http://169.254.170.23/v1/credentials".into(),
-            sidecar: SidecarConfig::default(),
-            native_sidecars: true,
-        }
-    }
-}
-
 fn check_nonempty(flag: &str, value: &str) -> crate::Result<()> {
     if value.trim().is_empty() {
         return Err(crate::Error::Config(format!("--{flag} must not be empty")));
@@ -506,14 +438,16 @@ impl InjectionArgs {
                 image: self.sidecar_image.trim().to_string(),
                 image_pull_policy: self.sidecar_image_pull_policy.clone(),
                 name: self.sidecar_name.trim().to_string(),
-                port: self.sidecar_port,
-                health_port: self.sidecar_health_port,
-                metrics_port: self.sidecar_metrics_port,
+                ports: SidecarPorts {
+                    credentials: self.sidecar_port,
+                    health: self.sidecar_health_port,
+                    metrics: self.sidecar_metrics_port,
+                },
                 cpu_request: self.sidecar_cpu_request.clone(),
                 memory_request: self.sidecar_memory_request.clone(),
                 memory_limit: self.sidecar_memory_limit.clone(),
             },
-            native_sidecars: self.native_sidecars != "false",
+            native_sidecars: self.native_sidecars != NativeSidecars::False,
         })
     }
 }

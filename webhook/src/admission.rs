@@ -18,13 +18,13 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::cache::ServiceAccountCache;
-use crate::config::InjectionConfig;
-use crate::containercreds::ContainerCredentialsIdentities;
-use crate::identity::{self, Mode, WarningKind};
+use crate::injection::mutate_pod;
+use crate::injection::patch::PatchOp;
+use crate::injection::InjectionConfig;
+use crate::injection::{self, Mode, WarningKind};
 use crate::metrics::Metrics;
-use crate::mutate::mutate_pod;
-use crate::patch::PatchOp;
+use crate::sources::cache::ServiceAccountCache;
+use crate::sources::containercreds::ContainerCredentialsIdentities;
 use crate::{Error, Result};
 
 pub const V1: &str = "admission.k8s.io/v1";
@@ -133,7 +133,7 @@ pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) ->
     };
     let cm = ctx.cache.config_map_entry(namespace, sa_name);
     let cc_listed = ctx.container_credentials.contains(namespace, sa_name);
-    let resolution = identity::resolve(
+    let resolution = injection::resolve(
         sa_name,
         namespace,
         sa.as_deref(),

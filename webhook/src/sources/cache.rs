@@ -19,9 +19,9 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 
-use crate::identity::{ConfigMapEntry, ServiceAccountEntry};
-use crate::manifests::ServiceAccountManifest;
+use crate::injection::{ConfigMapEntry, ServiceAccountEntry};
 use crate::metrics::Metrics;
+use crate::sources::manifests::ServiceAccountManifest;
 use crate::{Error, Result};
 
 pub const CONFIG_MAP_NAME: &str = "pod-identity-webhook";
@@ -101,7 +101,7 @@ impl ServiceAccountCache {
         let cache = Self::empty(prefix, None, metrics);
         {
             let mut map = cache.entries.write().unwrap_or_else(|e| e.into_inner());
-            crate::manifests::for_each_service_account(path, &mut |sa| {
+            crate::sources::manifests::for_each_service_account(path, &mut |sa| {
                 let e = ServiceAccountEntry::from_annotations(
                     &sa.uid,
                     sa.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())),

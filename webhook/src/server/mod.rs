@@ -12,13 +12,15 @@ use axum::routing::{get, post};
 use axum::Router;
 use axum_server::Handle;
 
-use crate::cache::ServiceAccountCache;
-use crate::config::ServeArgs;
-use crate::containercreds::ContainerCredentialsIdentities;
-use crate::identity::MAX_EXPIRATION_JITTER;
+use crate::admission::{review, AdmissionContext};
+use crate::args::{NativeSidecars, ServeArgs};
+use crate::injection::identity::MAX_EXPIRATION_JITTER;
 use crate::metrics::Metrics;
-use crate::review::{review, AdmissionContext};
-use crate::{tls, Error, Result};
+use crate::sources::cache::ServiceAccountCache;
+use crate::sources::containercreds::ContainerCredentialsIdentities;
+use crate::{Error, Result};
+
+pub mod tls;
 
 pub struct AppState {
     pub ctx: AdmissionContext,
@@ -193,7 +195,7 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
         }
         None => {
             let client = kube_client(args).await?;
-            if args.injection.native_sidecars == "auto" {
+            if args.injection.native_sidecars == NativeSidecars::Auto {
                 config.native_sidecars = detect_native_sidecars(&client).await;
             }
             let cache = ServiceAccountCache::for_cluster(

@@ -8,15 +8,14 @@ use std::collections::HashSet;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{InjectionConfig, DEFAULT_TOKEN_EXPIRATION, TOKEN_NAME, VOLUME_NAME};
-use crate::identity::{
-    clamp_expiration, is_near_miss, CredentialMode, Identity, Mode, Warning, WarningKind,
-    CREDENTIAL_MODE, POD_NAMES, SKIP_CONTAINERS, TOKEN_EXPIRATION,
-};
-use crate::patch::{escape_token, PatchOp};
+use super::annotations::{read_pod, POD_IDENTITY_LABEL};
+use super::config::{defaults, InjectionConfig, TOKEN_NAME, VOLUME_NAME};
+use super::identity::{Identity, MAX_EXPIRATION_JITTER};
+use super::mode::{self, Mode, PodFacts};
+use super::patch::{escape_token, PatchOp};
+use super::sidecar::sidecar_container;
+use super::warning::Warning;
 use crate::{Error, Result};
-
-pub const POD_IDENTITY_LABEL: &str = "eks.amazonaws.com/pod-identity";
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodMutation {
@@ -28,6 +27,8 @@ pub struct PodMutation {
 struct Plan<'a> {
     volume_name: &'a str,
     mount_path: &'a str,
+    /// The token file's name inside the volume.
+    token_file_name: &'a str,
     /// The two variables that carry the identity, with their values.
     identity_vars: [(&'static str, String); 2],
 }
@@ -77,6 +78,40 @@ fn names<'a>(list: Option<&'a Vec<Value>>, what: &str) -> Result<HashSet<&'a str
     Ok(out)
 }
 
+/// What the variables, volume and mount of `mode` are.
+fn plan<'a>(mode: &Mode, cfg: &'a InjectionConfig, windows: bool) -> Plan<'a> {
+    let cc = &cfg.container_credentials;
+    let cc_token_file = || token_path(&cc.mount_path, &cc.token_path, windows);
+    let container_credentials = |uri: String| Plan {
+        volume_name: &cc.volume_name,
+        mount_path: &cc.mount_path,
+        token_file_name: &cc.token_path,
+        identity_vars: [
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", cc_token_file()),
+        ],
+    };
+    match mode {
+        Mode::WebIdentity { role_arn } => Plan {
+            volume_name: VOLUME_NAME,
+            mount_path: &cfg.token_mount_path,
+            token_file_name: TOKEN_NAME,
+            identity_vars: [
+                ("AWS_ROLE_ARN", role_arn.to_string()),
+                (
+                    "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    token_path(&cfg.token_mount_path, TOKEN_NAME, windows),
+                ),
+            ],
+        },
+        Mode::Agent { role_arn } => {
+            container_credentials(contract::agent::role_uri(&cfg.agent_url, role_arn.as_str()))
+        }
+        Mode::Sidecar { .. } => container_credentials(cfg.sidecar.ports.credentials_url()),
+        Mode::ContainerCredentials => container_credentials(cc.full_uri.clone()),
+    }
+}
+
 /// Computes the patch for `pod` given its resolved identity. Returns an empty
 /// patch when the pod already carries everything (so re-running the webhook on
 /// its own output changes nothing).
@@ -98,146 +133,29 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
     let volumes = opt_array(spec.get("volumes"), "spec.volumes")?;
 
     let mut out = PodMutation::default();
-    let prefix = &cfg.annotation_prefix;
-
-    // Pod annotations: token lifetime and containers to skip.
-    let mut token_expiration = identity.token_expiration;
-    let mut skip: HashSet<&str> = HashSet::new();
-    let mut pod_mode: Option<CredentialMode> = None;
-    for (key, value) in &annotations {
-        let Some(name) = key
-            .strip_prefix(prefix.as_str())
-            .and_then(|k| k.strip_prefix('/'))
-        else {
-            if is_near_miss(key, prefix, POD_NAMES) {
-                out.warnings.push(Warning {
-                    kind: WarningKind::NearMissAnnotation,
-                    message: format!(
-                        "pod annotation {key:?} looks like a mistyped {:?}; it is ignored",
-                        format!("{prefix}/{}", key.rsplit('/').next().unwrap_or(key))
-                    ),
-                });
-            }
-            continue;
-        };
-        if name == TOKEN_EXPIRATION {
-            match value.trim().parse::<i64>() {
-                Ok(n) => token_expiration = clamp_expiration(n),
-                Err(_) => out.warnings.push(Warning {
-                    kind: WarningKind::InvalidAnnotationValue,
-                    message: format!(
-                        "pod annotation {key}={value:?} is not a number of seconds; using {token_expiration}"
-                    ),
-                }),
-            }
-        } else if name == SKIP_CONTAINERS {
-            skip.extend(value.split(',').map(str::trim).filter(|s| !s.is_empty()));
-        } else if name == CREDENTIAL_MODE {
-            match CredentialMode::parse(value) {
-                Some(m) => pod_mode = Some(m),
-                None => out.warnings.push(Warning {
-                    kind: WarningKind::InvalidAnnotationValue,
-                    message: format!(
-                        "pod annotation {key}={value:?} is not one of web-identity, agent, sidecar; it is ignored"
-                    ),
-                }),
-            }
-        }
-    }
+    let pod_annotations = read_pod(
+        &annotations,
+        &cfg.annotation_prefix,
+        identity.token_expiration,
+        &mut out.warnings,
+    );
+    let mut token_expiration = pod_annotations
+        .token_expiration
+        .unwrap_or(identity.token_expiration);
+    let facts = PodFacts {
+        requested: pod_annotations.credential_mode,
+        host_network: spec.get("hostNetwork").and_then(Value::as_bool) == Some(true),
+    };
+    let (mode, fallback) = mode::choose(&identity.mode, facts, cfg.native_sidecars);
+    out.warnings.extend(fallback);
 
     let windows = node_selector.iter().any(|(k, v)| {
         (*k == "kubernetes.io/os" || *k == "beta.kubernetes.io/os") && *v == "windows"
     });
-
-    // The mode: the pod's annotation overrides what the ServiceAccount and
-    // flags chose (not for identities of the container credentials config).
-    let mut mode = identity.mode.clone();
-    if let (Some(m), Some(role)) = (pod_mode, identity.mode.role_arn()) {
-        mode = m.with_role(role.to_string());
+    let plan = plan(&mode, cfg, windows);
+    if mode == Mode::ContainerCredentials && token_expiration == defaults::TOKEN_EXPIRATION {
+        token_expiration -= identity.expiration_jitter.clamp(0, MAX_EXPIRATION_JITTER);
     }
-    let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
-    if let Mode::Sidecar { role_arn } = &mode {
-        let why = if host_network {
-            Some("the pod uses hostNetwork, so a credential-agent sidecar on loopback would be reachable from the whole node")
-        } else if !cfg.native_sidecars {
-            Some("the cluster does not run native sidecars (Kubernetes 1.29 or later)")
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            out.warnings.push(Warning {
-                kind: WarningKind::SidecarNotInjected,
-                message: format!(
-                    "{why}; the pod gets web identity credentials instead of a sidecar"
-                ),
-            });
-            mode = Mode::WebIdentity {
-                role_arn: role_arn.clone(),
-            };
-        }
-    }
-
-    let cc = &cfg.container_credentials;
-    let cc_token_file = token_path(&cc.mount_path, &cc.token_path, windows);
-    let plan = match &mode {
-        Mode::WebIdentity { role_arn } => {
-            let token_file = token_path(&cfg.token_mount_path, TOKEN_NAME, windows);
-            Plan {
-                volume_name: VOLUME_NAME,
-                mount_path: &cfg.token_mount_path,
-                identity_vars: [
-                    ("AWS_ROLE_ARN", role_arn.clone()),
-                    ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file),
-                ],
-            }
-        }
-        Mode::Agent { role_arn } => Plan {
-            volume_name: &cc.volume_name,
-            mount_path: &cc.mount_path,
-            identity_vars: [
-                (
-                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                    agent_uri(&cfg.agent_url, role_arn),
-                ),
-                (
-                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                    cc_token_file.clone(),
-                ),
-            ],
-        },
-        Mode::Sidecar { .. } => Plan {
-            volume_name: &cc.volume_name,
-            mount_path: &cc.mount_path,
-            identity_vars: [
-                (
-                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                    format!("http://127.0.0.1:{}/v1/credentials", cfg.sidecar.port),
-                ),
-                (
-                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                    cc_token_file.clone(),
-                ),
-            ],
-        },
-        Mode::ContainerCredentials => {
-            if token_expiration == DEFAULT_TOKEN_EXPIRATION {
-                token_expiration -= identity
-                    .expiration_jitter
-                    .clamp(0, crate::identity::MAX_EXPIRATION_JITTER);
-            }
-            Plan {
-                volume_name: &cc.volume_name,
-                mount_path: &cc.mount_path,
-                identity_vars: [
-                    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", cc.full_uri.clone()),
-                    (
-                        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                        cc_token_file.clone(),
-                    ),
-                ],
-            }
-        }
-    };
 
     if matches!(mode, Mode::ContainerCredentials | Mode::Agent { .. }) {
         let present = labels
@@ -267,16 +185,12 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
 
     // The projected token volume, first in the list as upstream puts it.
     if !names(volumes, "spec.volumes")?.contains(plan.volume_name) {
-        let token_file_name = match &mode {
-            Mode::WebIdentity { .. } => TOKEN_NAME,
-            _ => cc.token_path.as_str(),
-        };
         let volume = json!({
             "name": plan.volume_name,
             "projected": {"sources": [{"serviceAccountToken": {
                 "audience": identity.audience,
                 "expirationSeconds": token_expiration,
-                "path": token_file_name,
+                "path": plan.token_file_name,
             }}]},
         });
         match volumes {
@@ -302,7 +216,7 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or_else(|| invalid(format!("{what} has no name")))?;
-            if skip.contains(name) {
+            if pod_annotations.skip_containers.contains(name) {
                 continue;
             }
             if field == "initContainers" && name == cfg.sidecar.name {
@@ -325,7 +239,8 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         let present =
             names(init_containers, "spec.initContainers")?.contains(cfg.sidecar.name.as_str());
         if !present {
-            let sidecar = sidecar_container(cfg, role_arn, &cc_token_file, plan.mount_path);
+            let sidecar =
+                sidecar_container(cfg, role_arn, &plan.identity_vars[1].1, plan.mount_path);
             match init_containers {
                 Some(_) => out
                     .ops
@@ -337,79 +252,6 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         }
     }
     Ok(out)
-}
-
-/// `<agent URL>?role=<URL-encoded role ARN>` (or `&role=` after a query).
-pub fn agent_uri(agent_url: &str, role_arn: &str) -> String {
-    let encoded: String = role_arn
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let sep = if agent_url.contains('?') { '&' } else { '?' };
-    format!("{agent_url}{sep}role={encoded}")
-}
-
-/// The credential-agent as a native sidecar: an init container with
-/// `restartPolicy: Always` whose startup probe holds the app containers back
-/// until it serves; unprivileged, read-only, no capabilities.
-fn sidecar_container(
-    cfg: &InjectionConfig,
-    role_arn: &str,
-    token_file: &str,
-    mount_path: &str,
-) -> Value {
-    let sc = &cfg.sidecar;
-    let mut env = vec![
-        json!({"name": "AWS_ROLE_ARN", "value": role_arn}),
-        json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": token_file}),
-    ];
-    if let Some(r) = &cfg.region {
-        env.push(json!({"name": "AWS_REGION", "value": r}));
-    }
-    json!({
-        "name": sc.name,
-        "image": sc.image,
-        "imagePullPolicy": sc.image_pull_policy,
-        "restartPolicy": "Always",
-        "args": [
-            "sidecar",
-            format!("--listen=127.0.0.1:{}", sc.port),
-            format!("--health-listen=0.0.0.0:{}", sc.health_port),
-            format!("--metrics-listen=0.0.0.0:{}", sc.metrics_port),
-        ],
-        "env": env,
-        "ports": [{"name": "agent-metrics", "containerPort": sc.metrics_port, "protocol": "TCP"}],
-        "startupProbe": {
-            "httpGet": {"path": "/readyz", "port": sc.health_port},
-            "periodSeconds": 1,
-            "failureThreshold": 60,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": sc.health_port},
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
-        "resources": {
-            "requests": {"cpu": sc.cpu_request, "memory": sc.memory_request},
-            "limits": {"memory": sc.memory_limit},
-        },
-        "securityContext": {
-            "runAsNonRoot": true,
-            "runAsUser": 65532,
-            "runAsGroup": 65532,
-            "readOnlyRootFilesystem": true,
-            "allowPrivilegeEscalation": false,
-            "privileged": false,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "volumeMounts": [{"name": cfg.container_credentials.volume_name, "readOnly": true, "mountPath": mount_path}],
-    })
 }
 
 fn container_ops(
@@ -499,13 +341,14 @@ pub fn token_path(mount_path: &str, file: &str, windows: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::injection::{CredentialMode, WarningKind};
 
     const ARN: &str = "arn:aws:iam::111122223333:role/s3-reader";
 
     fn web(role: &str) -> Identity {
         Identity {
             mode: Mode::WebIdentity {
-                role_arn: role.into(),
+                role_arn: role.parse().unwrap(),
             },
             audience: "sts.amazonaws.com".into(),
             regional_sts: false,
@@ -542,7 +385,7 @@ mod tests {
 
     fn with_mode(mode: CredentialMode) -> Identity {
         let mut id = web(ARN);
-        id.mode = mode.with_role(ARN.into());
+        id.mode = mode.with_role(ARN.parse().unwrap());
         id
     }
 
@@ -690,21 +533,6 @@ mod tests {
     }
 
     #[test]
-    fn agent_uri_appends_the_role() {
-        assert_eq!(
-            agent_uri(
-                "http://127.0.0.1:80/v1/credentials",
-                "arn:aws:iam::1:role/a/b"
-            ),
-            "http://127.0.0.1:80/v1/credentials?role=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa%2Fb"
-        );
-        assert_eq!(
-            agent_uri("http://x/v1/credentials?v=1", "r+=,.@_-"),
-            "http://x/v1/credentials?v=1&role=r%2B%3D%2C.%40_-"
-        );
-    }
-
-    #[test]
     fn token_path_table() {
         let cases = [
             ("/var/run/x", "token", false, "/var/run/x/token"),
@@ -745,7 +573,7 @@ mod tests {
         assert_eq!(c["env"][1], json!({"name": "AWS_ROLE_ARN", "value": ARN}));
         assert_eq!(
             c["volumeMounts"][1]["mountPath"],
-            crate::config::DEFAULT_MOUNT_PATH
+            defaults::TOKEN_MOUNT_PATH
         );
     }
 

@@ -1,17 +1,24 @@
-//! Go-style durations (`100ms`, `2s`, `1m30s`) as the upstream flags take them.
+//! The one duration syntax of both binaries' flags: Go's `time.ParseDuration`
+//! (`100ms`, `2s`, `1m30s`, `1.5h`), as the upstream webhook's flags take
+//! them, plus a bare number of seconds (`3600`), as the agent's
+//! `--session-duration` has always taken.
 
 use std::time::Duration;
 
-/// Parses a Go `time.ParseDuration` string: a sequence of decimal numbers, each
-/// with a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`). `0` alone is allowed.
-/// Negative durations are rejected.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
+/// Parses a duration flag value. Negative, empty and out-of-range (over 10^9
+/// seconds) values are errors that say what is accepted.
+pub fn parse(input: &str) -> Result<Duration, String> {
     let s = input.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
     if s.is_empty() {
         return Err("empty duration".into());
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= 1_000_000_000)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("duration {input:?} is out of range"));
     }
     if s.starts_with('-') {
         return Err(format!("negative duration {input:?}"));
@@ -22,9 +29,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {input:?}"))?;
+            .ok_or_else(|| format!("missing unit in duration {input:?} (use 90s, 15m, 1h)"))?;
         if num_len == 0 {
-            return Err(format!("invalid duration {input:?}"));
+            return Err(format!("{input:?} is not a duration (use 90s, 15m, 1h)"));
         }
         let value: f64 = rest[..num_len]
             .parse()
@@ -40,7 +47,11 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            other => return Err(format!("unknown unit {other:?} in duration {input:?}")),
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} in duration {input:?} (ns, us, ms, s, m, h)"
+                ))
+            }
         };
         rest = &rest[unit_len..];
         total += value * factor;
@@ -59,18 +70,35 @@ mod tests {
     fn table() {
         let ok = [
             ("0", Duration::ZERO),
+            ("90", Duration::from_secs(90)),
+            ("3600", Duration::from_secs(3600)),
             ("100ms", Duration::from_millis(100)),
             ("2s", Duration::from_secs(2)),
             ("1m30s", Duration::from_secs(90)),
             ("1.5s", Duration::from_millis(1500)),
+            ("15m", Duration::from_secs(900)),
             ("1h", Duration::from_secs(3600)),
+            ("90m", Duration::from_secs(5400)),
             ("250us", Duration::from_micros(250)),
+            (" 5s ", Duration::from_secs(5)),
         ];
         for (input, want) in ok {
-            assert_eq!(parse_duration(input).unwrap(), want, "{input}");
+            assert_eq!(parse(input).unwrap(), want, "{input}");
         }
-        for bad in ["", "5", "-1s", "1x", "ms", "1s2", "..s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
+        for bad in [
+            "",
+            "-1s",
+            "-5",
+            "1x",
+            "ms",
+            "1s2",
+            "..s",
+            "soon",
+            "1 h",
+            "99999999999",
+            "1e3s",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should fail");
         }
     }
 }

@@ -1,0 +1,17 @@
+//! What the webhook and the credential agent must agree on, written once:
+//!
+//! - [`RoleArn`]: the one rule for what an IAM role ARN is;
+//! - [`agent`]: the credential agent's wire and command-line contract (the
+//!   node address, the ports and flags of the sidecar the webhook renders,
+//!   the `?role=` query);
+//! - [`duration`]: the one duration syntax of both binaries' flags;
+//! - [`annotations`]: the annotation and label names users write.
+//!
+//! No I/O and no dependencies beyond `thiserror`: every item here is pure.
+
+pub mod agent;
+pub mod annotations;
+pub mod duration;
+mod role_arn;
+
+pub use role_arn::{RoleArn, RoleArnError};
