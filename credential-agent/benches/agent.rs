@@ -13,6 +13,9 @@
 //! BENCH_WRAPPER a command the agent runs under, e.g.
 //! `valgrind --tool=massif --massif-out-file=/tmp/massif.out`.
 
+// A benchmark measures the real clocks.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

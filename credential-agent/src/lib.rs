@@ -1,18 +1,26 @@
 //! The credential agent: verifies a pod's projected ServiceAccount token,
 //! exchanges it with STS (AssumeRoleWithWebIdentity) and serves the result
 //! over the container credentials HTTP protocol, with a single-flight cache
-//! and refresh ahead of expiry.
+//! and refresh ahead of expiry. See ARCHITECTURE.md for where each concern
+//! lives.
 
+pub mod app;
+pub mod args;
+pub mod auth;
 pub mod cache;
-pub mod config;
+pub mod clock;
 pub mod error;
+pub mod host_guard;
+pub mod http;
 pub mod link;
 pub mod metrics;
 pub mod packed;
 pub mod secret;
-pub mod server;
 pub mod sidecar;
 pub mod sts;
 pub mod verify;
+
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, Result};

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use credential_agent::config::{Cli, Command, CommonArgs, LogFormat};
-use credential_agent::server::{self, Running};
+use credential_agent::app::{self, Running};
+use credential_agent::args::{Cli, Command, CommonArgs, LogFormat};
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -53,11 +53,11 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             init_tracing(args.common.log_format);
-            serve(&args.common, server::start_node(&args).await).await
+            serve(&args.common, app::start_node(&args).await).await
         }
         Command::Sidecar(args) => {
             init_tracing(args.common.log_format);
-            serve(&args.common, server::start_sidecar(&args).await).await
+            serve(&args.common, app::start_sidecar(&args).await).await
         }
         Command::SetupLink(args) => {
             init_tracing(LogFormat::Text);

@@ -1,6 +1,6 @@
 //! Debug output of every type that holds a token or a secret hides it.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, UNIX_EPOCH};
 
 use credential_agent::cache::{Key, Lookup, Served, Source};
 use credential_agent::error::Error;
@@ -19,14 +19,14 @@ fn debug_never_prints_secrets() {
         secret_access_key: Secret::new(SECRET),
         session_token: Secret::new(SESSION),
         account_id: None,
-        expiration: SystemTime::now() + Duration::from_secs(3600),
+        expiration: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     };
     let lookup = Lookup {
         key: Key {
             namespace: "ns".into(),
             service_account: "sa".into(),
             service_account_uid: "uid".into(),
-            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            role_arn: "arn:aws:iam::123456789012:role/r".parse().unwrap(),
             pod_uid: None,
         },
         session_name: "ns.sa".into(),

@@ -2,8 +2,23 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::UNIX_EPOCH;
+
+use super::entry::{Entry, Slot, State, Tick};
+use super::schedule::Due;
 use super::*;
 use crate::sts::StsErrorKind;
+
+/// Wall-clock time at the start of every test; it then follows tokio's
+/// paused clock.
+fn t0() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+/// Monotonic now (tokio's paused clock).
+fn now() -> Instant {
+    Clock::system().now()
+}
 
 /// A scripted STS: answers after `delay`, with credentials named after the
 /// call number, or with the error currently set.
@@ -18,6 +33,7 @@ struct FakeSts {
     tokens: Mutex<Vec<String>>,
     /// (role, session name) of each call.
     sessions: Mutex<Vec<(String, String)>>,
+    clock: Clock,
 }
 
 impl FakeSts {
@@ -31,6 +47,7 @@ impl FakeSts {
             issued: Mutex::new(Vec::new()),
             tokens: Mutex::new(Vec::new()),
             sessions: Mutex::new(Vec::new()),
+            clock: Clock::starting_at(t0()),
         })
     }
     fn calls(&self) -> usize {
@@ -58,7 +75,8 @@ impl Exchanger for FakeSts {
             .lock()
             .unwrap()
             .push((req.role_arn.clone(), req.session_name.clone()));
-        let issued = Instant::now() + delay;
+        let issued = now() + delay;
+        let clock = self.clock;
         self.issued.lock().unwrap().push(issued);
         let (in_flight, max) = (self.in_flight.clone(), self.max_in_flight.clone());
         async move {
@@ -74,7 +92,7 @@ impl Exchanger for FakeSts {
                 secret_access_key: Secret::new(format!("secret{n}")),
                 session_token: Secret::new(format!("session{n}")),
                 account_id: Some("123456789012".into()),
-                expiration: SystemTime::now() + Duration::from_secs(req.duration_seconds as u64),
+                expiration: clock.wall() + Duration::from_secs(req.duration_seconds as u64),
             })
         }
         .boxed()
@@ -86,7 +104,7 @@ fn key(sa: &str) -> Key {
         namespace: "ns".into(),
         service_account: sa.into(),
         service_account_uid: format!("uid-{sa}"),
-        role_arn: "arn:aws:iam::123456789012:role/app".into(),
+        role_arn: "arn:aws:iam::123456789012:role/app".parse().unwrap(),
         pod_uid: None,
     }
 }
@@ -96,12 +114,19 @@ fn lookup(sa: &str, token: &str) -> Lookup {
         key: key(sa),
         session_name: format!("ns.{sa}"),
         token: Secret::new(token),
-        token_expires: Some(SystemTime::now() + Duration::from_secs(48 * 3600)),
+        token_expires: Some(t0() + Duration::from_secs(365 * 86400)),
     }
 }
 
 fn cache_with(sts: Arc<FakeSts>, cfg: CacheConfig, jitter: f64) -> Cache {
-    Cache::new(sts, cfg, Arc::new(move || jitter), Arc::new(Metrics::new()))
+    let clock = sts.clock;
+    Cache::new(
+        sts,
+        cfg,
+        Arc::new(move || jitter),
+        Arc::new(Metrics::new()),
+        clock,
+    )
 }
 
 fn denied() -> StsError {
@@ -182,7 +207,7 @@ async fn different_identities_do_not_share() {
     let a = cache.get(lookup("a", "t")).await.unwrap();
     let b = cache.get(lookup("b", "t")).await.unwrap();
     let mut other_role = lookup("a", "t");
-    other_role.key.role_arn = "arn:aws:iam::123456789012:role/other".into();
+    other_role.key.role_arn = "arn:aws:iam::123456789012:role/other".parse().unwrap();
     let c = cache.get(other_role).await.unwrap();
     let mut new_uid = lookup("a", "t");
     new_uid.key.service_account_uid = "recreated".into();
@@ -201,7 +226,7 @@ async fn refreshes_ahead_so_no_caller_waits_and_nothing_short_is_served() {
     let sts = FakeSts::new(Duration::from_millis(200));
     let cfg = CacheConfig::default();
     let cache = cache_with(sts.clone(), cfg.clone(), 0.5);
-    let start = Instant::now();
+    let start = now();
     let first = cache.get(lookup("app", "t")).await.unwrap();
     assert_eq!(first.source, Source::Fetched);
     // Ask every minute for 6 hours, as a busy pod would.
@@ -210,11 +235,11 @@ async fn refreshes_ahead_so_no_caller_waits_and_nothing_short_is_served() {
         let served = cache.get(lookup("app", "t")).await.unwrap();
         assert_eq!(served.source, Source::Cached, "waited on STS");
         let issued = sts.issued_at(&served.credentials.access_key_id());
-        let left = (issued + cfg.session_duration).saturating_duration_since(Instant::now());
+        let left = (issued + cfg.session_duration).saturating_duration_since(now());
         assert!(left >= cfg.min_remaining, "served with {left:?} left");
     }
     // One refresh per (3600 - 15m - 5m - 2.5m jitter) = 2550 s: 6 h / 2550 s ~ 8.5.
-    let elapsed = Instant::now() - start;
+    let elapsed = now() - start;
     let expected = 1 + (elapsed.as_secs() / 2550) as usize;
     assert!(
         (expected - 1..=expected + 1).contains(&sts.calls()),
@@ -358,7 +383,7 @@ async fn refresh_waits_for_a_live_token() {
     let sts = FakeSts::new(Duration::from_millis(1));
     let cache = cache_with(sts.clone(), CacheConfig::default(), 0.0);
     let mut l = lookup("app", "short-lived");
-    l.token_expires = Some(SystemTime::now() + Duration::from_secs(600));
+    l.token_expires = Some(sts.clock.wall() + Duration::from_secs(600));
     cache.get(l).await.unwrap();
     // Refresh due at 2400 s, but the token died at 600 s.
     tokio::time::sleep(Duration::from_secs(2500)).await;
@@ -395,7 +420,7 @@ async fn sts_calls_are_bounded_over_identities() {
         ..CacheConfig::default()
     };
     let cache = cache_with(sts.clone(), cfg, 0.0);
-    let started = Instant::now();
+    let started = now();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let c = cache.clone();
@@ -461,7 +486,7 @@ async fn sts_gets_the_role_and_session_name() {
     let cache = cache_with(sts.clone(), CacheConfig::default(), 0.0);
     let mut per_pod = lookup("web", "t-web");
     per_pod.key.pod_uid = Some("uid-pod-1".into());
-    per_pod.key.role_arn = "arn:aws:iam::123456789012:role/path/web".into();
+    per_pod.key.role_arn = "arn:aws:iam::123456789012:role/path/web".parse().unwrap();
     per_pod.session_name = "ns.web.web-7d9f-x2k4p".into();
     // A name that differs from the default only by a suffix the key has not.
     let mut odd = lookup("db", "t-db");

@@ -138,7 +138,8 @@ mod tests {
         let cc = Mode::ContainerCredentials;
         use CredentialMode as C;
         // (resolved, pod annotation, hostNetwork, native sidecars) -> (mode, warned)
-        let cases: &[(&Mode, Option<C>, bool, bool, &Mode, bool)] = &[
+        type Case<'a> = (&'a Mode, Option<C>, bool, bool, &'a Mode, bool);
+        let cases: &[Case] = &[
             (&web, None, false, true, &web, false),
             (&web, Some(C::Agent), false, true, &agent, false),
             (&agent, Some(C::WebIdentity), false, true, &web, false),

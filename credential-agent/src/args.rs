@@ -1,15 +1,23 @@
-//! Command line: `serve` (node agent), `sidecar` (in-pod) and `setup-link`
-//! (node init step). Every flag has an environment variable
-//! `CREDENTIAL_AGENT_<FLAG>`; the AWS ones also read the SDK's variables.
+//! The command line, and nothing else: `serve` (node agent), `sidecar`
+//! (in-pod) and `setup-link` (node init step). Every flag has an environment
+//! variable `CREDENTIAL_AGENT_<FLAG>`; the AWS ones also read the SDK's
+//! variables. Addresses, ports and the sidecar's flag names are the
+//! webhook's contract (`contract::agent`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use contract::agent::{
+    node_listen_addrs, SidecarPorts, HEALTH_PORT, METRICS_PORT, NODE_IPV4, NODE_IPV6,
+};
+use contract::duration::parse as duration;
+use contract::RoleArn;
 
 use crate::cache::CacheConfig;
 use crate::error::{Error, Result};
+use crate::verify::JwksSource;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,14 +58,6 @@ pub enum CacheScope {
     Pod,
 }
 
-fn duration(s: &str) -> std::result::Result<Duration, String> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration (\"90s\", \"15m\", \"1h\"): {e}"))
-}
-
 /// Settings both serving modes share.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
@@ -75,14 +75,14 @@ pub struct CommonArgs {
     #[arg(
         long,
         env = "CREDENTIAL_AGENT_HEALTH_LISTEN",
-        default_value = "127.0.0.1:2703"
+        default_value_t = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), HEALTH_PORT)
     )]
     pub health_listen: SocketAddr,
     /// Listener for Prometheus /metrics.
     #[arg(
         long,
         env = "CREDENTIAL_AGENT_METRICS_LISTEN",
-        default_value = "0.0.0.0:2705"
+        default_value_t = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), METRICS_PORT)
     )]
     pub metrics_listen: SocketAddr,
     #[arg(
@@ -204,7 +204,7 @@ pub struct ServeArgs {
         long = "listen",
         env = "CREDENTIAL_AGENT_LISTEN",
         value_delimiter = ',',
-        default_values = ["169.254.170.23:80", "[fd00:ec2::23]:80"]
+        default_values_t = node_listen_addrs()
     )]
     pub listen: Vec<SocketAddr>,
     /// The `iss` every token must carry (the cluster's service account
@@ -248,73 +248,15 @@ pub struct ServeArgs {
     pub cache_scope: CacheScope,
 }
 
-const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
 impl ServeArgs {
     /// The key source, with in-cluster defaults filled in.
-    pub fn jwks_source(&self) -> Result<crate::verify::JwksSource> {
-        if let Some(f) = &self.jwks_file {
-            return Ok(crate::verify::JwksSource::File(f.clone()));
-        }
-        let (url, in_cluster) = match &self.jwks_url {
-            Some(u) => (u.clone(), false),
-            None => {
-                let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
-                    Error::Config(
-                        "no --jwks-url and not running in a cluster (KUBERNETES_SERVICE_HOST unset)"
-                            .into(),
-                    )
-                })?;
-                let port =
-                    std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
-                let host = if host.contains(':') {
-                    format!("[{host}]")
-                } else {
-                    host
-                };
-                (format!("https://{host}:{port}/openid/v1/jwks"), true)
-            }
-        };
-        let parsed = url.parse::<http::Uri>().ok().filter(|u| {
-            matches!(u.scheme_str(), Some("https") | Some("http")) && u.host().is_some()
-        });
-        if parsed.is_none() {
-            return Err(Error::Config(format!(
-                "--jwks-url {url:?} is not an http(s) URL"
-            )));
-        }
-        let ca = self
-            .jwks_ca_file
-            .clone()
-            .or_else(|| in_cluster.then(|| PathBuf::from(SA_DIR).join("ca.crt")));
-        let bearer = self
-            .jwks_token_file
-            .clone()
-            .or_else(|| in_cluster.then(|| PathBuf::from(SA_DIR).join("token")));
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &ca {
-            let pem = std::fs::read(ca).map_err(|e| Error::Io {
-                context: format!("cannot read --jwks-ca-file {}", ca.display()),
-                source: e,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::Config(format!(
-                    "{} holds no usable PEM certificate: {e}",
-                    ca.display()
-                ))
-            })?;
-            builder = builder.tls_certs_only(certs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the JWKS client: {e}")))?;
-        Ok(crate::verify::JwksSource::Url {
-            url,
-            client,
-            bearer_token_file: bearer,
-        })
+    pub fn jwks_source(&self) -> Result<JwksSource> {
+        JwksSource::from_settings(
+            self.jwks_url.as_deref(),
+            self.jwks_file.as_deref(),
+            self.jwks_ca_file.as_deref(),
+            self.jwks_token_file.as_deref(),
+        )
     }
 }
 
@@ -326,12 +268,12 @@ pub struct SidecarArgs {
     #[arg(
         long,
         env = "CREDENTIAL_AGENT_LISTEN",
-        default_value = "127.0.0.1:2702"
+        default_value_t = SidecarPorts::default().listen()
     )]
     pub listen: SocketAddr,
     /// The role to assume.
-    #[arg(long, env = "AWS_ROLE_ARN")]
-    pub role_arn: String,
+    #[arg(long, env = "AWS_ROLE_ARN", value_parser = parse_role_arn)]
+    pub role_arn: RoleArn,
     /// The pod's projected ServiceAccount token; re-read when it changes.
     #[arg(long, env = "AWS_WEB_IDENTITY_TOKEN_FILE")]
     pub token_file: PathBuf,
@@ -354,73 +296,18 @@ pub struct LinkArgs {
         long = "address",
         env = "CREDENTIAL_AGENT_ADDRESS",
         value_delimiter = ',',
-        default_values = ["169.254.170.23", "fd00:ec2::23"]
+        default_values_t = [IpAddr::V4(NODE_IPV4), IpAddr::V6(NODE_IPV6)]
     )]
     pub addresses: Vec<IpAddr>,
 }
 
-/// A role ARN as IAM writes it: `arn:<partition>:iam::<12 digits>:role/<path/name>`.
-pub fn validate_role_arn(arn: &str) -> std::result::Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ok = parts.len() == 6
-        && parts[0] == "arn"
-        && parts[1].starts_with("aws")
-        && parts[1].chars().all(|c| c.is_ascii_lowercase() || c == '-')
-        && parts[2] == "iam"
-        && parts[3].is_empty()
-        && parts[4].len() == 12
-        && parts[4].chars().all(|c| c.is_ascii_digit())
-        && parts[5].strip_prefix("role/").is_some_and(|name| {
-            !name.is_empty()
-                && !name.ends_with('/')
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
-        })
-        && (20..=2048).contains(&arn.len());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{arn:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"
-        ))
-    }
+fn parse_role_arn(s: &str) -> std::result::Result<RoleArn, String> {
+    RoleArn::parse(s).map_err(|e| format!("not an IAM role ARN: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn role_arns() {
-        for good in [
-            "arn:aws:iam::123456789012:role/app",
-            "arn:aws-cn:iam::123456789012:role/path/to/app",
-            "arn:aws-us-gov:iam::123456789012:role/a+b=c,d.e@f_g-h",
-        ] {
-            assert!(validate_role_arn(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "app",
-            "arn:aws:iam::12345678901:role/app",
-            "arn:aws:iam::123456789012:user/app",
-            "arn:aws:iam::123456789012:role/",
-            "arn:aws:s3::123456789012:role/app",
-            "arn:aws:iam:us-east-1:123456789012:role/app",
-            "arn:aws:iam::123456789012:role/a b",
-            "arn:aws:iam::123456789012:role/app\n",
-        ] {
-            assert!(validate_role_arn(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(duration("15m").unwrap(), Duration::from_secs(900));
-        assert!(duration("soon").is_err());
-    }
 
     #[test]
     fn defaults_parse() {

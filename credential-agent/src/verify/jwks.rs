@@ -1,0 +1,445 @@
+//! Where the issuer's keys come from and when they are read again: loaded at
+//! start (retrying), refreshed every interval, re-fetched on an unknown `kid`
+//! at most once per minimum interval. The [`Verifier`] also remembers tokens
+//! it has verified, until they expire, so the signature is checked once per
+//! token rather than on every credential fetch.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::jwt::{self, KeySet, Rules};
+use super::{TokenIdentity, VerifyError, MAX_TOKEN_BYTES, TOO_LARGE};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+
+/// Where the issuer's keys come from.
+#[derive(Clone, Debug)]
+pub enum JwksSource {
+    /// An HTTPS (or loopback HTTP) URL, optionally with a bearer token file
+    /// (the agent's own ServiceAccount token for the API server).
+    Url {
+        url: String,
+        client: reqwest::Client,
+        bearer_token_file: Option<PathBuf>,
+    },
+    /// A JWKS document on disk, re-read on every refresh.
+    File(PathBuf),
+}
+
+impl JwksSource {
+    async fn fetch(&self) -> std::result::Result<Vec<u8>, String> {
+        match self {
+            JwksSource::File(p) => tokio::fs::read(p)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+            JwksSource::Url {
+                url,
+                client,
+                bearer_token_file,
+            } => {
+                let mut req = client.get(url.as_str());
+                if let Some(f) = bearer_token_file {
+                    let token = tokio::fs::read_to_string(f)
+                        .await
+                        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+                    req = req.bearer_auth(token.trim());
+                }
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot fetch {url}: {}", error_chain(&e)))?;
+                let status = resp.status();
+                if !status.is_success() {
+                    return Err(format!("{url} answered HTTP {status}"));
+                }
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| format!("cannot read {url}: {e}"))?;
+                Ok(body.to_vec())
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[derive(Clone, Debug)]
+pub struct VerifierConfig {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub leeway: Duration,
+    /// At most one re-fetch per this interval on an unknown `kid`.
+    pub min_refetch_interval: Duration,
+}
+
+/// Tokens already verified, by SHA-256 of the exact token bytes, until the
+/// token's `exp` (plus leeway). Cleared when a re-read of the key set withdraws a key.
+/// Saves the signature check on the hot path: a pod presents the same token
+/// on every credential fetch until the kubelet rotates it.
+const VERIFIED_CACHE_MAX: usize = 1024;
+
+type Digest = [u8; 32];
+
+fn digest(token: &Secret) -> Digest {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.expose().as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The issuer's keys, loaded at start, refreshed periodically and on an
+/// unknown `kid` (rate-limited), used to verify each presented token.
+pub struct Verifier {
+    cfg: VerifierConfig,
+    clock: Clock,
+    source: JwksSource,
+    verified: Mutex<HashMap<Digest, Arc<TokenIdentity>>>,
+    keys: RwLock<Option<Arc<KeySet>>>,
+    last_fetch: Mutex<Option<Instant>>,
+    fetching: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Verifier {
+    pub fn new(
+        cfg: VerifierConfig,
+        source: JwksSource,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> Self {
+        Verifier {
+            cfg,
+            clock,
+            source,
+            verified: Mutex::new(HashMap::new()),
+            keys: RwLock::new(None),
+            last_fetch: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+            metrics,
+        }
+    }
+
+    /// True once a key set has been loaded.
+    pub fn ready(&self) -> bool {
+        self.current().is_some()
+    }
+
+    fn current(&self) -> Option<Arc<KeySet>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fetches the key set now and replaces the current one on success.
+    pub async fn refresh(&self) -> std::result::Result<usize, String> {
+        let _one_at_a_time = self.fetching.lock().await;
+        self.fetch_locked().await
+    }
+
+    async fn fetch_locked(&self) -> std::result::Result<usize, String> {
+        *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.clock.now());
+        let parsed = self
+            .source
+            .fetch()
+            .await
+            .and_then(|body| KeySet::parse(&body));
+        match parsed {
+            Ok((set, skipped)) if !set.is_empty() => {
+                let n = set.len();
+                if skipped > 0 {
+                    tracing::warn!(
+                        skipped,
+                        "ignored keys of the JWKS that cannot verify tokens"
+                    );
+                }
+                let withdrawn = {
+                    let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                    let withdrawn = keys.as_ref().is_some_and(|old| !old.is_subset_of(&set));
+                    *keys = Some(Arc::new(set));
+                    withdrawn
+                };
+                // A withdrawn key: tokens it signed are verified afresh. (Not
+                // on every fetch: unknown kids trigger fetches, and clearing
+                // then would let anyone empty the cache every few seconds.)
+                if withdrawn {
+                    self.verified_cache().clear();
+                }
+                self.metrics.jwks_fetch("ok");
+                Ok(n)
+            }
+            Ok(_) => {
+                self.metrics.jwks_fetch("error");
+                Err("the JWKS has no usable public key".into())
+            }
+            Err(e) => {
+                self.metrics.jwks_fetch("error");
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-fetches after an unknown `kid`, unless a fetch happened within
+    /// the minimum interval. Returns true when a fetch was made.
+    async fn refetch_for_unknown_kid(&self) -> bool {
+        let _one_at_a_time = self.fetching.lock().await;
+        let recent = self
+            .last_fetch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| {
+                self.clock.now().saturating_duration_since(t) < self.cfg.min_refetch_interval
+            });
+        if recent {
+            // Either rate-limited, or another request just fetched: the
+            // caller looks again either way.
+            return true;
+        }
+        if let Err(e) = self.fetch_locked().await {
+            tracing::warn!(error = %e, "re-fetching the issuer's keys failed");
+        }
+        true
+    }
+
+    fn verified_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<TokenIdentity>>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Verifies a presented token (or finds it verified before and not
+    /// expired since).
+    pub async fn verify(
+        &self,
+        token: &Secret,
+    ) -> std::result::Result<Arc<TokenIdentity>, VerifyError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyError::Malformed(TOO_LARGE));
+        }
+        let d = digest(token);
+        let now = self.clock.wall();
+        if let Some(id) = self.verified_cache().get(&d) {
+            if id
+                .expires
+                .checked_add(self.cfg.leeway)
+                .is_none_or(|t| now < t)
+            {
+                return Ok(id.clone());
+            }
+        }
+        let id = Arc::new(self.verify_uncached(token).await?);
+        let mut cache = self.verified_cache();
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            cache.retain(|_, v| now < v.expires);
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(d, id.clone());
+        Ok(id)
+    }
+
+    async fn verify_uncached(
+        &self,
+        token: &Secret,
+    ) -> std::result::Result<TokenIdentity, VerifyError> {
+        let header = jwt::precheck(token)?;
+        let Some(keys) = self.current() else {
+            // Not loaded yet: try once (rate-limited) before giving up.
+            self.refetch_for_unknown_kid().await;
+            let Some(keys) = self.current() else {
+                return Err(VerifyError::KeysUnavailable(
+                    "the agent has not loaded the issuer's JWKS; see its log".into(),
+                ));
+            };
+            return self.check(token, &keys);
+        };
+        if jwt::is_accepted(header.alg) && keys.candidates(header.kid.as_deref()).is_none() {
+            self.refetch_for_unknown_kid().await;
+            if let Some(fresh) = self.current() {
+                return self.check(token, &fresh);
+            }
+        }
+        self.check(token, &keys)
+    }
+
+    fn check(
+        &self,
+        token: &Secret,
+        keys: &KeySet,
+    ) -> std::result::Result<TokenIdentity, VerifyError> {
+        let rules = Rules {
+            issuer: &self.cfg.issuer,
+            audiences: &self.cfg.audiences,
+            leeway: self.cfg.leeway,
+        };
+        jwt::verify(token, keys, &rules, self.clock.wall())
+    }
+
+    /// Loads the keys, retrying until it works, then refreshes every
+    /// `interval`. Runs until the process ends.
+    pub async fn run(self: Arc<Self>, interval: Duration) {
+        let mut delay = Duration::from_millis(500);
+        while !self.ready() {
+            match self.refresh().await {
+                Ok(n) => tracing::info!(keys = n, "loaded the token issuer's keys"),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "cannot load the token issuer's keys");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "refreshing the token issuer's keys failed; keeping the old ones");
+            }
+        }
+    }
+}
+
+const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+impl JwksSource {
+    /// The key source from the flags: a file, a URL, or (neither given) the
+    /// in-cluster API server's `/openid/v1/jwks` with the agent's own
+    /// ServiceAccount token and CA. A URL must be `https://`, or `http://`
+    /// to a loopback address.
+    pub fn from_settings(
+        url: Option<&str>,
+        file: Option<&Path>,
+        ca_file: Option<&Path>,
+        token_file: Option<&Path>,
+    ) -> Result<JwksSource> {
+        if let Some(f) = file {
+            return Ok(JwksSource::File(f.to_path_buf()));
+        }
+        let (url, in_cluster) = match url {
+            Some(u) => (u.to_string(), false),
+            None => {
+                let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
+                    Error::Config(
+                        "no --jwks-url and not running in a cluster (KUBERNETES_SERVICE_HOST unset)"
+                            .into(),
+                    )
+                })?;
+                let port =
+                    std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host
+                };
+                (format!("https://{host}:{port}/openid/v1/jwks"), true)
+            }
+        };
+        check_url(&url)?;
+        let ca = ca_file
+            .map(Path::to_path_buf)
+            .or_else(|| in_cluster.then(|| PathBuf::from(SA_DIR).join("ca.crt")));
+        let bearer = token_file
+            .map(Path::to_path_buf)
+            .or_else(|| in_cluster.then(|| PathBuf::from(SA_DIR).join("token")));
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = &ca {
+            let pem = std::fs::read(ca).map_err(|e| Error::Io {
+                context: format!("cannot read --jwks-ca-file {}", ca.display()),
+                source: e,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::Config(format!(
+                    "{} holds no usable PEM certificate: {e}",
+                    ca.display()
+                ))
+            })?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the JWKS client: {e}")))?;
+        Ok(JwksSource::Url {
+            url,
+            client,
+            bearer_token_file: bearer,
+        })
+    }
+}
+
+/// `https://`, or `http://` to a loopback address (a test issuer, or a
+/// proxy on the node): keys fetched in the clear from anywhere else could be
+/// replaced by anyone on the path, and with them every pod's identity.
+fn check_url(url: &str) -> Result<()> {
+    let parsed = url.parse::<http::Uri>().ok().filter(|u| u.host().is_some());
+    let Some(uri) = parsed else {
+        return Err(Error::Config(format!(
+            "--jwks-url {url:?} is not an http(s) URL"
+        )));
+    };
+    let host = uri.host().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if loopback => Ok(()),
+        Some("http") => Err(Error::Config(format!(
+            "--jwks-url {url:?} must use https:// (plain http:// is accepted only for a loopback address)"
+        ))),
+        _ => Err(Error::Config(format!(
+            "--jwks-url {url:?} is not an http(s) URL"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_urls() {
+        for ok in [
+            "https://kubernetes.default.svc/openid/v1/jwks",
+            "https://10.0.0.1:6443/openid/v1/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://127.0.0.2/jwks",
+            "http://[::1]:8080/jwks",
+            "http://localhost:8080/jwks",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://any-host/jwks",
+            "http://10.0.0.1/jwks",
+            "http://169.254.169.254/jwks",
+            "http://localhost.evil.example/jwks",
+            "ftp://127.0.0.1/jwks",
+            "/openid/v1/jwks",
+            "",
+        ] {
+            let e = check_url(bad).unwrap_err().to_string();
+            assert!(e.contains("--jwks-url"), "{bad}: {e}");
+        }
+        let e = JwksSource::from_settings(Some("http://any-host/x"), None, None, None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("https://"), "{e}");
+    }
+}
