@@ -23,5 +23,10 @@ POD_IDENTITY_HELM="$(scripts/ensure-helm.sh)"
 export POD_IDENTITY_HELM
 echo "helm at $POD_IDENTITY_HELM" >&2
 
+fixtures="${UPSTREAM_FIXTURES_DIR:-../shared/conformance/upstream-webhook}"
+if [ ! -d "$fixtures" ]; then
+  echo "upstream fixtures not found at $fixtures: the 24 upstream fixtures are not compared (webhook/tests/conformance.rs); the repository's own conformance cases still run" >&2
+fi
+
 cargo build --locked --workspace --bins
 cargo test --locked --workspace

@@ -257,6 +257,7 @@ impl ServeArgs {
             self.jwks_ca_file.as_deref(),
             self.jwks_token_file.as_deref(),
         )
+        .map_err(Error::Config)
     }
 }
 

@@ -1,6 +1,9 @@
 //! Support for credential-agent tests: a token issuer of the tests' own
 //! (ES256 keys, JWKS on disk), moto as the STS server, a fault-injecting
 //! proxy in front of it, and the real `credential-agent` binary.
+//!
+//! Long because it is one harness (issuer, moto, proxy, agent process);
+//! nothing here ships.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,3 +1,8 @@
+//! The test cluster: etcd and a real kube-apiserver on loopback with a
+//! ServiceAccount signing key, an admin client, and the webhook binary
+//! registered by URL. Long because it is the whole harness of the
+//! end-to-end tests in one place; nothing here ships.
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

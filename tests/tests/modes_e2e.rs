@@ -391,6 +391,25 @@ async fn sidecar_mode(env: &Env) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The contract: the ports the spec names for liveness and metrics are
+    // the ones the agent serves them on.
+    let liveness = &sidecar["livenessProbe"]["httpGet"];
+    let metrics_port = &sidecar["ports"][0]["containerPort"];
+    ensure!(
+        *metrics_port == json!(env.sidecar_metrics_port),
+        "{sidecar}"
+    );
+    for url in [
+        format!(
+            "http://127.0.0.1:{}{}",
+            liveness["port"],
+            liveness["path"].as_str().unwrap_or("")
+        ),
+        format!("http://127.0.0.1:{metrics_port}/metrics"),
+    ] {
+        let r = reqwest::get(&url).await?;
+        ensure!(r.status().is_success(), "{url}: {}", r.status());
+    }
     let before = env.proxy.assume_calls();
     all_clients(
         env,

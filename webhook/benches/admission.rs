@@ -7,6 +7,9 @@
 //! docs/benchmarks.md records a run). Bounded: a fixed number of requests,
 //! everything on 127.0.0.1, and the server is stopped at the end.
 
+// A benchmark measures the real clocks.
+#![allow(clippy::disallowed_methods)]
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;

@@ -3,6 +3,10 @@
 //! `POD_IDENTITY_WEBHOOK_<FLAG>`; their defaults come from
 //! `injection::config::defaults`. [`InjectionArgs::to_config`] validates them
 //! into the pure [`InjectionConfig`].
+//!
+//! Long because every flag carries its documentation, environment variable
+//! and default (`--help` is generated from it); there is no logic here
+//! beyond `to_config`.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -11,6 +11,7 @@
 
 pub mod admission;
 pub mod args;
+pub mod clock;
 pub mod dry_run;
 pub mod error;
 pub mod injection;

@@ -1,5 +1,8 @@
 //! The `mutate` dry run as a user runs it: the real binary on the shipped examples.
 
+// These tests wait for real processes on real sockets.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -3,6 +3,9 @@
 //! misses for one ServiceAccount share one GET, the result is cached, and a
 //! slow API server is cut off by the lookup grace period.
 
+// Elapsed wall time against a real HTTP server is what is measured.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +96,7 @@ async fn readyz_fails_until_the_cache_has_synced() {
     let (url, _) = fake_api(Duration::ZERO).await;
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(AppState {
+        clock: Default::default(),
         ctx: AdmissionContext {
             config: InjectionConfig::default(),
             cache: cache(&url, Duration::from_secs(1)),

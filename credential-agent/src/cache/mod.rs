@@ -13,6 +13,10 @@
 //! - `schedule.rs`: refresh and idle deadlines;
 //! - `config.rs`: the settings;
 //! - `tests.rs`: the behaviour under paused time.
+//!
+//! About 400 lines: the request path (`get`) and the STS call's life
+//! (`flight`, `complete`) stay together because they share the entry's
+//! locking rules.
 
 mod config;
 mod entry;

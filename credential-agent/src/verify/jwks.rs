@@ -1,83 +1,21 @@
-//! Where the issuer's keys come from and when they are read again: loaded at
+//! When the issuer's keys are read again: loaded at
 //! start (retrying), refreshed every interval, re-fetched on an unknown `kid`
 //! at most once per minimum interval. The [`Verifier`] also remembers tokens
 //! it has verified, until they expire, so the signature is checked once per
 //! token rather than on every credential fetch.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::jwt::{self, KeySet, Rules};
+use super::source::JwksSource;
 use super::{TokenIdentity, VerifyError, MAX_TOKEN_BYTES, TOO_LARGE};
 use crate::clock::Clock;
-use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-
-/// Where the issuer's keys come from.
-#[derive(Clone, Debug)]
-pub enum JwksSource {
-    /// An HTTPS (or loopback HTTP) URL, optionally with a bearer token file
-    /// (the agent's own ServiceAccount token for the API server).
-    Url {
-        url: String,
-        client: reqwest::Client,
-        bearer_token_file: Option<PathBuf>,
-    },
-    /// A JWKS document on disk, re-read on every refresh.
-    File(PathBuf),
-}
-
-impl JwksSource {
-    async fn fetch(&self) -> std::result::Result<Vec<u8>, String> {
-        match self {
-            JwksSource::File(p) => tokio::fs::read(p)
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", p.display())),
-            JwksSource::Url {
-                url,
-                client,
-                bearer_token_file,
-            } => {
-                let mut req = client.get(url.as_str());
-                if let Some(f) = bearer_token_file {
-                    let token = tokio::fs::read_to_string(f)
-                        .await
-                        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-                    req = req.bearer_auth(token.trim());
-                }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot fetch {url}: {}", error_chain(&e)))?;
-                let status = resp.status();
-                if !status.is_success() {
-                    return Err(format!("{url} answered HTTP {status}"));
-                }
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("cannot read {url}: {e}"))?;
-                Ok(body.to_vec())
-            }
-        }
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
 
 #[derive(Clone, Debug)]
 pub struct VerifierConfig {
@@ -307,139 +245,5 @@ impl Verifier {
                 tracing::warn!(error = %e, "refreshing the token issuer's keys failed; keeping the old ones");
             }
         }
-    }
-}
-
-const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-impl JwksSource {
-    /// The key source from the flags: a file, a URL, or (neither given) the
-    /// in-cluster API server's `/openid/v1/jwks` with the agent's own
-    /// ServiceAccount token and CA. A URL must be `https://`, or `http://`
-    /// to a loopback address.
-    pub fn from_settings(
-        url: Option<&str>,
-        file: Option<&Path>,
-        ca_file: Option<&Path>,
-        token_file: Option<&Path>,
-    ) -> Result<JwksSource> {
-        if let Some(f) = file {
-            return Ok(JwksSource::File(f.to_path_buf()));
-        }
-        let (url, in_cluster) = match url {
-            Some(u) => (u.to_string(), false),
-            None => {
-                let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
-                    Error::Config(
-                        "no --jwks-url and not running in a cluster (KUBERNETES_SERVICE_HOST unset)"
-                            .into(),
-                    )
-                })?;
-                let port =
-                    std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
-                let host = if host.contains(':') {
-                    format!("[{host}]")
-                } else {
-                    host
-                };
-                (format!("https://{host}:{port}/openid/v1/jwks"), true)
-            }
-        };
-        check_url(&url)?;
-        let ca = ca_file
-            .map(Path::to_path_buf)
-            .or_else(|| in_cluster.then(|| PathBuf::from(SA_DIR).join("ca.crt")));
-        let bearer = token_file
-            .map(Path::to_path_buf)
-            .or_else(|| in_cluster.then(|| PathBuf::from(SA_DIR).join("token")));
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &ca {
-            let pem = std::fs::read(ca).map_err(|e| Error::Io {
-                context: format!("cannot read --jwks-ca-file {}", ca.display()),
-                source: e,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::Config(format!(
-                    "{} holds no usable PEM certificate: {e}",
-                    ca.display()
-                ))
-            })?;
-            builder = builder.tls_certs_only(certs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the JWKS client: {e}")))?;
-        Ok(JwksSource::Url {
-            url,
-            client,
-            bearer_token_file: bearer,
-        })
-    }
-}
-
-/// `https://`, or `http://` to a loopback address (a test issuer, or a
-/// proxy on the node): keys fetched in the clear from anywhere else could be
-/// replaced by anyone on the path, and with them every pod's identity.
-fn check_url(url: &str) -> Result<()> {
-    let parsed = url.parse::<http::Uri>().ok().filter(|u| u.host().is_some());
-    let Some(uri) = parsed else {
-        return Err(Error::Config(format!(
-            "--jwks-url {url:?} is not an http(s) URL"
-        )));
-    };
-    let host = uri.host().unwrap_or_default();
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if loopback => Ok(()),
-        Some("http") => Err(Error::Config(format!(
-            "--jwks-url {url:?} must use https:// (plain http:// is accepted only for a loopback address)"
-        ))),
-        _ => Err(Error::Config(format!(
-            "--jwks-url {url:?} is not an http(s) URL"
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jwks_urls() {
-        for ok in [
-            "https://kubernetes.default.svc/openid/v1/jwks",
-            "https://10.0.0.1:6443/openid/v1/jwks",
-            "http://127.0.0.1:8080/jwks",
-            "http://127.0.0.2/jwks",
-            "http://[::1]:8080/jwks",
-            "http://localhost:8080/jwks",
-        ] {
-            assert!(check_url(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://any-host/jwks",
-            "http://10.0.0.1/jwks",
-            "http://169.254.169.254/jwks",
-            "http://localhost.evil.example/jwks",
-            "ftp://127.0.0.1/jwks",
-            "/openid/v1/jwks",
-            "",
-        ] {
-            let e = check_url(bad).unwrap_err().to_string();
-            assert!(e.contains("--jwks-url"), "{bad}: {e}");
-        }
-        let e = JwksSource::from_settings(Some("http://any-host/x"), None, None, None)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("https://"), "{e}");
     }
 }

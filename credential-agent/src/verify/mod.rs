@@ -2,16 +2,19 @@
 //!
 //! - `jwt.rs`: the pure rules: a token, a key set, the settings and the time
 //!   in; an identity or the reason for refusal out. Unit-tested rule by rule.
-//! - `jwks.rs`: where the key set comes from (URL or file), when it is
-//!   re-read, and the cache of tokens already verified.
+//! - `jwks.rs`: the [`Verifier`]: when the key set is read again, and the
+//!   cache of tokens already verified;
+//! - `source.rs`: where the key set comes from (URL or file).
 
 mod jwks;
 mod jwt;
+mod source;
 
 use std::time::SystemTime;
 
-pub use jwks::{JwksSource, Verifier, VerifierConfig};
+pub use jwks::{Verifier, VerifierConfig};
 pub use jwt::{unverified_identity, verify, KeySet, Rules};
+pub use source::JwksSource;
 
 /// Projected tokens are around 1 KiB; STS takes at most 20,000 characters.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;

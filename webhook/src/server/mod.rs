@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -14,6 +14,7 @@ use axum_server::Handle;
 
 use crate::admission::{review, AdmissionContext};
 use crate::args::{NativeSidecars, ServeArgs};
+use crate::clock::Clock;
 use crate::injection::identity::MAX_EXPIRATION_JITTER;
 use crate::metrics::Metrics;
 use crate::sources::cache::ServiceAccountCache;
@@ -24,6 +25,7 @@ pub mod tls;
 
 pub struct AppState {
     pub ctx: AdmissionContext,
+    pub clock: Clock,
     pub max_body: usize,
 }
 
@@ -54,7 +56,7 @@ async fn mutate_handler(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
+    let started = state.clock.now();
     let result = async {
         is_json(&headers)?;
         let bytes = axum::body::to_bytes(body, state.max_body)
@@ -73,11 +75,13 @@ async fn mutate_handler(
             error_response(&e)
         }
     };
-    state
-        .ctx
-        .metrics
-        .duration
-        .observe(started.elapsed().as_secs_f64());
+    state.ctx.metrics.duration.observe(
+        state
+            .clock
+            .now()
+            .saturating_duration_since(started)
+            .as_secs_f64(),
+    );
     response
 }
 
@@ -224,6 +228,7 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
             metrics,
             jitter: Arc::new(random_jitter),
         },
+        clock: Clock,
         max_body: args.max_request_bytes,
     }))
 }

@@ -6,6 +6,10 @@
 //! every concurrent request for the same ServiceAccount and bounded by the
 //! lookup grace period, so a ServiceAccount created a moment before its pod is
 //! still injected.
+//!
+//! Over 400 lines because the watcher, the direct lookup and its single
+//! flight share one map and its invariants; splitting them would spread
+//! those invariants over files.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

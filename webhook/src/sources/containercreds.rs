@@ -152,7 +152,7 @@ mod tests {
         assert!(parse(br#"{"identities":[{"namespace":"a"}]}"#).is_err());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn poller_applies_valid_changes_and_keeps_old_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cc.json");
