@@ -158,31 +158,8 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
     }
 
     if matches!(mode, Mode::ContainerCredentials | Mode::Agent { .. }) {
-        let present = labels
-            .iter()
-            .any(|(k, v)| *k == POD_IDENTITY_LABEL && *v == "enabled");
-        if !present {
-            let has_labels = matches!(
-                metadata.and_then(|m| m.get("labels")),
-                Some(Value::Object(_))
-            );
-            if !has_labels {
-                if metadata.is_none() {
-                    out.ops.push(PatchOp::add("/metadata", json!({})));
-                }
-                out.ops.push(PatchOp::add(
-                    "/metadata/labels",
-                    json!({ POD_IDENTITY_LABEL: "enabled" }),
-                ));
-            } else {
-                out.ops.push(PatchOp::add(
-                    format!("/metadata/labels/{}", escape_token(POD_IDENTITY_LABEL)),
-                    json!("enabled"),
-                ));
-            }
-        }
+        label_ops(metadata, &labels, &mut out.ops);
     }
-
     // The projected token volume, first in the list as upstream puts it.
     if !names(volumes, "spec.volumes")?.contains(plan.volume_name) {
         let volume = json!({
@@ -252,6 +229,39 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         }
     }
     Ok(out)
+}
+
+/// The `eks.amazonaws.com/pod-identity: enabled` label, keeping the pod's
+/// other labels.
+fn label_ops(
+    metadata: Option<&Map<String, Value>>,
+    labels: &[(&str, &str)],
+    ops: &mut Vec<PatchOp>,
+) {
+    if labels
+        .iter()
+        .any(|(k, v)| *k == POD_IDENTITY_LABEL && *v == "enabled")
+    {
+        return;
+    }
+    let has_labels = matches!(
+        metadata.and_then(|m| m.get("labels")),
+        Some(Value::Object(_))
+    );
+    if has_labels {
+        ops.push(PatchOp::add(
+            format!("/metadata/labels/{}", escape_token(POD_IDENTITY_LABEL)),
+            json!("enabled"),
+        ));
+        return;
+    }
+    if metadata.is_none() {
+        ops.push(PatchOp::add("/metadata", json!({})));
+    }
+    ops.push(PatchOp::add(
+        "/metadata/labels",
+        json!({ POD_IDENTITY_LABEL: "enabled" }),
+    ));
 }
 
 fn container_ops(
