@@ -20,9 +20,13 @@ pub struct Key {
     pub role_arn: RoleArn,
     /// Set with `--cache-scope pod`.
     pub pod_uid: Option<String>,
+    /// The token's accepted audiences: a token for another audience of the
+    /// same ServiceAccount does not share these credentials (STS may refuse
+    /// it; it must be asked).
+    pub audience: String,
 }
 
-const FIELDS: usize = 5;
+const FIELDS: usize = 6;
 const HEADER: usize = FIELDS * 4;
 
 impl Key {
@@ -33,10 +37,11 @@ impl Key {
             &self.service_account_uid,
             self.role_arn.as_str(),
             self.pod_uid.as_deref().unwrap_or(""),
+            &self.audience,
         ]
     }
 
-    /// The packed form the map is searched with: a header of five u32
+    /// The packed form the map is searched with: a header of six u32
     /// lengths (little-endian), then the fields. `pod_uid: None` and
     /// `Some("")` pack alike: a pod always has a uid.
     pub(super) fn packed(&self) -> Vec<u8> {
@@ -126,6 +131,7 @@ impl PackedKey {
             service_account_uid: self.field(2).into(),
             role_arn: RoleArn::parse(self.role_arn()).expect("packed from a RoleArn"),
             pod_uid: (!pod.is_empty()).then(|| pod.into()),
+            audience: self.field(5).into(),
         }
     }
 }
@@ -141,6 +147,7 @@ mod tests {
             service_account_uid: uid.into(),
             role_arn: "arn:aws:iam::123456789012:role/path/app".parse().unwrap(),
             pod_uid: pod.map(Into::into),
+            audience: "sts.amazonaws.com".into(),
         }
     }
 
@@ -154,6 +161,10 @@ mod tests {
             key("a\0b", "c", "d", None),
             key("a", "b\0c", "d", None),
             key("ns", "app", "\u{e9}\u{1F600}", Some("p")),
+            Key {
+                audience: "vault".into(),
+                ..key("ns", "app", "uid-1", None)
+            },
         ];
         for (i, k) in cases.iter().enumerate() {
             for session in [k.default_session_name(), "ns.app.pod-x".to_string()] {

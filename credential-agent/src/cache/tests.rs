@@ -106,6 +106,7 @@ fn key(sa: &str) -> Key {
         service_account_uid: format!("uid-{sa}"),
         role_arn: "arn:aws:iam::123456789012:role/app".parse().unwrap(),
         pod_uid: None,
+        audience: "sts.amazonaws.com".into(),
     }
 }
 

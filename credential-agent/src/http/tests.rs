@@ -58,8 +58,8 @@ fn role_uri(role: &str) -> String {
     contract::agent::role_uri(contract::agent::CREDENTIALS_PATH, role)
 }
 
-#[tokio::test(start_paused = true)]
-async fn node_router() {
+/// A node-mode router accepting `audiences`, its STS and its issuer's key.
+async fn node_app(audiences: &[&str]) -> (Router, Arc<CountingSts>, TestKey, tempfile::TempDir) {
     let clock = Clock::starting_at(t0());
     let dir = tempfile::tempdir().unwrap();
     let key = TestKey::new("key-1");
@@ -68,7 +68,7 @@ async fn node_router() {
     let verifier = Arc::new(Verifier::new(
         VerifierConfig {
             issuer: ISSUER.into(),
-            audiences: vec![AUDIENCE.into()],
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
             leeway: Duration::from_secs(10),
             min_refetch_interval: Duration::from_secs(10),
         },
@@ -82,7 +82,12 @@ async fn node_router() {
         verifier,
         scope: CacheScope::ServiceAccount,
     };
-    let app = router(state(auth, sts.clone(), clock));
+    (router(state(auth, sts.clone(), clock)), sts, key, dir)
+}
+
+#[tokio::test(start_paused = true)]
+async fn node_router() {
+    let (app, sts, key, _dir) = node_app(&[AUDIENCE]).await;
     let now = t0_secs();
     let token = key.sign(&claims(
         "team-a",
@@ -213,6 +218,24 @@ async fn node_router() {
         );
     }
     assert_eq!(sts.calls(), 1, "no refused request reached STS");
+}
+
+/// A token for another accepted audience of the same ServiceAccount and role
+/// is its own identity: it never gets the credentials the first token got.
+#[tokio::test(start_paused = true)]
+async fn audiences_do_not_share_credentials() {
+    let (app, sts, key, _dir) = node_app(&[AUDIENCE, "vault"]).await;
+    let uri = role_uri(ROLE);
+    let mut c = claims("team-a", "app", "uid-app", None, t0_secs());
+    let sts_token = key.sign(&c);
+    c["aud"] = serde_json::json!(["vault"]);
+    let vault_token = key.sign(&c);
+    let (status, first) = get(&app, &uri, HOST, Some(&sts_token)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, second) = get(&app, &uri, HOST, Some(&vault_token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sts.calls(), 2, "the vault token is exchanged on its own");
+    assert_ne!(first["AccessKeyId"], second["AccessKeyId"]);
 }
 
 fn token_or_empty(t: Option<&str>) -> String {

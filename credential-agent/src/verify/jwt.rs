@@ -43,8 +43,30 @@ struct Claims {
     exp: Option<u64>,
     #[serde(default)]
     nbf: Option<u64>,
+    #[serde(default)]
+    aud: Audiences,
     #[serde(rename = "kubernetes.io")]
     kubernetes: Option<KubernetesClaims>,
+}
+
+/// `aud`: one string or a list.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Audiences {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audiences {
+    fn contains(&self, a: &str) -> bool {
+        match self {
+            Audiences::None => false,
+            Audiences::One(s) => s == a,
+            Audiences::Many(v) => v.iter().any(|s| s == a),
+        }
+    }
 }
 
 /// Accepted signature algorithms: asymmetric only. `none` is not even an
@@ -207,7 +229,18 @@ pub fn verify(
         match jsonwebtoken::decode::<Claims>(raw, &key.key, &validation) {
             Ok(data) => {
                 check_window(&data.claims, rules.leeway, now)?;
-                return identity(data.claims);
+                // The accepted audiences the token carries, in the order the
+                // agent lists them: part of the cache key, so a token for
+                // another audience never gets this one's credentials.
+                let audience: Vec<&str> = rules
+                    .audiences
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|a| data.claims.aud.contains(a))
+                    .collect();
+                let mut id = identity(data.claims)?;
+                id.audience = audience.join(",");
+                return Ok(id);
             }
             Err(e) => {
                 use jsonwebtoken::errors::ErrorKind as K;
@@ -331,6 +364,7 @@ fn identity(c: Claims) -> Result<TokenIdentity, VerifyError> {
         pod_name,
         pod_uid,
         expires,
+        audience: String::new(),
     })
 }
 

@@ -31,6 +31,9 @@ pub struct TokenIdentity {
     pub pod_name: Option<String>,
     pub pod_uid: Option<String>,
     pub expires: SystemTime,
+    /// The accepted audiences the token carries, comma-separated in the
+    /// order of `--audience` (empty for the sidecar's unverified token).
+    pub audience: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -287,10 +287,23 @@ fn the_identity_is_the_claims() {
             pod_name: Some("p".into()),
             pod_uid: Some("uid-p".into()),
             expires: t0() + Duration::from_secs(3600),
+            audience: "sts.amazonaws.com".into(),
         }
     );
     let id = check(&key.sign(&claims("ns", "sa", "uid-sa", None, now)), &keys).unwrap();
     assert_eq!((id.pod_name, id.pod_uid), (None, None));
+    // The accepted audiences the token carries, in the agent's order.
+    let mut c = claims("ns", "sa", "uid-sa", None, now);
+    for (aud, want) in [
+        (json!("vault"), "vault"),
+        (
+            json!(["vault", "other", "sts.amazonaws.com"]),
+            "sts.amazonaws.com,vault",
+        ),
+    ] {
+        c["aud"] = aud;
+        assert_eq!(check(&key.sign(&c), &keys).unwrap().audience, want);
+    }
 }
 
 #[test]
