@@ -63,19 +63,19 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 fn spawn_server(
     listener: TcpListener,
     app: Router,
+    limits: listener::Limits,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let addr = listener.local_addr().ok();
-        let res = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = res {
-            tracing::error!(?addr, error = %e, "server failed");
-        }
-    })
+    tokio::spawn(listener::serve(
+        listener,
+        app,
+        limits,
+        Arc::new(move |why: listener::Rejected| metrics.connection_rejected(why.as_str())),
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ))
 }
 
 fn exchanger(common: &CommonArgs) -> Result<Arc<dyn Exchanger>> {
@@ -147,12 +147,14 @@ async fn start_with(
         source: e,
     })?;
     let (tx, rx) = watch::channel(false);
+    let limits = common.listener_limits()?;
+    let serve = |l, app| spawn_server(l, app, limits, metrics.clone(), rx.clone());
     let mut servers = Vec::new();
     for l in listeners {
-        servers.push(spawn_server(l, router(state.clone()), rx.clone()));
+        servers.push(serve(l, router(state.clone())));
     }
-    servers.push(spawn_server(health, health_router(ready), rx.clone()));
-    servers.push(spawn_server(metrics_l, metrics_router(metrics), rx));
+    servers.push(serve(health, health_router(ready)));
+    servers.push(serve(metrics_l, metrics_router(metrics.clone())));
     for a in &credential_addrs {
         tracing::info!(address = %a, "serving credentials");
     }

@@ -124,12 +124,47 @@ pub struct CommonArgs {
     /// Timeout of one STS call.
     #[arg(long, env = "CREDENTIAL_AGENT_STS_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub sts_timeout: Duration,
+    /// A connection must send a complete request head within this time,
+    /// and an idle keep-alive connection is closed after it (every listener).
+    #[arg(long, env = "CREDENTIAL_AGENT_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// Connections open at once on one listener; more are closed at once.
+    #[arg(long, env = "CREDENTIAL_AGENT_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Connections open at once from one IP address on one listener (a pod;
+    /// hostNetwork pods share the node's address); more are closed at once.
+    #[arg(
+        long,
+        env = "CREDENTIAL_AGENT_MAX_CONNECTIONS_PER_PEER",
+        default_value_t = 64
+    )]
+    pub max_connections_per_peer: usize,
     /// Time to finish in-flight requests after SIGTERM.
     #[arg(long, env = "CREDENTIAL_AGENT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,
 }
 
 impl CommonArgs {
+    /// The bounds of every listener.
+    pub fn listener_limits(&self) -> Result<listener::Limits> {
+        if self.max_connections == 0 || self.max_connections_per_peer == 0 {
+            return Err(Error::Config(
+                "--max-connections and --max-connections-per-peer must be at least 1".into(),
+            ));
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err(Error::Config(
+                "--header-read-timeout must be positive".into(),
+            ));
+        }
+        Ok(listener::Limits {
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            ..listener::Limits::default()
+        })
+    }
+
     pub fn cache_config(&self) -> Result<CacheConfig> {
         let cfg = CacheConfig {
             session_duration: self.session_duration,

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub token_rejections: Family<ReasonLabel, Counter>,
     /// Fetches of the issuer's key set, by result.
     pub jwks_fetches: Family<ResultLabel, Counter>,
+    /// Connections closed at once because a cap was reached, by reason.
+    pub connections_rejected: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -132,8 +134,15 @@ impl Metrics {
             "Fetches of the token issuer's key set, by result",
             jwks_fetches.clone(),
         );
+        let connections_rejected = Family::default();
+        registry.register(
+            "connections_rejected",
+            "Connections closed at once because a connection cap was reached, by reason",
+            connections_rejected.clone(),
+        );
         Metrics {
             registry,
+            connections_rejected,
             requests,
             cache_hits,
             cache_misses,
@@ -174,6 +183,12 @@ impl Metrics {
 
     pub fn rejection(&self, reason: &'static str) {
         self.token_rejections
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn connection_rejected(&self, reason: &'static str) {
+        self.connections_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }

@@ -440,6 +440,12 @@ impl Agent {
         std::fs::read_to_string(&self.proc.log).unwrap_or_default()
     }
 
+    /// The process's resident memory now and at its peak, in MiB.
+    pub fn rss_mib(&self) -> (f64, f64) {
+        let mib = |f| self.proc.memory_kib(f).unwrap_or(0) as f64 / 1024.0;
+        (mib("VmRSS"), mib("VmHWM"))
+    }
+
     pub fn log_tail(&self) -> String {
         tail(&self.proc.log)
     }

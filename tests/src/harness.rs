@@ -72,6 +72,20 @@ pub struct Proc {
     pub log: PathBuf,
 }
 
+impl Proc {
+    /// A line of /proc/<pid>/status in KiB (`VmRSS`, `VmHWM`: the peak).
+    pub fn memory_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();

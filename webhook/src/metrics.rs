@@ -42,6 +42,9 @@ pub struct Metrics {
     pub fallback_fetches: Family<ResultLabel, Counter>,
     /// Reloads of the TLS certificate or the container credentials config, by result.
     pub reloads: Family<KindLabel, Counter>,
+    /// Connections to the metrics port closed at once because a cap was
+    /// reached, by kind (max_connections, max_connections_per_peer).
+    pub connections_rejected: Family<KindLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,8 +99,15 @@ impl Metrics {
             "Reloads of watched files (tls, tls_error, container_credentials, container_credentials_error)",
             reloads.clone(),
         );
+        let connections_rejected = Family::default();
+        registry.register(
+            "connections_rejected",
+            "Connections to the metrics port closed at once because a cap was reached, by kind",
+            connections_rejected.clone(),
+        );
         Metrics {
             registry,
+            connections_rejected,
             mutations,
             warnings,
             duration,
@@ -120,6 +130,12 @@ impl Metrics {
 
     pub fn reload(&self, kind: &'static str) {
         self.reloads.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn connection_rejected(&self, kind: &'static str) {
+        self.connections_rejected
+            .get_or_create(&KindLabel { kind })
+            .inc();
     }
 
     pub fn fallback(&self, result: &'static str) {

@@ -293,14 +293,23 @@ pub async fn start(args: &ServeArgs) -> Result<Running> {
     let app = router(state.clone());
     let https_task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
 
+    // Plain HTTP: the shared loop with header-read and idle timeouts and
+    // connection caps (the HTTPS port has axum-server's TLS handshake bound).
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let metrics_app = metrics_router(state.clone());
+    let counted = state.ctx.metrics.clone();
     let metrics_task = tokio::spawn(async move {
-        axum::serve(metrics_listener, metrics_app)
-            .with_graceful_shutdown(async move {
+        listener::serve(
+            metrics_listener,
+            metrics_app,
+            listener::Limits::default(),
+            Arc::new(move |why: listener::Rejected| counted.connection_rejected(why.as_str())),
+            async move {
                 let _ = rx.wait_for(|v| *v).await;
-            })
-            .await
+            },
+        )
+        .await;
+        Ok(())
     });
     tracing::info!(%https_addr, %metrics_addr, "serving");
     Ok(Running {

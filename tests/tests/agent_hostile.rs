@@ -1,0 +1,101 @@
+//! Attacks on the node agent from a hostile pod on the same node, against
+//! the real binary on loopback (127.0.0.1 is the attacker's address,
+//! 127.0.0.2 the victim's), each bounded in count and time. Each shows the
+//! attack no longer does harm.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use e2e_tests::agent::*;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// The chart's memory limit of the agent container.
+const CHART_LIMIT_MIB: f64 = 96.0;
+
+async fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind(SocketAddr::new(local, 0))?;
+    s.connect(to).await
+}
+
+/// 5,000 connections that never send a request, from one address: the agent
+/// keeps its share of them open only until the header-read timeout, closes
+/// the rest at once, stays within the chart's memory limit, and serves
+/// another pod meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_neither_exhaust_nor_block() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let issuer = Issuer::new(dir.path())?;
+    let moto = Moto::start().await?;
+    let proxy = FaultProxy::start(&moto.url).await?;
+    let mut args = node_args(&issuer, &proxy.url);
+    args.push("--header-read-timeout=3s".into());
+    let agent = Agent::start("serve", &args, &[]).await?;
+    let (rss_before, _) = agent.rss_mib();
+    let addr: SocketAddr = format!("127.0.0.1:{}", agent.port).parse()?;
+    let attacker: IpAddr = "127.0.0.1".parse()?;
+    let victim: IpAddr = "127.0.0.2".parse()?;
+
+    let mut held = Vec::with_capacity(5000);
+    for _ in 0..5000 {
+        if let Ok(s) = connect_from(attacker, addr).await {
+            held.push(s);
+        }
+    }
+    anyhow::ensure!(held.len() > 4000, "only {} connects", held.len());
+
+    // The victim pod is served while the flood is held.
+    let client = reqwest::Client::builder()
+        .local_address(victim)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let token = issuer.token(&claims("team-b", "victim", "uid-victim", None));
+    let started = std::time::Instant::now();
+    let resp = client
+        .get(format!("{}/v1/credentials{}", agent.url, role_query(ROLE)))
+        .header("authorization", token)
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 200, "victim got {}", resp.status());
+    let victim_wait = started.elapsed();
+
+    let rejected = agent
+        .metric("credential_agent_connections_rejected_total{reason=\"max_connections_per_peer\"}")
+        .await?;
+    anyhow::ensure!(rejected >= 4900.0, "rejected {rejected}");
+    let (rss_during, peak) = agent.rss_mib();
+    anyhow::ensure!(peak < CHART_LIMIT_MIB, "peak RSS {peak:.1} MiB");
+
+    // The attacker's admitted connections end at the header-read timeout.
+    let mut still_open = 0;
+    for s in held.iter_mut() {
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(1), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {}
+            _ => still_open += 1,
+        }
+    }
+    anyhow::ensure!(still_open <= 64, "{still_open} open right after the flood");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut open_after_timeout = 0;
+    for s in held.iter_mut() {
+        let mut b = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(1), s.read(&mut b))
+            .await
+            .is_err()
+        {
+            open_after_timeout += 1;
+        }
+    }
+    anyhow::ensure!(
+        open_after_timeout == 0,
+        "{open_after_timeout} connections outlived the header-read timeout"
+    );
+    eprintln!(
+        "half-open flood: {} connections held, victim served in {victim_wait:?}, \
+         RSS {rss_before:.1} -> {rss_during:.1} MiB (peak {peak:.1})",
+        held.len()
+    );
+    Ok(())
+}
