@@ -121,6 +121,18 @@ pub struct CommonArgs {
         default_value = "16"
     )]
     pub max_concurrent_sts: usize,
+    /// How long a call waits for one of the STS slots before it is
+    /// refused with 429 (slots go round-robin across identities).
+    #[arg(long, env = "CREDENTIAL_AGENT_STS_QUEUE_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub sts_queue_timeout: Duration,
+    /// Roles one identity (namespace + ServiceAccount uid) may have cached or
+    /// being fetched; a request for one more gets 429.
+    #[arg(
+        long,
+        env = "CREDENTIAL_AGENT_MAX_ROLES_PER_IDENTITY",
+        default_value_t = 8
+    )]
+    pub max_roles_per_identity: usize,
     /// Timeout of one STS call.
     #[arg(long, env = "CREDENTIAL_AGENT_STS_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub sts_timeout: Duration,
@@ -178,6 +190,8 @@ impl CommonArgs {
             max_entries: self.max_entries,
             sts_timeout: self.sts_timeout,
             max_concurrent_sts: self.max_concurrent_sts,
+            sts_queue_timeout: self.sts_queue_timeout,
+            max_roles_per_identity: self.max_roles_per_identity,
         };
         cfg.validate().map_err(Error::Config)?;
         Ok(cfg)

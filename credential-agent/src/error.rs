@@ -35,6 +35,9 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
 
+    #[error("{0}")]
+    TooManyRoles(String),
+
     #[error("STS AssumeRoleWithWebIdentity failed ({}): {}", .0.code, .0.message)]
     Sts(StsError),
 
@@ -65,6 +68,7 @@ impl Error {
                 StatusCode::FORBIDDEN
             }
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyRoles(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Sts(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY),
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::Config(_) | Error::Io { .. } | Error::Link(_) => {
@@ -82,6 +86,7 @@ impl Error {
             Error::InvalidRole(_) => "InvalidRoleArn",
             Error::HostNotAllowed(_) => "HostNotAllowed",
             Error::Unavailable(_) => "ServiceUnavailable",
+            Error::TooManyRoles(_) => "TooManyRoles",
             Error::Sts(e) => &e.code,
             Error::NotFound => "NotFound",
             Error::Config(_) | Error::Io { .. } | Error::Link(_) => "InternalError",

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub token_rejections: Family<ReasonLabel, Counter>,
     /// Fetches of the issuer's key set, by result.
     pub jwks_fetches: Family<ResultLabel, Counter>,
+    /// Calls that waited for an STS slot and were dropped because every
+    /// caller left first (STS never saw them).
+    pub sts_call_abandoned: Counter,
     /// Connections closed at once because a cap was reached, by reason.
     pub connections_rejected: Family<ReasonLabel, Counter>,
 }
@@ -134,6 +137,12 @@ impl Metrics {
             "Fetches of the token issuer's key set, by result",
             jwks_fetches.clone(),
         );
+        let sts_call_abandoned = Counter::default();
+        registry.register(
+            "sts_calls_abandoned",
+            "Calls dropped while waiting for an STS slot because every caller left",
+            sts_call_abandoned.clone(),
+        );
         let connections_rejected = Family::default();
         registry.register(
             "connections_rejected",
@@ -143,6 +152,7 @@ impl Metrics {
         Metrics {
             registry,
             connections_rejected,
+            sts_call_abandoned,
             requests,
             cache_hits,
             cache_misses,

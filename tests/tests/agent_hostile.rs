@@ -99,3 +99,81 @@ async fn half_open_connections_neither_exhaust_nor_block() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// One pod asks for 3,000 distinct roles, each client hanging up after
+/// 50 ms, against an STS that takes 0.5 s. The agent refuses roles beyond
+/// the identity's share, drops queued calls nobody waits for, and a pod of
+/// another ServiceAccount still gets credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_flooding_roles_does_not_starve_another() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let issuer = Issuer::new(dir.path())?;
+    let moto = Moto::start().await?;
+    let proxy = FaultProxy::start(&moto.url).await?;
+    proxy.set(Fault::Latency(Duration::from_millis(500)));
+    let agent = Agent::start("serve", &node_args(&issuer, &proxy.url), &[]).await?;
+    let attacker_token = issuer.token(&claims("team-a", "flood", "uid-flood", None));
+    let victim_token = issuer.token(&claims("team-b", "victim", "uid-victim", None));
+
+    let attacker = reqwest::Client::builder()
+        .local_address("127.0.0.1".parse::<IpAddr>()?)
+        .timeout(Duration::from_millis(50))
+        .build()?;
+    let base = format!("{}/v1/credentials", agent.url);
+    let flood = {
+        let (attacker, token, base) = (attacker.clone(), attacker_token.clone(), base.clone());
+        tokio::spawn(async move {
+            let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+            // 3,000 requests, 50 at a time, each given up after 50 ms.
+            for batch in 0..60 {
+                let calls = (0..50).map(|i| {
+                    let role = format!("arn:aws:iam::123456789012:role/r{}", batch * 50 + i);
+                    attacker
+                        .get(format!("{base}{}", role_query(&role)))
+                        .header("authorization", &token)
+                        .send()
+                });
+                for r in futures::future::join_all(calls).await {
+                    let k = match r {
+                        Ok(resp) => resp.status().as_u16().to_string(),
+                        Err(_) => "gave up".to_string(),
+                    };
+                    *statuses.entry(k).or_default() += 1;
+                }
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let victim = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<IpAddr>()?)
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let started = std::time::Instant::now();
+    let resp = victim
+        .get(format!("{base}{}", role_query(ROLE)))
+        .header("authorization", &victim_token)
+        .send()
+        .await?;
+    let victim_wait = started.elapsed();
+    anyhow::ensure!(resp.status() == 200, "victim got {}", resp.status());
+    let statuses = flood.await?;
+    anyhow::ensure!(
+        statuses.get("429").copied().unwrap_or(0) > 2500,
+        "the flood was not refused: {statuses:?}"
+    );
+    let attacker_calls = proxy
+        .tokens()
+        .iter()
+        .filter(|t| **t == attacker_token)
+        .count();
+    anyhow::ensure!(
+        attacker_calls <= 8,
+        "{attacker_calls} STS calls for the attacker (its share is 8 roles)"
+    );
+    eprintln!(
+        "role flood: {statuses:?}; attacker STS calls {attacker_calls}; victim served in {victim_wait:?}"
+    );
+    Ok(())
+}

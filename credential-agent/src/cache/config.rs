@@ -28,6 +28,11 @@ pub struct CacheConfig {
     pub sts_timeout: Duration,
     /// STS calls in flight at once, over all identities.
     pub max_concurrent_sts: usize,
+    /// How long a call waits for one of those slots before it fails (429).
+    pub sts_queue_timeout: Duration,
+    /// Roles one identity (namespace + ServiceAccount uid) may have cached
+    /// or being fetched; a request for one more is refused (429).
+    pub max_roles_per_identity: usize,
 }
 
 impl Default for CacheConfig {
@@ -44,6 +49,8 @@ impl Default for CacheConfig {
             max_entries: 20_000,
             sts_timeout: Duration::from_secs(10),
             max_concurrent_sts: 16,
+            sts_queue_timeout: Duration::from_secs(5),
+            max_roles_per_identity: 8,
         }
     }
 }
@@ -67,6 +74,12 @@ impl CacheConfig {
         }
         if self.max_entries == 0 {
             return Err("max entries must be at least 1".into());
+        }
+        if self.max_roles_per_identity == 0 {
+            return Err("max roles per identity must be at least 1".into());
+        }
+        if self.sts_queue_timeout.is_zero() {
+            return Err("the STS queue timeout must be positive".into());
         }
         if self.max_concurrent_sts == 0 {
             return Err("max concurrent STS calls must be at least 1".into());

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use super::key::PackedKey;
-use super::Flight;
+use super::WeakFlight;
 use crate::packed::{CachedCredentials, PackedToken};
 use crate::sts::StsError;
 
@@ -41,8 +41,8 @@ pub(super) struct State {
     pub(super) token: PackedToken,
     pub(super) token_valid_until: Option<Tick>,
     pub(super) creds: Option<Issued>,
-    /// Boxed: `Option<Flight>` would be 24 bytes in every entry.
-    pub(super) inflight: Option<Box<Flight>>,
+    /// Boxed: `Option<WeakFlight>` would be 16 bytes in every entry.
+    pub(super) inflight: Option<Box<WeakFlight>>,
     /// Boxed: rare, and entries should stay small.
     pub(super) failure: Option<Box<Failure>>,
     pub(super) next_refresh: Option<Tick>,

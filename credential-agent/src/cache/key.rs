@@ -108,6 +108,10 @@ impl PackedKey {
         self.field(1)
     }
 
+    pub(super) fn service_account_uid(&self) -> &str {
+        self.field(2)
+    }
+
     pub(super) fn role_arn(&self) -> &str {
         self.field(3)
     }

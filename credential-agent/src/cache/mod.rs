@@ -21,10 +21,13 @@
 mod config;
 mod entry;
 mod key;
+mod permits;
 mod schedule;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,12 +41,14 @@ pub use config::CacheConfig;
 pub use key::Key;
 
 use crate::clock::Clock;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::packed::{CachedCredentials, PackedToken, TokenDictionary};
 use crate::secret::{scrub, Secret};
 use crate::sts::{AssumeRequest, Credentials, Exchanger, StsError, StsErrorKind};
 use entry::{Entry, Failure, Issued, Slot, State, Tick};
 use key::PackedKey;
+use permits::{FairPermits, IdentityId};
 use schedule::{scheduler, Due};
 
 /// Returns a number in [0, 1).
@@ -82,9 +87,52 @@ pub struct Served {
 
 type Outcome = Result<CachedCredentials, StsError>;
 type Flight = Shared<BoxFuture<'static, Outcome>>;
+/// What an entry keeps of its STS call in flight: the callers hold the
+/// call; when they all leave before it got an STS slot, it is dropped.
+type WeakFlight = futures::future::WeakShared<BoxFuture<'static, Outcome>>;
+
+/// The entries, and how many each identity has.
+#[derive(Default)]
+struct Map {
+    slots: HashSet<Slot>,
+    per_identity: HashMap<IdentityId, u32>,
+}
+
+impl Map {
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn insert(&mut self, entry: Arc<Entry>, id: IdentityId) {
+        *self.per_identity.entry(id).or_default() += 1;
+        self.slots.insert(Slot(entry));
+    }
+
+    /// Removes this very entry (not another one with its key).
+    fn remove(&mut self, entry: &Arc<Entry>, id: IdentityId) -> bool {
+        let bytes = entry.key.key_bytes();
+        if !self
+            .slots
+            .get(bytes)
+            .is_some_and(|e| Arc::ptr_eq(&e.0, entry))
+        {
+            return false;
+        }
+        self.slots.remove(bytes);
+        if let Some(n) = self.per_identity.get_mut(&id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_identity.remove(&id);
+            }
+        }
+        true
+    }
+}
 
 struct Inner {
-    entries: Mutex<HashSet<Slot>>,
+    entries: Mutex<Map>,
+    /// Keys the identity hashes (random per process).
+    identity_hasher: RandomState,
     clock: Clock,
     /// Where this cache's `Tick`s count from.
     epoch: Instant,
@@ -97,7 +145,7 @@ struct Inner {
     /// Refresh and idle deadlines of all entries; one task serves them.
     heap: Mutex<BinaryHeap<Reverse<Due>>>,
     wake: Notify,
-    sts_permits: tokio::sync::Semaphore,
+    sts_permits: Arc<FairPermits>,
     scheduler_started: AtomicBool,
 }
 
@@ -114,10 +162,11 @@ impl Cache {
         metrics: Arc<Metrics>,
         clock: Clock,
     ) -> Self {
-        let sts_permits = tokio::sync::Semaphore::new(cfg.max_concurrent_sts.max(1));
+        let sts_permits = FairPermits::new(cfg.max_concurrent_sts);
         Cache {
             inner: Arc::new(Inner {
-                entries: Mutex::new(HashSet::new()),
+                entries: Mutex::new(Map::default()),
+                identity_hasher: RandomState::new(),
                 epoch: clock.now(),
                 clock,
                 tokens: TokenDictionary::default(),
@@ -143,14 +192,14 @@ impl Cache {
     }
 
     pub fn contains(&self, key: &Key) -> bool {
-        self.inner.map().contains(key.packed().as_slice())
+        self.inner.map().slots.contains(key.packed().as_slice())
     }
 
     /// Credentials for a verified identity: from the cache while they have
     /// at least `min_remaining` left, else from the (shared) STS call.
-    pub async fn get(&self, lookup: Lookup) -> Result<Served, StsError> {
+    pub async fn get(&self, lookup: Lookup) -> Result<Served, Error> {
         let now = self.inner.clock.now();
-        let entry = self.inner.entry_for(&lookup, now);
+        let entry = self.inner.entry_for(&lookup, now)?;
         let token_fp = lookup.token.fingerprint();
         let inner = &self.inner;
         let flight = {
@@ -181,7 +230,7 @@ impl Cache {
                     if let Some(stale) = inner.stale(&st, now) {
                         return Ok(stale);
                     }
-                    return Err(f.error.clone());
+                    return Err(Error::Sts(f.error.clone()));
                 }
             }
             self.inner.metrics.cache_misses.inc();
@@ -194,14 +243,37 @@ impl Cache {
             }),
             Err(e) => match inner.stale(&entry.lock(), inner.clock.now()) {
                 Some(s) => Ok(s),
-                None => Err(e),
+                None => Err(Error::Sts(e)),
             },
         }
     }
 }
 
+/// Armed while a call waits for its STS slot. Dropped armed, the wait was
+/// given up by every caller: the entry forgets the call and is scheduled
+/// again (for its idle deadline), so it is neither stuck nor leaked.
+struct Abandoned {
+    inner: Arc<Inner>,
+    entry: Option<Arc<Entry>>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let Some(entry) = self.entry.take() else {
+            return;
+        };
+        let mut st = entry.lock();
+        st.inflight = None;
+        if !entry.removed() {
+            let at = self.inner.next_event(&st);
+            self.inner.schedule(&entry, &mut st, at);
+        }
+        self.inner.metrics.sts_call_abandoned.inc();
+    }
+}
+
 impl Inner {
-    fn map(&self) -> MutexGuard<'_, HashSet<Slot>> {
+    fn map(&self) -> MutexGuard<'_, Map> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -229,19 +301,42 @@ impl Inner {
         self.heap.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn entry_for(self: &Arc<Self>, lookup: &Lookup, now: Instant) -> Arc<Entry> {
+    /// The identity (namespace + ServiceAccount uid) fairness is counted by.
+    fn identity_of(&self, namespace: &str, service_account_uid: &str) -> IdentityId {
+        IdentityId(
+            self.identity_hasher
+                .hash_one((namespace, service_account_uid)),
+        )
+    }
+
+    fn entry_identity(&self, entry: &Entry) -> IdentityId {
+        self.identity_of(entry.key.namespace(), entry.key.service_account_uid())
+    }
+
+    fn entry_for(self: &Arc<Self>, lookup: &Lookup, now: Instant) -> Result<Arc<Entry>, Error> {
         let packed = lookup.key.packed();
+        let id = self.identity_of(&lookup.key.namespace, &lookup.key.service_account_uid);
         let mut map = self.map();
-        if let Some(e) = map.get(packed.as_slice()) {
-            return e.0.clone();
+        if let Some(e) = map.slots.get(packed.as_slice()) {
+            return Ok(e.0.clone());
+        }
+        let roles = map.per_identity.get(&id).copied().unwrap_or(0) as usize;
+        if roles >= self.cfg.max_roles_per_identity {
+            drop(map);
+            return Err(Error::TooManyRoles(format!(
+                "this ServiceAccount already has credentials for {roles} roles cached or being fetched \
+                 (--max-roles-per-identity); wait for unused ones to expire"
+            )));
         }
         while map.len() >= self.cfg.max_entries {
             let lru = map
+                .slots
                 .iter()
                 .min_by_key(|e| e.0.lock().last_used)
                 .map(|e| e.0.clone());
             let Some(old) = lru else { break };
-            map.remove(old.key.key_bytes());
+            let old_id = self.entry_identity(&old);
+            map.remove(&old, old_id);
             let _st = old.lock();
             old.set_removed();
             self.metrics.eviction("capacity");
@@ -261,22 +356,27 @@ impl Inner {
                 scheduled_at: None,
             },
         ));
-        map.insert(Slot(entry.clone()));
+        map.insert(entry.clone(), id);
         self.metrics.identities.set(map.len() as i64);
         drop(map);
         // No wake-up yet: the caller starts an STS call at once, and its
-        // completion schedules the entry (a second heap item now would only
-        // go stale).
+        // completion (or its abandonment) schedules the entry.
         if !self.scheduler_started.swap(true, AtomicOrdering::SeqCst) {
             tokio::spawn(scheduler(self.clone()));
         }
-        entry
+        Ok(entry)
     }
 
     /// The STS call in flight for this entry, started if there is none.
+    ///
+    /// The call first waits for an STS slot (fairly across identities, at
+    /// most `sts_queue_timeout`). That wait belongs to the callers: if they
+    /// all leave first, it is dropped and STS never sees the call. Once it
+    /// has a slot the call is spawned, and completes (and is cached) even
+    /// when every caller has gone away.
     fn flight(self: &Arc<Self>, entry: &Arc<Entry>, st: &mut State, background: bool) -> Flight {
-        if let Some(f) = &st.inflight {
-            return Flight::clone(f);
+        if let Some(f) = st.inflight.as_ref().and_then(|w| w.upgrade()) {
+            return f;
         }
         let token = st.token.unpack(&self.tokens);
         let req = AssumeRequest {
@@ -286,22 +386,44 @@ impl Inner {
             duration_seconds: self.cfg.session_duration.as_secs() as i32,
         };
         let token_fp = st.token.fingerprint();
+        let id = self.entry_identity(entry);
         let inner = self.clone();
-        let entry = entry.clone();
-        // Spawned, so the call completes (and is cached) even when every
-        // HTTP request waiting on it has gone away.
-        let handle =
-            tokio::spawn(async move {
-                // At most `max_concurrent_sts` calls at once: a node starting
-                // a hundred pods must not fire a hundred calls at STS.
-                let _permit = inner.sts_permits.acquire().await;
-                let started = inner.clock.now();
+        let abandoned = Abandoned {
+            inner: self.clone(),
+            entry: Some(entry.clone()),
+        };
+        let flight = async move {
+            let mut abandoned = abandoned;
+            let waited = tokio::time::timeout(
+                inner.cfg.sts_queue_timeout,
+                inner.sts_permits.acquire(id),
+            )
+            .await;
+            let entry = abandoned.entry.take().expect("armed until here");
+            let permit = match waited {
+                Ok(p) => p,
+                Err(_) => {
+                    let e = StsError::new(
+                        StsErrorKind::Throttled,
+                        "StsQueueTimeout",
+                        format!(
+                            "no STS slot became free within {:?} (--max-concurrent-sts calls are running)",
+                            inner.cfg.sts_queue_timeout
+                        ),
+                    );
+                    return inner.complete(&entry, Err(e), token_fp, background);
+                }
+            };
+            let call = inner.clone();
+            let handle = tokio::spawn(async move {
+                let _permit = permit;
+                let started = call.clock.now();
                 let result =
-                    match tokio::time::timeout(inner.cfg.sts_timeout, inner.exchanger.assume(req))
+                    match tokio::time::timeout(call.cfg.sts_timeout, call.exchanger.assume(req))
                         .await
                     {
                         Ok(r) => r,
-                        Err(_) => Err(StsError::timeout(inner.cfg.sts_timeout)),
+                        Err(_) => Err(StsError::timeout(call.cfg.sts_timeout)),
                     };
                 // Whatever the exchanger put in a message, the token stays out.
                 let result = result.map_err(|mut e| {
@@ -309,25 +431,23 @@ impl Inner {
                     e.code = scrub(&e.code, &token);
                     e
                 });
-                inner.metrics.sts_call(
-                    started.elapsed(),
+                call.metrics.sts_call(
+                    call.clock.now().saturating_duration_since(started),
                     result.as_ref().err().map(|e| e.code.as_str()),
                 );
-                inner.complete(&entry, result, token_fp, background)
+                call.complete(&entry, result, token_fp, background)
             });
-        let flight = handle
-            .map(|joined| {
-                joined.unwrap_or_else(|_| {
-                    Err(StsError::new(
-                        StsErrorKind::Failed,
-                        "Internal",
-                        "the STS call was aborted",
-                    ))
-                })
+            handle.await.unwrap_or_else(|_| {
+                Err(StsError::new(
+                    StsErrorKind::Failed,
+                    "Internal",
+                    "the STS call was aborted",
+                ))
             })
-            .boxed()
-            .shared();
-        st.inflight = Some(Box::new(flight.clone()));
+        }
+        .boxed()
+        .shared();
+        st.inflight = flight.downgrade().map(Box::new);
         flight
     }
 

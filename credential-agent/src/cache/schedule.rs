@@ -95,7 +95,7 @@ impl Inner {
         st: &mut State,
         now: Instant,
     ) {
-        if st.inflight.is_some() {
+        if st.inflight.as_ref().is_some_and(|w| w.upgrade().is_some()) {
             return; // its completion schedules the next look
         }
         let now_tick = self.tick(now);
@@ -109,7 +109,7 @@ impl Inner {
                 self.metrics.refresh("skipped_token_expired");
             } else {
                 // Spawned; completion records the result and reschedules.
-                drop(Inner::flight(self, entry, st, true));
+                tokio::spawn(Inner::flight(self, entry, st, true));
                 return;
             }
         }
@@ -128,12 +128,7 @@ impl Inner {
             return false;
         }
         entry.set_removed();
-        if map
-            .get(entry.key.key_bytes())
-            .is_some_and(|e| Arc::ptr_eq(&e.0, entry))
-        {
-            map.remove(entry.key.key_bytes());
-        }
+        map.remove(entry, self.entry_identity(entry));
         self.metrics.identities.set(map.len() as i64);
         self.metrics.eviction("idle");
         true

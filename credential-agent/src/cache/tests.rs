@@ -181,7 +181,7 @@ async fn concurrent_misses_share_one_failure() {
         .collect();
     for t in tasks {
         let err = t.await.unwrap().unwrap_err();
-        assert_eq!(err.code, "InternalFailure");
+        assert_eq!(err.code(), "InternalFailure");
     }
     assert_eq!(sts.calls(), 1);
 }
@@ -289,7 +289,7 @@ async fn outage_serves_cached_until_expiry_with_bounded_retries() {
     // After expiry, the error shows.
     tokio::time::sleep(Duration::from_secs(120)).await;
     let err = cache.get(lookup("app", "t")).await.unwrap_err();
-    assert_eq!(err.status(), 503);
+    assert_eq!(err.status().as_u16(), 503);
     // STS back: fresh credentials.
     sts.fail(None);
     tokio::time::sleep(Duration::from_secs(cfg.negative_ttl.as_secs() + 1)).await;
@@ -305,7 +305,7 @@ async fn permanent_errors_are_remembered_briefly_per_token() {
     let cache = cache_with(sts.clone(), cfg.clone(), 0.0);
     for _ in 0..10 {
         let e = cache.get(lookup("app", "t1")).await.unwrap_err();
-        assert_eq!(e.status(), 403);
+        assert_eq!(e.status().as_u16(), 403);
     }
     assert_eq!(sts.calls(), 1, "retrying SDK hammered STS");
     // A new token is worth a try at once.
@@ -409,8 +409,8 @@ async fn slow_sts_times_out() {
     };
     let cache = cache_with(sts.clone(), cfg, 0.0);
     let err = cache.get(lookup("app", "t")).await.unwrap_err();
-    assert_eq!(err.code, "StsTimeout");
-    assert_eq!(err.status(), 503);
+    assert_eq!(err.code(), "StsTimeout");
+    assert_eq!(err.status().as_u16(), 503);
 }
 
 #[tokio::test(start_paused = true)]
@@ -555,4 +555,136 @@ async fn sts_gets_jws_tokens_exactly() {
     assert_eq!(tokens.len(), 4);
     assert_eq!(tokens.iter().filter(|t| **t == a).count(), 2);
     assert_eq!(tokens.iter().filter(|t| **t == b).count(), 2);
+}
+
+fn lookup_role(sa: &str, role: usize) -> Lookup {
+    let mut l = lookup(sa, "t");
+    l.key.role_arn = format!("arn:aws:iam::123456789012:role/r{role}")
+        .parse()
+        .unwrap();
+    l
+}
+
+/// One identity cannot hold more than its share of roles; others can.
+#[tokio::test(start_paused = true)]
+async fn roles_per_identity_are_capped() {
+    let sts = FakeSts::new(Duration::ZERO);
+    let cfg = CacheConfig {
+        max_roles_per_identity: 3,
+        idle_timeout: Duration::from_secs(60),
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    for r in 0..3 {
+        cache.get(lookup_role("flood", r)).await.unwrap();
+    }
+    let err = cache.get(lookup_role("flood", 3)).await.unwrap_err();
+    assert_eq!((err.status().as_u16(), err.code()), (429, "TooManyRoles"));
+    // Roles it has are still served; another identity is not affected.
+    cache.get(lookup_role("flood", 0)).await.unwrap();
+    cache.get(lookup_role("victim", 9)).await.unwrap();
+    assert_eq!(sts.calls(), 4);
+    // Once its unused roles are dropped, it may ask for others.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    settle().await;
+    cache.get(lookup_role("flood", 3)).await.unwrap();
+}
+
+/// While every STS slot is taken, the next free one goes to an identity
+/// that has not had one, not to the flooder's next queued call.
+#[tokio::test(start_paused = true)]
+async fn sts_slots_go_round_robin_across_identities() {
+    let sts = FakeSts::new(Duration::from_secs(1));
+    let cfg = CacheConfig {
+        max_concurrent_sts: 1,
+        sts_queue_timeout: Duration::from_secs(60),
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    let started = now();
+    let mut flood = Vec::new();
+    for r in 0..8 {
+        let c = cache.clone();
+        flood.push(tokio::spawn(
+            async move { c.get(lookup_role("flood", r)).await },
+        ));
+        tokio::task::yield_now().await;
+    }
+    let c = cache.clone();
+    let victim = tokio::spawn(async move {
+        c.get(lookup("victim", "t")).await.unwrap();
+        now()
+    });
+    let victim_served = victim.await.unwrap() - started;
+    // The flooder's running call and at most one more of its queued calls
+    // (it queued first) go before the victim's: 3 s, where arrival order
+    // would give 9 s.
+    assert_eq!(victim_served.as_secs(), 3, "{victim_served:?}");
+    for f in flood {
+        f.await.unwrap().unwrap();
+    }
+    assert_eq!(sts.calls(), 9);
+}
+
+/// A call waiting for an STS slot whose callers all leave is dropped before
+/// it starts; the entry is neither stuck nor leaked.
+#[tokio::test(start_paused = true)]
+async fn abandoned_queued_calls_never_reach_sts() {
+    let sts = FakeSts::new(Duration::from_secs(10));
+    let cfg = CacheConfig {
+        max_concurrent_sts: 1,
+        sts_queue_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(120),
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    let c = cache.clone();
+    let busy = tokio::spawn(async move { c.get(lookup("busy", "t")).await });
+    settle().await;
+    // Callers that hang up after 50 ms, for 20 roles of another identity.
+    for r in 0..20 {
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(50),
+            cache.get(lookup_role("quitter", r % 8)),
+        )
+        .await;
+        assert!(gave_up.is_err());
+    }
+    busy.await.unwrap().unwrap();
+    settle().await;
+    assert_eq!(sts.calls(), 1, "no abandoned call reached STS");
+    assert_eq!(cache.inner.sts_permits.free(), 1);
+    // The quitter's entries were scheduled again when their calls were
+    // dropped: they are dropped when idle, like any other.
+    assert_eq!(cache.len(), 9);
+    tokio::time::sleep(Duration::from_secs(121)).await;
+    settle().await;
+    assert_eq!(cache.len(), 0, "no entry stuck");
+    // And the quitter can still be served.
+    cache.get(lookup_role("quitter", 0)).await.unwrap();
+    assert_eq!(sts.calls(), 2);
+}
+
+/// A call that waits longer than the queue timeout for a slot gets 429.
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_slot_is_bounded() {
+    let sts = FakeSts::new(Duration::from_secs(60));
+    let cfg = CacheConfig {
+        max_concurrent_sts: 1,
+        sts_queue_timeout: Duration::from_secs(5),
+        sts_timeout: Duration::from_secs(120),
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    let c = cache.clone();
+    let _busy = tokio::spawn(async move { c.get(lookup("busy", "t")).await });
+    settle().await;
+    let started = now();
+    let err = cache.get(lookup("waiter", "t")).await.unwrap_err();
+    assert_eq!(
+        (err.status().as_u16(), err.code()),
+        (429, "StsQueueTimeout")
+    );
+    assert_eq!((now() - started).as_secs(), 5);
+    assert_eq!(sts.calls(), 1);
 }
