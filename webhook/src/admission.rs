@@ -18,10 +18,10 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::injection::mutate_pod;
+use crate::injection::mutate;
 use crate::injection::patch::PatchOp;
 use crate::injection::InjectionConfig;
-use crate::injection::{self, Mode, WarningKind};
+use crate::injection::{self, Mode, PodView, WarningKind};
 use crate::metrics::Metrics;
 use crate::sources::cache::ServiceAccountCache;
 use crate::sources::containercreds::ContainerCredentialsIdentities;
@@ -42,13 +42,17 @@ pub struct AdmissionContext {
     pub jitter: Jitter,
 }
 
+/// The review as it arrives. The object stays raw JSON, borrowed from the
+/// body, until it is known to be a Pod; then only the fields the webhook
+/// reads are decoded ([`PodView`]).
 #[derive(Debug, Deserialize)]
-struct ReviewIn {
+struct ReviewIn<'a> {
     #[serde(rename = "apiVersion", default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    request: Option<RequestIn>,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,7 +72,7 @@ struct GroupVersionResource {
 }
 
 #[derive(Debug, Deserialize)]
-struct RequestIn {
+struct RequestIn<'a> {
     uid: String,
     kind: Option<GroupVersionKind>,
     resource: Option<GroupVersionResource>,
@@ -78,8 +82,8 @@ struct RequestIn {
     operation: String,
     #[serde(default)]
     namespace: Option<String>,
-    #[serde(default)]
-    object: Option<Value>,
+    #[serde(borrow, default)]
+    object: Option<&'a serde_json::value::RawValue>,
 }
 
 /// The answer for one pod.
@@ -109,17 +113,26 @@ impl Decision {
 /// Decides what to do with a pod being created in `namespace`. The same code
 /// serves `/mutate` and the offline `mutate` command.
 pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) -> Decision {
-    let spec = pod.get("spec");
-    let sa_name = spec
-        .and_then(|s| s.get("serviceAccountName"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            spec.and_then(|s| s.get("serviceAccount"))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or("default");
+    match PodView::from_value(pod) {
+        Ok(view) => decide(ctx, namespace, &view).await,
+        Err(e) => unreadable(&e),
+    }
+}
+
+/// The answer for a Pod that cannot be read: allowed, unchanged, with a
+/// warning (the API server's own validation reports what is wrong with it).
+fn unreadable(why: &str) -> Decision {
+    let mut d = Decision::allow("invalid_pod");
+    d.warnings.push(format!(
+        "AWS credentials were not injected: {}",
+        Error::InvalidPod(why.to_string())
+    ));
+    d
+}
+
+/// [`decide_pod`] on a pod as the server reads it.
+pub async fn decide(ctx: &AdmissionContext, namespace: &str, pod: &PodView<'_>) -> Decision {
+    let sa_name = pod.service_account();
 
     let sa = match ctx.cache.lookup(namespace, sa_name).await {
         Ok(sa) => sa,
@@ -158,7 +171,7 @@ pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) ->
             if id.mode == Mode::ContainerCredentials {
                 id.expiration_jitter = (ctx.jitter)();
             }
-            match mutate_pod(pod, &id, &ctx.config) {
+            match mutate(pod, &id, &ctx.config) {
                 Ok(m) => {
                     warnings.extend(m.warnings);
                     let mut d = Decision::allow(if m.ops.is_empty() {
@@ -167,6 +180,13 @@ pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) ->
                         "injected"
                     });
                     d.ops = m.ops;
+                    d
+                }
+                Err(e @ Error::PatchTooLarge { .. }) => {
+                    // Refused, not started without the credentials it asks for.
+                    let mut d = Decision::allow("patch_too_large");
+                    d.allowed = false;
+                    d.status = Some((400, e.to_string()));
                     d
                 }
                 Err(e) => {
@@ -214,35 +234,27 @@ pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
     let decision = if !is_pod || request.operation != "CREATE" {
         Decision::allow("skipped")
     } else {
-        match request.object.as_ref() {
-            Some(pod @ Value::Object(_)) => {
+        match request.object.map(|raw| PodView::from_json(raw.get())) {
+            Some(Ok(pod)) => {
                 let namespace = request
                     .namespace
                     .as_deref()
                     .filter(|s| !s.is_empty())
-                    .or_else(|| pod.pointer("/metadata/namespace").and_then(Value::as_str))
+                    .or(pod.namespace())
                     .unwrap_or("default")
                     .to_string();
-                let d = decide_pod(ctx, &namespace, pod).await;
-                let name = pod
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .or_else(|| {
-                        pod.pointer("/metadata/generateName")
-                            .and_then(Value::as_str)
-                    })
-                    .unwrap_or("");
+                let d = decide(ctx, &namespace, &pod).await;
                 tracing::info!(
                     namespace,
-                    pod = name,
+                    pod = pod.name(),
                     outcome = d.outcome,
                     patch_ops = d.ops.len(),
                     "admission review"
                 );
                 d
             }
-            _ => {
+            Some(Err(e)) => unreadable(&e),
+            None => {
                 let mut d = Decision::allow("invalid_pod");
                 d.warnings.push(
                     "AWS credentials were not injected: the review carries no Pod object".into(),

@@ -195,6 +195,10 @@ pub struct InjectionArgs {
     /// Without them, sidecar mode falls back to web identity with a warning.
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_NATIVE_SIDECARS", value_enum, default_value_t = NativeSidecars::Auto)]
     pub native_sidecars: NativeSidecars,
+    /// Largest JSON Patch answered, in bytes; a pod whose patch would be
+    /// larger (thousands of containers) is refused with a message saying so.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_MAX_PATCH_BYTES", default_value_t = defaults::MAX_PATCH_BYTES)]
+    pub max_patch_bytes: usize,
     /// Memory limit of the sidecar.
     #[arg(
         long,
@@ -276,9 +280,19 @@ pub struct ServeArgs {
     /// Take ServiceAccounts from this file (YAML/JSON, multi-document) instead of a cluster.
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNTS")]
     pub service_accounts: Option<PathBuf>,
-    /// Largest AdmissionReview body accepted, in bytes.
-    #[arg(long, env = "POD_IDENTITY_WEBHOOK_MAX_REQUEST_BYTES", default_value_t = 8 * 1024 * 1024)]
+    /// Largest AdmissionReview body accepted, in bytes (the API server's own
+    /// request limit is 3 MiB).
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_MAX_REQUEST_BYTES", default_value_t = 3 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// AdmissionReviews read and answered at once; more wait (their bodies
+    /// unread) until one finishes. Bounds memory: at most this many bodies of
+    /// --max-request-bytes are held.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_MAX_REQUESTS_IN_FLIGHT",
+        default_value_t = 16
+    )]
+    pub max_requests_in_flight: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -452,6 +466,7 @@ impl InjectionArgs {
                 memory_limit: self.sidecar_memory_limit.clone(),
             },
             native_sidecars: self.native_sidecars != NativeSidecars::False,
+            max_patch_bytes: self.max_patch_bytes,
         })
     }
 }

@@ -16,6 +16,8 @@ pub enum Error {
     UnsupportedApiVersion(String),
     #[error("object is not a valid Pod: {0}")]
     InvalidPod(String),
+    #[error("the patch that gives this pod its AWS credentials would be larger than {limit} bytes (--max-patch-bytes); the pod has too many containers or variables for the webhook to answer")]
+    PatchTooLarge { limit: usize },
     #[error("could not look up ServiceAccount {namespace}/{name}: {reason}")]
     ServiceAccountLookup {
         namespace: String,
@@ -51,9 +53,12 @@ impl Error {
                 StatusCode::BAD_REQUEST
             }
             // A pod we cannot read is answered with an allowed review (see
-            // review.rs); should it ever surface as an HTTP error, it is the
+            // admission.rs); should it ever surface as an HTTP error, it is the
             // caller's input.
             Error::InvalidPod(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            // Answered as a denied review (admission.rs); as an HTTP error,
+            // the request was too large to answer.
+            Error::PatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::ServiceAccountLookup { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::ReadFile { .. }
             | Error::InvalidFile { .. }

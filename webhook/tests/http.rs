@@ -293,7 +293,7 @@ async fn bad_input_gets_clear_4xx_and_server_keeps_serving() {
     assert!(resp["response"]["warnings"][0]
         .as_str()
         .unwrap()
-        .contains("spec.containers must be a list"));
+        .contains("spec.containers: invalid type"));
     // Still serving.
     let (status, _) = post(router(st.clone()), "application/json", ok).await;
     assert_eq!(status, 200);

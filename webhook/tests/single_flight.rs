@@ -97,6 +97,7 @@ async fn readyz_fails_until_the_cache_has_synced() {
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(AppState {
         clock: Default::default(),
+        in_flight: tokio::sync::Semaphore::new(16),
         ctx: AdmissionContext {
             config: InjectionConfig::default(),
             cache: cache(&url, Duration::from_secs(1)),

@@ -31,6 +31,8 @@ pub mod defaults {
     pub const SIDECAR_CPU_REQUEST: &str = "10m";
     pub const SIDECAR_MEMORY_REQUEST: &str = "16Mi";
     pub const SIDECAR_MEMORY_LIMIT: &str = "64Mi";
+    /// A pod with a few dozen containers needs well under 100 KiB.
+    pub const MAX_PATCH_BYTES: usize = 1024 * 1024;
 }
 
 /// Name of the web identity token volume.
@@ -63,6 +65,9 @@ pub struct InjectionConfig {
     pub sidecar: SidecarConfig,
     /// The cluster supports init containers with `restartPolicy: Always`.
     pub native_sidecars: bool,
+    /// Largest JSON Patch answered; a pod whose patch would be larger is
+    /// refused (a pod with thousands of containers).
+    pub max_patch_bytes: usize,
 }
 
 /// The credential-agent sidecar injected in sidecar mode.
@@ -131,6 +136,7 @@ impl Default for InjectionConfig {
             agent_url: defaults::AGENT_URL.into(),
             sidecar: SidecarConfig::default(),
             native_sidecars: true,
+            max_patch_bytes: defaults::MAX_PATCH_BYTES,
         }
     }
 }

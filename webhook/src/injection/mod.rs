@@ -6,6 +6,7 @@
 //! - `mode`: the credential modes and the final choice for one pod;
 //! - `pod`: the mutation itself, pod -> JSON Patch;
 //! - `sidecar`: the credential-agent sidecar container;
+//! - `view`: the fields of a Pod the webhook reads, decoded borrowed;
 //! - `patch`: the JSON Patch operation type;
 //! - `warning`: what the user is told about.
 //!
@@ -19,10 +20,12 @@ pub mod mode;
 pub mod patch;
 pub mod pod;
 pub mod sidecar;
+pub mod view;
 pub mod warning;
 
 pub use config::InjectionConfig;
 pub use identity::{resolve, ConfigMapEntry, Identity, Resolution, ServiceAccountEntry};
 pub use mode::{CredentialMode, Mode};
-pub use pod::{mutate_pod, PodMutation};
+pub use pod::{mutate, mutate_pod, PodMutation};
+pub use view::PodView;
 pub use warning::{Warning, WarningKind};

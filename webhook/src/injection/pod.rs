@@ -2,11 +2,13 @@
 //!
 //! It follows the upstream webhook's rules so the resulting pods match its
 //! fixtures, but emits one precise `add` per env var, mount, volume or label
-//! instead of rewriting whole containers.
+//! instead of rewriting whole containers. It reads the pod through a
+//! [`PodView`] (only the fields it needs) and stops once the patch would
+//! exceed `InjectionConfig::max_patch_bytes`.
 
 use std::collections::HashSet;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::annotations::{read_pod, POD_IDENTITY_LABEL};
 use super::config::{defaults, InjectionConfig, TOKEN_NAME, VOLUME_NAME};
@@ -14,6 +16,7 @@ use super::identity::{Identity, MAX_EXPIRATION_JITTER};
 use super::mode::{self, Mode, PodFacts};
 use super::patch::{escape_token, PatchOp};
 use super::sidecar::sidecar_container;
+use super::view::{ContainerView, MetadataView, Named, PodView, StrPairs};
 use super::warning::Warning;
 use crate::{Error, Result};
 
@@ -37,45 +40,50 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidPod(msg.into())
 }
 
-fn opt_object<'a>(v: Option<&'a Value>, what: &str) -> Result<Option<&'a Map<String, Value>>> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(invalid(format!("{what} must be an object"))),
-    }
-}
-
-fn opt_array<'a>(v: Option<&'a Value>, what: &str) -> Result<Option<&'a Vec<Value>>> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(a)) => Ok(Some(a)),
-        Some(_) => Err(invalid(format!("{what} must be a list"))),
-    }
-}
-
-fn string_map<'a>(v: Option<&'a Value>, what: &str) -> Result<Vec<(&'a str, &'a str)>> {
-    let Some(m) = opt_object(v, what)? else {
-        return Ok(Vec::new());
-    };
-    m.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k.as_str(), s.as_str())),
-            _ => Err(invalid(format!("{what}.{k} must be a string"))),
-        })
-        .collect()
-}
-
 /// Names of the items of a list of objects with a `name` field.
-fn names<'a>(list: Option<&'a Vec<Value>>, what: &str) -> Result<HashSet<&'a str>> {
+fn names<'a>(list: Option<&'a Vec<Named<'_>>>, what: &str) -> Result<HashSet<&'a str>> {
     let mut out = HashSet::new();
     for (i, item) in list.into_iter().flatten().enumerate() {
         let name = item
-            .get("name")
-            .and_then(Value::as_str)
+            .name
+            .as_deref()
             .ok_or_else(|| invalid(format!("{what}[{i}] has no name")))?;
         out.insert(name);
     }
     Ok(out)
+}
+
+/// The patch as it is built, with its serialized size kept under a bound.
+struct Ops {
+    ops: Vec<PatchOp>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Ops {
+    fn push(&mut self, op: PatchOp) -> Result<()> {
+        let mut counter = ByteCounter(0);
+        // Serializing into a counter allocates nothing.
+        let _ = serde_json::to_writer(&mut counter, &op);
+        self.bytes += counter.0 + 1;
+        if self.bytes > self.limit {
+            return Err(Error::PatchTooLarge { limit: self.limit });
+        }
+        self.ops.push(op);
+        Ok(())
+    }
+}
+
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What the variables, volume and mount of `mode` are.
@@ -116,49 +124,70 @@ fn plan<'a>(mode: &Mode, cfg: &'a InjectionConfig, windows: bool) -> Plan<'a> {
 /// patch when the pod already carries everything (so re-running the webhook on
 /// its own output changes nothing).
 pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Result<PodMutation> {
-    let pod = pod
-        .as_object()
-        .ok_or_else(|| invalid("a Pod must be a JSON object"))?;
-    let metadata = opt_object(pod.get("metadata"), "metadata")?;
-    let spec = opt_object(pod.get("spec"), "spec")?.ok_or_else(|| invalid("spec is missing"))?;
-    let annotations = string_map(
-        metadata.and_then(|m| m.get("annotations")),
-        "metadata.annotations",
-    )?;
-    let labels = string_map(metadata.and_then(|m| m.get("labels")), "metadata.labels")?;
-    let node_selector = string_map(spec.get("nodeSelector"), "spec.nodeSelector")?;
-    let containers = opt_array(spec.get("containers"), "spec.containers")?
-        .ok_or_else(|| invalid("spec.containers is missing"))?;
-    let init_containers = opt_array(spec.get("initContainers"), "spec.initContainers")?;
-    let volumes = opt_array(spec.get("volumes"), "spec.volumes")?;
+    mutate(&PodView::from_value(pod).map_err(invalid)?, identity, cfg)
+}
 
-    let mut out = PodMutation::default();
+/// [`mutate_pod`] on a pod as the webhook reads it.
+pub fn mutate(
+    pod: &PodView<'_>,
+    identity: &Identity,
+    cfg: &InjectionConfig,
+) -> Result<PodMutation> {
+    let metadata = pod.metadata.as_ref();
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| invalid("spec is missing"))?;
+    let empty = StrPairs::default();
+    let annotations: Vec<(&str, &str)> = metadata
+        .and_then(|m| m.annotations.as_ref())
+        .unwrap_or(&empty)
+        .iter()
+        .collect();
+    let labels = metadata.and_then(|m| m.labels.as_ref());
+    let containers = spec
+        .containers
+        .as_ref()
+        .ok_or_else(|| invalid("spec.containers is missing"))?;
+    let init_containers = spec.init_containers.as_ref();
+    let volumes = spec.volumes.as_ref();
+
+    let mut warnings = Vec::new();
     let pod_annotations = read_pod(
         &annotations,
         &cfg.annotation_prefix,
         identity.token_expiration,
-        &mut out.warnings,
+        &mut warnings,
     );
     let mut token_expiration = pod_annotations
         .token_expiration
         .unwrap_or(identity.token_expiration);
     let facts = PodFacts {
         requested: pod_annotations.credential_mode,
-        host_network: spec.get("hostNetwork").and_then(Value::as_bool) == Some(true),
+        host_network: spec.host_network == Some(true),
     };
     let (mode, fallback) = mode::choose(&identity.mode, facts, cfg.native_sidecars);
-    out.warnings.extend(fallback);
+    warnings.extend(fallback);
 
-    let windows = node_selector.iter().any(|(k, v)| {
-        (*k == "kubernetes.io/os" || *k == "beta.kubernetes.io/os") && *v == "windows"
+    let windows = spec.node_selector.as_ref().is_some_and(|n| {
+        n.iter().any(|(k, v)| {
+            (k == "kubernetes.io/os" || k == "beta.kubernetes.io/os") && v == "windows"
+        })
     });
     let plan = plan(&mode, cfg, windows);
     if mode == Mode::ContainerCredentials && token_expiration == defaults::TOKEN_EXPIRATION {
         token_expiration -= identity.expiration_jitter.clamp(0, MAX_EXPIRATION_JITTER);
     }
 
+    let mut ops = Ops {
+        ops: Vec::new(),
+        // "[", then each op with the "," or "]" after it: exactly what
+        // serde_json writes for the list.
+        bytes: 1,
+        limit: cfg.max_patch_bytes,
+    };
     if matches!(mode, Mode::ContainerCredentials | Mode::Agent { .. }) {
-        label_ops(metadata, &labels, &mut out.ops);
+        label_ops(metadata, labels, &mut ops)?;
     }
     // The projected token volume, first in the list as upstream puts it.
     if !names(volumes, "spec.volumes")?.contains(plan.volume_name) {
@@ -171,8 +200,8 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
             }}]},
         });
         match volumes {
-            Some(_) => out.ops.push(PatchOp::add("/spec/volumes/0", volume)),
-            None => out.ops.push(PatchOp::add("/spec/volumes", json!([volume]))),
+            Some(_) => ops.push(PatchOp::add("/spec/volumes/0", volume))?,
+            None => ops.push(PatchOp::add("/spec/volumes", json!([volume])))?,
         }
     }
 
@@ -184,14 +213,11 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
         (Some(containers), "containers"),
         (init_containers, "initContainers"),
     ] {
-        for (i, container) in list.into_iter().flatten().enumerate() {
+        for (i, c) in list.into_iter().flatten().enumerate() {
             let what = format!("spec.{field}[{i}]");
-            let c = container
-                .as_object()
-                .ok_or_else(|| invalid(format!("{what} must be an object")))?;
             let name = c
-                .get("name")
-                .and_then(Value::as_str)
+                .name
+                .as_deref()
                 .ok_or_else(|| invalid(format!("{what} has no name")))?;
             if pod_annotations.skip_containers.contains(name) {
                 continue;
@@ -206,74 +232,71 @@ pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Re
                 &plan,
                 identity.regional_sts,
                 &region_vars,
-                &mut out.ops,
+                &mut ops,
             )?;
         }
     }
     // The sidecar goes first among the init containers; added last so the
     // indices used above still name the pod's own init containers.
     if let Mode::Sidecar { role_arn } = &mode {
-        let present =
-            names(init_containers, "spec.initContainers")?.contains(cfg.sidecar.name.as_str());
+        // Every init container has a name: the loop above checked.
+        let present = init_containers
+            .into_iter()
+            .flatten()
+            .any(|c| c.name.as_deref() == Some(cfg.sidecar.name.as_str()));
         if !present {
             let sidecar =
                 sidecar_container(cfg, role_arn, &plan.identity_vars[1].1, plan.mount_path);
             match init_containers {
-                Some(_) => out
-                    .ops
-                    .push(PatchOp::add("/spec/initContainers/0", sidecar)),
-                None => out
-                    .ops
-                    .push(PatchOp::add("/spec/initContainers", json!([sidecar]))),
+                Some(_) => ops.push(PatchOp::add("/spec/initContainers/0", sidecar))?,
+                None => ops.push(PatchOp::add("/spec/initContainers", json!([sidecar])))?,
             }
         }
     }
-    Ok(out)
+    Ok(PodMutation {
+        ops: ops.ops,
+        warnings,
+    })
 }
 
 /// The `eks.amazonaws.com/pod-identity: enabled` label, keeping the pod's
 /// other labels.
 fn label_ops(
-    metadata: Option<&Map<String, Value>>,
-    labels: &[(&str, &str)],
-    ops: &mut Vec<PatchOp>,
-) {
-    if labels
-        .iter()
-        .any(|(k, v)| *k == POD_IDENTITY_LABEL && *v == "enabled")
-    {
-        return;
+    metadata: Option<&MetadataView<'_>>,
+    labels: Option<&StrPairs<'_>>,
+    ops: &mut Ops,
+) -> Result<()> {
+    if labels.is_some_and(|l| {
+        l.iter()
+            .any(|(k, v)| k == POD_IDENTITY_LABEL && v == "enabled")
+    }) {
+        return Ok(());
     }
-    let has_labels = matches!(
-        metadata.and_then(|m| m.get("labels")),
-        Some(Value::Object(_))
-    );
-    if has_labels {
-        ops.push(PatchOp::add(
+    if labels.is_some() {
+        return ops.push(PatchOp::add(
             format!("/metadata/labels/{}", escape_token(POD_IDENTITY_LABEL)),
             json!("enabled"),
         ));
-        return;
     }
     if metadata.is_none() {
-        ops.push(PatchOp::add("/metadata", json!({})));
+        ops.push(PatchOp::add("/metadata", json!({})))?;
     }
     ops.push(PatchOp::add(
         "/metadata/labels",
         json!({ POD_IDENTITY_LABEL: "enabled" }),
-    ));
+    ))
 }
 
 fn container_ops(
     base: &str,
     what: &str,
-    c: &Map<String, Value>,
+    c: &ContainerView<'_>,
     plan: &Plan<'_>,
     regional_sts: bool,
     region_vars: &[(&str, &str)],
-    ops: &mut Vec<PatchOp>,
+    ops: &mut Ops,
 ) -> Result<()> {
-    let env = opt_array(c.get("env"), &format!("{what}.env"))?;
+    let env = c.env.as_ref();
     let env_names = names(env, &format!("{what}.env"))?;
     let reserved_defined = plan
         .identity_vars
@@ -301,29 +324,36 @@ fn container_ops(
             new_env.push(json!({"name": name, "value": value}));
         }
     }
-    push_items(ops, base, "env", env.is_some(), new_env);
+    push_items(ops, base, "env", env.is_some(), new_env)?;
 
-    let mounts = opt_array(c.get("volumeMounts"), &format!("{what}.volumeMounts"))?;
+    let mounts = c.volume_mounts.as_ref();
     if !names(mounts, &format!("{what}.volumeMounts"))?.contains(plan.volume_name) {
         let mount =
             json!({"name": plan.volume_name, "readOnly": true, "mountPath": plan.mount_path});
-        push_items(ops, base, "volumeMounts", mounts.is_some(), vec![mount]);
+        push_items(ops, base, "volumeMounts", mounts.is_some(), vec![mount])?;
     }
     Ok(())
 }
 
 /// Appends `items` to the list `field` of the object at `base`: one `add` per
 /// item when the list exists, a single `add` of the list when it does not.
-fn push_items(ops: &mut Vec<PatchOp>, base: &str, field: &str, exists: bool, items: Vec<Value>) {
+fn push_items(
+    ops: &mut Ops,
+    base: &str,
+    field: &str,
+    exists: bool,
+    items: Vec<Value>,
+) -> Result<()> {
     if items.is_empty() {
-        return;
+        return Ok(());
     }
     if exists {
         for item in items {
-            ops.push(PatchOp::add(format!("{base}/{field}/-"), item));
+            ops.push(PatchOp::add(format!("{base}/{field}/-"), item))?;
         }
+        Ok(())
     } else {
-        ops.push(PatchOp::add(format!("{base}/{field}"), Value::Array(items)));
+        ops.push(PatchOp::add(format!("{base}/{field}"), Value::Array(items)))
     }
 }
 
@@ -710,6 +740,37 @@ mod tests {
             out["metadata"]["labels"],
             json!({POD_IDENTITY_LABEL: "enabled"})
         );
+    }
+
+    #[test]
+    fn the_patch_is_bounded() {
+        let cfg = InjectionConfig {
+            max_patch_bytes: 64 * 1024,
+            ..InjectionConfig::default()
+        };
+        let containers: Vec<Value> = (0..2000)
+            .map(|i| json!({"name": format!("c{i}")}))
+            .collect();
+        let wide = json!({"spec": {"containers": containers}});
+        assert!(matches!(
+            mutate_pod(&wide, &web(ARN), &cfg),
+            Err(Error::PatchTooLarge { limit: 65536 })
+        ));
+        // A pod of ordinary size is far from the bound, and the bound counts
+        // what is sent: the serialized patch fits.
+        let narrow = pod(json!([{"name": "a"}, {"name": "b"}]));
+        let m = mutate_pod(&narrow, &web(ARN), &cfg).unwrap();
+        assert!(serde_json::to_vec(&m.ops).unwrap().len() < 2048);
+        let just = InjectionConfig {
+            max_patch_bytes: serde_json::to_vec(&m.ops).unwrap().len(),
+            ..InjectionConfig::default()
+        };
+        assert_eq!(mutate_pod(&narrow, &web(ARN), &just).unwrap().ops, m.ops);
+        let under = InjectionConfig {
+            max_patch_bytes: just.max_patch_bytes - 1,
+            ..InjectionConfig::default()
+        };
+        assert!(mutate_pod(&narrow, &web(ARN), &under).is_err());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct AppState {
     pub ctx: AdmissionContext,
     pub clock: Clock,
     pub max_body: usize,
+    /// Reviews read and answered at once (`--max-requests-in-flight`); a
+    /// review waits here before its body is read.
+    pub in_flight: tokio::sync::Semaphore,
 }
 
 fn error_response(e: &Error) -> Response {
@@ -59,6 +62,8 @@ async fn mutate_handler(
     let started = state.clock.now();
     let result = async {
         is_json(&headers)?;
+        // Closed never: the semaphore lives as long as the state.
+        let _slot = state.in_flight.acquire().await.ok();
         let bytes = axum::body::to_bytes(body, state.max_body)
             .await
             .map_err(|_| Error::BodyTooLarge {
@@ -230,6 +235,7 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
         },
         clock: Clock,
         max_body: args.max_request_bytes,
+        in_flight: tokio::sync::Semaphore::new(args.max_requests_in_flight.max(1)),
     }))
 }
 

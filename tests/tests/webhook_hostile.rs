@@ -1,0 +1,152 @@
+//! Hostile admission reviews against the real webhook binary on loopback:
+//! each is answered, bounded, and the process stays inside the chart's
+//! memory limit. Bounded in count and time.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use e2e_tests::harness::{free_port, spawn, workspace_bin, workspace_root, Proc};
+use serde_json::{json, Value};
+
+/// The chart's memory limit of the webhook container.
+const CHART_LIMIT_MIB: f64 = 128.0;
+
+struct Webhook {
+    proc: Proc,
+    url: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Webhook {
+    async fn start() -> Result<Webhook> {
+        let dir = tempfile::tempdir()?;
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()])?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "hostile");
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        std::fs::write(dir.path().join("tls.crt"), cert.pem())?;
+        std::fs::write(dir.path().join("tls.key"), key.serialize_pem())?;
+        let (port, metrics_port) = (free_port(), free_port());
+        let sas = workspace_root().join("examples/serviceaccounts.yaml");
+        let args = vec![
+            "serve".to_string(),
+            "--bind-address=127.0.0.1".into(),
+            format!("--port={port}"),
+            format!("--metrics-port={metrics_port}"),
+            format!("--tls-cert={}", dir.path().join("tls.crt").display()),
+            format!("--tls-key={}", dir.path().join("tls.key").display()),
+            format!("--service-accounts={}", sas.display()),
+        ];
+        let proc = spawn(
+            "webhook",
+            &workspace_bin("pod-identity-webhook")?,
+            &args,
+            dir.path(),
+        )?;
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes())?)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ready = format!("http://127.0.0.1:{metrics_port}/readyz");
+        while !reqwest::get(&ready)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ensure!(Instant::now() < deadline, "webhook not ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Webhook {
+            proc,
+            url: format!("https://localhost:{port}/mutate"),
+            client,
+            _dir: dir,
+        })
+    }
+
+    async fn post(&self, body: Vec<u8>) -> Result<(u16, Vec<u8>)> {
+        let r = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.bytes().await?.to_vec()))
+    }
+
+    fn peak_mib(&self) -> f64 {
+        self.proc.memory_kib("VmHWM").unwrap_or(0) as f64 / 1024.0
+    }
+}
+
+fn review_with_object(object: &str) -> Vec<u8> {
+    format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u1","kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"operation":"CREATE","namespace":"default","object":{object}}}}}"#
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_reviews_stay_bounded() -> Result<()> {
+    let webhook = Webhook::start().await?;
+    let before = webhook.peak_mib();
+
+    // 1. Reviews of almost 3 MiB whose object is one large JSON array,
+    //    four at a time, five rounds.
+    let array = format!("[{}0]", "0,".repeat(1_500_000));
+    let body = review_with_object(&array);
+    ensure!(body.len() < 3 * 1024 * 1024, "{}", body.len());
+    for _ in 0..5 {
+        let answers = futures::future::join_all((0..4).map(|_| webhook.post(body.clone()))).await;
+        for a in answers {
+            let (status, resp) = a?;
+            ensure!(status == 200, "status {status}");
+            let v: Value = serde_json::from_slice(&resp)?;
+            ensure!(v["response"]["allowed"] == true, "{v}");
+            ensure!(v["response"].get("patch").is_none());
+            ensure!(
+                v["response"]["warnings"][0]
+                    .as_str()
+                    .is_some_and(|w| w.contains("not a valid Pod")),
+                "{v}"
+            );
+        }
+    }
+
+    // 2. A pod with 20,000 containers: refused with a clear message, not
+    //    answered with megabytes of patch.
+    let containers: Vec<Value> = (0..20_000)
+        .map(|i| json!({"name": format!("c{i}"), "image": "i"}))
+        .collect();
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "wide", "namespace": "default"},
+        "spec": {"serviceAccountName": "s3-reader", "containers": containers}});
+    let (status, resp) = webhook.post(review_with_object(&pod.to_string())).await?;
+    ensure!(status == 200, "status {status}");
+    ensure!(resp.len() < 4096, "a {} byte answer", resp.len());
+    let v: Value = serde_json::from_slice(&resp)?;
+    ensure!(v["response"]["allowed"] == false, "{v}");
+    let message = v["response"]["status"]["message"]
+        .as_str()
+        .context("message")?;
+    ensure!(message.contains("--max-patch-bytes"), "{message}");
+
+    // 3. A body over the limit: 413, nothing parsed.
+    let (status, _) = webhook.post(vec![b' '; 8 * 1024 * 1024]).await?;
+    ensure!(status == 413, "status {status}");
+
+    // A normal pod is still injected.
+    let pod = json!({"metadata": {"name": "ok"}, "spec": {"serviceAccountName": "s3-reader", "containers": [{"name": "app", "image": "i"}]}});
+    let (status, resp) = webhook.post(review_with_object(&pod.to_string())).await?;
+    let v: Value = serde_json::from_slice(&resp)?;
+    ensure!(status == 200 && v["response"]["patch"].is_string(), "{v}");
+
+    let peak = webhook.peak_mib();
+    eprintln!("hostile reviews: peak RSS {before:.1} -> {peak:.1} MiB");
+    ensure!(peak < CHART_LIMIT_MIB, "peak RSS {peak:.1} MiB");
+    Ok(())
+}
