@@ -1,7 +1,7 @@
 //! The webhook against a real kube-apiserver: registered by URL on 127.0.0.1,
 //! pods created through the API, stored pods asserted.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use e2e_tests::harness::{Cluster, Webhook};
@@ -308,6 +308,94 @@ async fn config_map_mapping(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
+/// The sum of the webhook's fallback fetches (GETs made) so far.
+async fn gets_made(hook: &Webhook) -> Result<f64> {
+    let m = hook.metrics().await?;
+    Ok(m.lines()
+        .filter(|l| l.starts_with("pod_identity_webhook_fallback_fetches_total{"))
+        .filter(|l| {
+            ["\"found\"", "\"not_found\"", "\"error\""]
+                .iter()
+                .any(|r| l.contains(r))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Reviews sent straight to the webhook naming 300 ServiceAccounts that do
+/// not exist cost the API server a bounded number of GETs; a ServiceAccount
+/// found missing and then created is injected as soon as the watch has seen
+/// it, though the not-found answer would otherwise be remembered for 60 s.
+async fn lookup_flood_is_bounded(cluster: &Cluster, hook: &Webhook) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(hook.ca_pem.as_bytes())?)
+        .build()?;
+    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
+    let review = |sa: &str| {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE", "namespace": "flood",
+            "object": pod("p", sa, json!([{"name": "c", "image": "x"}]))}})
+    };
+    let before = gets_made(hook).await?;
+    let started = Instant::now();
+    for batch in 0..15 {
+        let calls = (0..20).map(|i| {
+            client
+                .post(&url)
+                .json(&review(&format!("ghost-{batch}-{i}")))
+                .send()
+        });
+        for r in futures::future::join_all(calls).await {
+            ensure!(r?.status() == 200, "every review is answered");
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let made = gets_made(hook).await? - before;
+    // Burst 50, then 20 per second (the defaults).
+    let bound = 50.0 + 20.0 * elapsed + 1.0;
+    ensure!(
+        made <= bound,
+        "{made} GETs for 300 unknown names in {elapsed:.1}s (bound {bound:.0})"
+    );
+    let m = hook.metrics().await?;
+    ensure!(
+        m.contains("pod_identity_webhook_fallback_fetches_total{result=\"rate_limited\"}"),
+        "nothing was rate-limited:\n{m}"
+    );
+    eprintln!("lookup flood: {made} GETs for 300 unknown names in {elapsed:.1}s");
+
+    // Found missing, then created: the not-found answer is forgotten.
+    tokio::time::sleep(Duration::from_secs(3)).await; // the bucket refills
+    cluster.create_namespace("late").await?;
+    let r = client
+        .post(&url)
+        .json(&{
+            let mut r = review("late-sa");
+            r["request"]["namespace"] = json!("late");
+            r
+        })
+        .send()
+        .await?;
+    ensure!(r.status() == 200);
+    let role = "arn:aws:iam::111122223333:role/late";
+    cluster
+        .create(
+            "/api/v1/namespaces/late/serviceaccounts",
+            &sa("late-sa", json!({"eks.amazonaws.com/role-arn": role})),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await; // the watch event
+    let (stored, _) = cluster
+        .create(
+            "/api/v1/namespaces/late/pods",
+            &pod("late-pod", "late-sa", json!([{"name": "c", "image": "x"}])),
+        )
+        .await?;
+    assert_injected(&stored, role).context("pod of a ServiceAccount found missing, then created")
+}
+
 const CM_ROLE: &str = "arn:aws:iam::111122223333:role/from-config-map";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,6 +420,9 @@ async fn webhook_against_real_api_server() {
             "--sts-regional-endpoint=true",
             "--watch-config-map",
             "--namespace=pod-identity",
+            // Longer than the test's wait for the watch: only the watch can
+            // make the webhook forget a not-found answer in time.
+            "--service-account-not-found-ttl=60s",
         ],
     )
     .await
@@ -361,6 +452,9 @@ async fn webhook_against_real_api_server() {
         config_map_mapping(&cluster)
             .await
             .context("ConfigMap mapping")?;
+        lookup_flood_is_bounded(&cluster, &hook)
+            .await
+            .context("lookup flood")?;
         anyhow::Ok(())
     }
     .await;

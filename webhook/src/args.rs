@@ -277,6 +277,27 @@ pub struct ServeArgs {
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD",
           default_value = "2s", value_parser = parse_duration)]
     pub service_account_lookup_grace_period: Duration,
+    /// How long a ServiceAccount the API server said does not exist is
+    /// remembered (forgotten at once when the watch sees it created).
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNT_NOT_FOUND_TTL",
+          default_value = "2s", value_parser = parse_duration)]
+    pub service_account_not_found_ttl: Duration,
+    /// Direct ServiceAccount GETs per second on average (the rest of the
+    /// lookups of ServiceAccounts not in the cache fail, and their pods are
+    /// denied with 503 and retried).
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNT_LOOKUPS_PER_SECOND",
+        default_value_t = 20.0
+    )]
+    pub service_account_lookups_per_second: f64,
+    /// Direct ServiceAccount GETs allowed at once after a quiet period.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNT_LOOKUP_BURST",
+        default_value_t = 50.0
+    )]
+    pub service_account_lookup_burst: f64,
     /// Take ServiceAccounts from this file (YAML/JSON, multi-document) instead of a cluster.
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNTS")]
     pub service_accounts: Option<PathBuf>,

@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use pod_identity_webhook::metrics::Metrics;
-use pod_identity_webhook::sources::cache::ServiceAccountCache;
+use pod_identity_webhook::sources::cache::{LookupLimits, ServiceAccountCache};
 use serde_json::json;
 
 async fn fake_api(delay: Duration) -> (String, Arc<AtomicUsize>) {
@@ -42,7 +42,15 @@ async fn fake_api(delay: Duration) -> (String, Arc<AtomicUsize>) {
 fn cache(url: &str, grace: Duration) -> Arc<ServiceAccountCache> {
     let config = kube::Config::new(url.parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
-    ServiceAccountCache::for_cluster("eks.amazonaws.com", client, grace, Arc::new(Metrics::new()))
+    ServiceAccountCache::for_cluster(
+        "eks.amazonaws.com",
+        client,
+        LookupLimits {
+            timeout: grace,
+            ..LookupLimits::default()
+        },
+        Arc::new(Metrics::new()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ use crate::args::{NativeSidecars, ServeArgs};
 use crate::clock::Clock;
 use crate::injection::identity::MAX_EXPIRATION_JITTER;
 use crate::metrics::Metrics;
-use crate::sources::cache::ServiceAccountCache;
+use crate::sources::cache::{LookupLimits, ServiceAccountCache};
 use crate::sources::containercreds::ContainerCredentialsIdentities;
 use crate::{Error, Result};
 
@@ -207,10 +207,24 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
             if args.injection.native_sidecars == NativeSidecars::Auto {
                 config.native_sidecars = detect_native_sidecars(&client).await;
             }
+            if !(args.service_account_lookups_per_second > 0.0
+                && args.service_account_lookups_per_second.is_finite()
+                && args.service_account_lookup_burst >= 1.0
+                && args.service_account_lookup_burst.is_finite())
+            {
+                return Err(Error::Config(
+                    "--service-account-lookups-per-second must be positive and --service-account-lookup-burst at least 1".into(),
+                ));
+            }
             let cache = ServiceAccountCache::for_cluster(
                 &config.annotation_prefix,
                 client,
-                args.service_account_lookup_grace_period,
+                LookupLimits {
+                    timeout: args.service_account_lookup_grace_period,
+                    not_found_ttl: args.service_account_not_found_ttl,
+                    per_second: args.service_account_lookups_per_second,
+                    burst: args.service_account_lookup_burst,
+                },
                 metrics.clone(),
             );
             cache.spawn_watchers(args.watch_config_map.then_some(args.namespace.as_str()))?;

@@ -7,6 +7,13 @@
 //! lookup grace period, so a ServiceAccount created a moment before its pod is
 //! still injected.
 //!
+//! Those direct GETs are bounded so that reviews naming ServiceAccounts that
+//! do not exist cannot flood the API server with the webhook's credentials:
+//! a not-found answer is remembered for `not_found_ttl` (forgotten the
+//! moment the watch sees that ServiceAccount appear), and new GETs are
+//! rate-limited (token bucket); a lookup over the rate fails like any other
+//! (the pod is denied with 503 and its controller retries).
+//!
 //! Over 400 lines because the watcher, the direct lookup and its single
 //! flight share one map and its invariants; splitting them would spread
 //! those invariants over files.
@@ -23,6 +30,7 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 
+use crate::clock::Clock;
 use crate::injection::{ConfigMapEntry, ServiceAccountEntry};
 use crate::metrics::Metrics;
 use crate::sources::manifests::ServiceAccountManifest;
@@ -32,10 +40,95 @@ pub const CONFIG_MAP_NAME: &str = "pod-identity-webhook";
 
 type FetchResult = std::result::Result<Option<Arc<ServiceAccountEntry>>, String>;
 
+/// Bounds of the direct lookups.
+#[derive(Debug, Clone, Copy)]
+pub struct LookupLimits {
+    /// How long a review waits for a lookup.
+    pub timeout: Duration,
+    /// How long a not-found answer is remembered.
+    pub not_found_ttl: Duration,
+    /// New GETs per second, on average...
+    pub per_second: f64,
+    /// ...and at most this many at once after a quiet period.
+    pub burst: f64,
+}
+
+impl Default for LookupLimits {
+    fn default() -> Self {
+        LookupLimits {
+            timeout: Duration::from_secs(2),
+            not_found_ttl: Duration::from_secs(2),
+            per_second: 20.0,
+            burst: 50.0,
+        }
+    }
+}
+
+/// Most not-found answers remembered; past this, the oldest expire first.
+const MAX_NOT_FOUND: usize = 10_000;
+
+struct Bucket {
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
 struct Fetcher {
     client: kube::Client,
-    timeout: Duration,
+    limits: LookupLimits,
+    clock: Clock,
     inflight: Mutex<HashMap<String, Shared<BoxFuture<'static, FetchResult>>>>,
+    /// Not-found answers, until when they hold.
+    not_found: Mutex<HashMap<String, tokio::time::Instant>>,
+    bucket: Mutex<Bucket>,
+}
+
+impl Fetcher {
+    fn remembered_not_found(&self, k: &str) -> bool {
+        let now = self.clock.now();
+        let mut nf = self.not_found.lock().unwrap_or_else(|e| e.into_inner());
+        match nf.get(k) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                nf.remove(k);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_not_found(&self, k: String) {
+        let now = self.clock.now();
+        let mut nf = self.not_found.lock().unwrap_or_else(|e| e.into_inner());
+        if nf.len() >= MAX_NOT_FOUND {
+            nf.retain(|_, until| *until > now);
+            if nf.len() >= MAX_NOT_FOUND {
+                return;
+            }
+        }
+        nf.insert(k, now + self.limits.not_found_ttl);
+    }
+
+    fn forget_not_found(&self, k: &str) {
+        self.not_found
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(k);
+    }
+
+    /// Takes a token for one GET, if the rate allows.
+    fn allow_get(&self) -> bool {
+        let now = self.clock.now();
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let refill = now.saturating_duration_since(b.last).as_secs_f64() * self.limits.per_second;
+        b.tokens = (b.tokens + refill).min(self.limits.burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 pub struct ServiceAccountCache {
@@ -125,13 +218,20 @@ impl ServiceAccountCache {
     pub fn for_cluster(
         prefix: &str,
         client: kube::Client,
-        lookup_timeout: Duration,
+        limits: LookupLimits,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        let clock = Clock;
         let fetcher = Fetcher {
             client,
-            timeout: lookup_timeout,
+            limits,
+            clock,
             inflight: Mutex::new(HashMap::new()),
+            not_found: Mutex::new(HashMap::new()),
+            bucket: Mutex::new(Bucket {
+                tokens: limits.burst,
+                last: clock.now(),
+            }),
         };
         Arc::new(Self::empty(prefix, Some(fetcher), metrics))
     }
@@ -179,8 +279,12 @@ impl ServiceAccountCache {
     }
 
     fn insert(&self, namespace: &str, name: &str, entry: ServiceAccountEntry) {
+        let k = key(namespace, name);
+        if let Some(f) = &self.fetcher {
+            f.forget_not_found(&k);
+        }
         let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(key(namespace, name), Arc::new(entry));
+        map.insert(k, Arc::new(entry));
         self.metrics.cache_size.set(map.len() as i64);
     }
 
@@ -205,26 +309,42 @@ impl ServiceAccountCache {
             return Ok(None);
         };
         let k = key(namespace, name);
-        let fut = {
-            let mut inflight = fetcher.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            inflight
-                .entry(k.clone())
-                .or_insert_with(|| self.start_fetch(namespace, name, k.clone()))
-                .clone()
-        };
+        if fetcher.remembered_not_found(&k) {
+            self.metrics.fallback("not_found_remembered");
+            return Ok(None);
+        }
         let lookup_error = |reason: String| Error::ServiceAccountLookup {
             namespace: namespace.to_string(),
             name: name.to_string(),
             reason,
         };
-        match tokio::time::timeout(fetcher.timeout, fut).await {
+        let fut = {
+            let mut inflight = fetcher.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match inflight.get(&k) {
+                Some(f) => f.clone(),
+                None => {
+                    if !fetcher.allow_get() {
+                        drop(inflight);
+                        self.metrics.fallback("rate_limited");
+                        return Err(lookup_error(
+                            "too many lookups of ServiceAccounts that are not in the cache; this one was rate-limited"
+                                .into(),
+                        ));
+                    }
+                    let f = self.start_fetch(namespace, name, k.clone());
+                    inflight.insert(k.clone(), f.clone());
+                    f
+                }
+            }
+        };
+        match tokio::time::timeout(fetcher.limits.timeout, fut).await {
             Ok(Ok(entry)) => Ok(entry),
             Ok(Err(e)) => Err(lookup_error(e)),
             Err(_) => {
                 self.metrics.fallback("timeout");
                 Err(lookup_error(format!(
                     "no answer from the API server within {:?}",
-                    fetcher.timeout
+                    fetcher.limits.timeout
                 )))
             }
         }
@@ -254,6 +374,7 @@ impl ServiceAccountCache {
                 }
                 Ok(None) => {
                     this.metrics.fallback("not_found");
+                    fetcher.remember_not_found(k.clone());
                     Ok(None)
                 }
                 Err(e) => {
@@ -306,6 +427,12 @@ impl ServiceAccountCache {
                     Ok(Event::InitDone) => {
                         let mut fresh = buffer.take().unwrap_or_default();
                         fresh.shrink_to_fit();
+                        if let Some(f) = &this.fetcher {
+                            f.not_found
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .clear();
+                        }
                         let mut map = this.entries.write().unwrap_or_else(|e| e.into_inner());
                         *map = fresh;
                         this.metrics.cache_size.set(map.len() as i64);
