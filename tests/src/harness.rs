@@ -119,6 +119,8 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     pub client: reqwest::Client,
     procs: Vec<Proc>,
+    /// How the API server was started, to start it again.
+    api_command: (PathBuf, Vec<String>),
 }
 
 impl Cluster {
@@ -149,26 +151,27 @@ impl Cluster {
             format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n"),
         )?;
         std::fs::create_dir_all(d.join("certs"))?;
+        let api_args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            format!("--cert-dir={}", d.join("certs").display()),
+            format!("--token-auth-file={}", d.join("tokens.csv").display()),
+            "--authorization-mode=RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", d.join("sa.pub").display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                d.join("sa.key").display()
+            ),
+            "--api-audiences=https://kubernetes.default.svc,sts.amazonaws.com".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+        ];
         let api = spawn(
             "kube-apiserver",
             &assets.join("kube-apiserver"),
-            &[
-                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--secure-port={api_port}"),
-                format!("--cert-dir={}", d.join("certs").display()),
-                format!("--token-auth-file={}", d.join("tokens.csv").display()),
-                "--authorization-mode=RBAC".into(),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                format!("--service-account-key-file={}", d.join("sa.pub").display()),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    d.join("sa.key").display()
-                ),
-                "--api-audiences=https://kubernetes.default.svc,sts.amazonaws.com".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-            ],
+            &api_args,
             d,
         )?;
         let url = format!("https://127.0.0.1:{api_port}");
@@ -190,9 +193,25 @@ impl Cluster {
             kubeconfig,
             client,
             procs: vec![etcd, api],
+            api_command: (assets.join("kube-apiserver"), api_args),
         };
         cluster.wait_ready().await?;
         Ok(cluster)
+    }
+
+    /// Stops the API server (etcd keeps the data).
+    pub fn stop_api_server(&mut self) {
+        if self.procs.len() > 1 {
+            drop(self.procs.remove(1));
+        }
+    }
+
+    /// Starts the API server again on the same port and waits until ready.
+    pub async fn start_api_server(&mut self) -> Result<()> {
+        let (program, args) = self.api_command.clone();
+        let api = spawn("kube-apiserver", &program, &args, self.dir.path())?;
+        self.procs.insert(1, api);
+        self.wait_ready().await
     }
 
     async fn wait_ready(&self) -> Result<()> {

@@ -396,11 +396,90 @@ async fn lookup_flood_is_bounded(cluster: &Cluster, hook: &Webhook) -> Result<()
     assert_injected(&stored, role).context("pod of a ServiceAccount found missing, then created")
 }
 
+/// With the API server down, reviews for ServiceAccounts in the cache are
+/// still answered from it, one not in the cache is denied (never admitted
+/// without its credentials); when the API server is back, so is the webhook.
+async fn api_server_outage(cluster: &mut Cluster, hook: &Webhook) -> Result<()> {
+    cluster.create_namespace("outage").await?;
+    let role = "arn:aws:iam::111122223333:role/outage";
+    cluster
+        .create(
+            "/api/v1/namespaces/outage/serviceaccounts",
+            &sa("cached", json!({"eks.amazonaws.com/role-arn": role})),
+        )
+        .await?;
+    let (stored, _) = cluster
+        .create(
+            "/api/v1/namespaces/outage/pods",
+            &pod("before", "cached", json!([{"name": "c", "image": "x"}])),
+        )
+        .await?;
+    assert_injected(&stored, role)?;
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(hook.ca_pem.as_bytes())?)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
+    let review = |sa: &str| {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE", "namespace": "outage",
+            "object": pod("p", sa, json!([{"name": "c", "image": "x"}]))}})
+    };
+    cluster.stop_api_server();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let v: Value = client
+            .post(&url)
+            .json(&review("cached"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        slowest = slowest.max(started.elapsed());
+        ensure!(
+            v["response"]["allowed"] == true && v["response"]["patch"].is_string(),
+            "a cached ServiceAccount during the outage: {v}"
+        );
+    }
+    let v: Value = client
+        .post(&url)
+        .json(&review("unknown"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        v["response"]["allowed"] == false && v["response"]["status"]["code"] == 503,
+        "an unknown ServiceAccount during the outage: {v}"
+    );
+    eprintln!("API server down: 20 reviews from the cache, the slowest in {slowest:?}");
+
+    cluster.start_api_server().await?;
+    let role2 = "arn:aws:iam::111122223333:role/after";
+    cluster
+        .create(
+            "/api/v1/namespaces/outage/serviceaccounts",
+            &sa("after", json!({"eks.amazonaws.com/role-arn": role2})),
+        )
+        .await?;
+    let (stored, _) = cluster
+        .create(
+            "/api/v1/namespaces/outage/pods",
+            &pod("after", "after", json!([{"name": "c", "image": "x"}])),
+        )
+        .await?;
+    assert_injected(&stored, role2).context("after the API server came back")
+}
+
 const CM_ROLE: &str = "arn:aws:iam::111122223333:role/from-config-map";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_against_real_api_server() {
-    let cluster = Cluster::start()
+    let mut cluster = Cluster::start()
         .await
         .expect("start etcd and kube-apiserver");
     cluster.create_namespace("pod-identity").await.unwrap();
@@ -455,6 +534,9 @@ async fn webhook_against_real_api_server() {
         lookup_flood_is_bounded(&cluster, &hook)
             .await
             .context("lookup flood")?;
+        api_server_outage(&mut cluster, &hook)
+            .await
+            .context("API server outage")?;
         anyhow::Ok(())
     }
     .await;

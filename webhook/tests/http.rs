@@ -490,3 +490,85 @@ async fn startup_errors_are_clear_and_never_show_key_material() {
     let err = start(&args).await.err().unwrap();
     assert!(err.to_string().contains("/nonexistent/kubeconfig"), "{err}");
 }
+
+/// Eight clients post reviews without pause while the certificate is
+/// replaced: not one request fails, and the new certificate is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_rotation_under_load_loses_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca1 = write_cert(dir.path(), "first");
+    let running = start(&serve_args(dir.path(), &["--reload-interval=100ms"]))
+        .await
+        .unwrap();
+    let url = format!("https://localhost:{}/mutate", running.https_addr.port());
+    let health = format!("https://localhost:{}/healthz", running.https_addr.port());
+    let body = serde_json::to_vec(&review("admission.k8s.io/v1", "app", "CREATE", "Pod")).unwrap();
+    let ca2 = {
+        // The next certificate's CA is trusted by the clients from the start.
+        let next = tempfile::tempdir().unwrap();
+        let pem = write_cert(next.path(), "second");
+        (next, pem)
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (url, body, stop) = (url.clone(), body.clone(), stop.clone());
+        let c = client(&[&ca1, &ca2.1], false);
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            // Bounded: at most 2,000 requests per client.
+            for _ in 0..2000 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                match c
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::copy(ca2.0.path().join("tls.key"), dir.path().join("tls.key.new")).unwrap();
+    std::fs::copy(ca2.0.path().join("tls.crt"), dir.path().join("tls.crt.new")).unwrap();
+    std::fs::rename(dir.path().join("tls.key.new"), dir.path().join("tls.key")).unwrap();
+    std::fs::rename(dir.path().join("tls.crt.new"), dir.path().join("tls.crt")).unwrap();
+    let only_new = client(&[&ca2.1], false);
+    let mut rotated = false;
+    for _ in 0..100 {
+        if only_new.get(&health).send().await.is_ok() {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut total, mut failures) = (0, Vec::new());
+    for c in clients {
+        let (ok, failed) = c.await.unwrap();
+        total += ok;
+        failures.extend(failed);
+    }
+    assert!(rotated, "the new certificate was never served");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(total > 100, "only {total} requests");
+    running.shutdown(Duration::from_secs(5));
+    tokio::time::timeout(Duration::from_secs(10), running.wait())
+        .await
+        .unwrap()
+        .unwrap();
+}
