@@ -209,6 +209,9 @@ async fn start_agent(dir: &Path, sts: &str, max_entries: usize) -> (Proc, Socket
             &format!("--sts-endpoint={sts}"),
             "--region=us-east-1",
             &format!("--max-entries={max_entries}"),
+            // Every pod is played from one loopback address.
+            "--max-connections-per-peer=100000",
+            "--max-connections=100000",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -15,6 +15,9 @@ async fn sts_faults() -> anyhow::Result<()> {
     let proxy = FaultProxy::start(&moto.url).await?;
     let mut args = node_args(&issuer, &proxy.url);
     args.push("--sts-timeout=2s".into());
+    // 100 pods played from one loopback address: above the per-peer cap,
+    // which stands for one pod (tests/tests/agent_hostile.rs tests the cap).
+    args.push("--max-connections-per-peer=1000".into());
     let agent = Agent::start("serve", &args, &[]).await?;
     let q = role_query(ROLE);
     // Uids as Kubernetes makes them (UUIDs), one per name.
