@@ -26,11 +26,11 @@ mod schedule;
 
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -91,11 +91,24 @@ type Flight = Shared<BoxFuture<'static, Outcome>>;
 /// call; when they all leave before it got an STS slot, it is dropped.
 type WeakFlight = futures::future::WeakShared<BoxFuture<'static, Outcome>>;
 
-/// The entries, and how many each identity has.
+/// One identity's entries (at most `max_roles_per_identity`) and when it
+/// was last asked for.
+struct Roles {
+    entries: Vec<Weak<Entry>>,
+    last_used: Tick,
+}
+
+/// The entries, each identity's entries, and the identities in eviction
+/// order: under `max_entries`, an entry of the identity holding the most
+/// goes first (among equals, the identity used least recently; within it,
+/// its least recently used entry), so a flood of roles or pods evicts its
+/// own entries before anyone else's. Every step is O(log n) or O(roles of
+/// one identity); nothing scans the map.
 #[derive(Default)]
 struct Map {
     slots: HashSet<Slot>,
-    per_identity: HashMap<IdentityId, u32>,
+    per_identity: HashMap<IdentityId, Roles>,
+    order: BTreeSet<(Reverse<usize>, Tick, IdentityId)>,
 }
 
 impl Map {
@@ -103,8 +116,33 @@ impl Map {
         self.slots.len()
     }
 
-    fn insert(&mut self, entry: Arc<Entry>, id: IdentityId) {
-        *self.per_identity.entry(id).or_default() += 1;
+    fn roles_of(&self, id: IdentityId) -> usize {
+        self.per_identity.get(&id).map_or(0, |r| r.entries.len())
+    }
+
+    /// Records that `id` was asked for at `now`.
+    fn touch(&mut self, id: IdentityId, now: Tick) {
+        if let Some(r) = self.per_identity.get_mut(&id) {
+            if now > r.last_used {
+                self.order
+                    .remove(&(Reverse(r.entries.len()), r.last_used, id));
+                r.last_used = now;
+                self.order.insert((Reverse(r.entries.len()), now, id));
+            }
+        }
+    }
+
+    fn insert(&mut self, entry: Arc<Entry>, id: IdentityId, now: Tick) {
+        let r = self.per_identity.entry(id).or_insert_with(|| Roles {
+            entries: Vec::with_capacity(1),
+            last_used: now,
+        });
+        self.order
+            .remove(&(Reverse(r.entries.len()), r.last_used, id));
+        r.entries.push(Arc::downgrade(&entry));
+        r.last_used = r.last_used.max(now);
+        self.order
+            .insert((Reverse(r.entries.len()), r.last_used, id));
         self.slots.insert(Slot(entry));
     }
 
@@ -119,13 +157,32 @@ impl Map {
             return false;
         }
         self.slots.remove(bytes);
-        if let Some(n) = self.per_identity.get_mut(&id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(r) = self.per_identity.get_mut(&id) {
+            self.order
+                .remove(&(Reverse(r.entries.len()), r.last_used, id));
+            r.entries
+                .retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(entry)));
+            if r.entries.is_empty() {
                 self.per_identity.remove(&id);
+            } else {
+                self.order
+                    .insert((Reverse(r.entries.len()), r.last_used, id));
             }
         }
         true
+    }
+
+    /// The entry to evict first.
+    fn victim(&self) -> Option<(Arc<Entry>, IdentityId)> {
+        let &(_, _, id) = self.order.first()?;
+        let entry = self
+            .per_identity
+            .get(&id)?
+            .entries
+            .iter()
+            .filter_map(Weak::upgrade)
+            .min_by_key(|e| e.lock().last_used)?;
+        Some((entry, id))
     }
 }
 
@@ -318,9 +375,11 @@ impl Inner {
         let id = self.identity_of(&lookup.key.namespace, &lookup.key.service_account_uid);
         let mut map = self.map();
         if let Some(e) = map.slots.get(packed.as_slice()) {
-            return Ok(e.0.clone());
+            let e = e.0.clone();
+            map.touch(id, self.tick(now));
+            return Ok(e);
         }
-        let roles = map.per_identity.get(&id).copied().unwrap_or(0) as usize;
+        let roles = map.roles_of(id);
         if roles >= self.cfg.max_roles_per_identity {
             drop(map);
             return Err(Error::TooManyRoles(format!(
@@ -329,13 +388,9 @@ impl Inner {
             )));
         }
         while map.len() >= self.cfg.max_entries {
-            let lru = map
-                .slots
-                .iter()
-                .min_by_key(|e| e.0.lock().last_used)
-                .map(|e| e.0.clone());
-            let Some(old) = lru else { break };
-            let old_id = self.entry_identity(&old);
+            let Some((old, old_id)) = map.victim() else {
+                break;
+            };
             map.remove(&old, old_id);
             let _st = old.lock();
             old.set_removed();
@@ -356,7 +411,7 @@ impl Inner {
                 scheduled_at: None,
             },
         ));
-        map.insert(entry.clone(), id);
+        map.insert(entry.clone(), id, self.tick(now));
         self.metrics.identities.set(map.len() as i64);
         drop(map);
         // No wake-up yet: the caller starts an STS call at once, and its

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// Who a waiting call belongs to (a hash of namespace and ServiceAccount uid).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct IdentityId(pub(super) u64);
 
 #[derive(Default)]

@@ -688,3 +688,61 @@ async fn waiting_for_a_slot_is_bounded() {
     assert_eq!((now() - started).as_secs(), 5);
     assert_eq!(sts.calls(), 1);
 }
+
+/// Under `max_entries`, the identity holding the most entries loses one
+/// first, even when another identity's entry is older.
+#[tokio::test(start_paused = true)]
+async fn eviction_takes_from_the_largest_identity_first() {
+    let sts = FakeSts::new(Duration::ZERO);
+    let cfg = CacheConfig {
+        max_entries: 6,
+        max_roles_per_identity: 8,
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    // The victim's one entry is the oldest of all.
+    cache.get(lookup("victim", "t")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for r in 0..5 {
+        cache.get(lookup_role("flood", r)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Three more roles for the flooder: each evicts one of its own, the
+    // least recently used first.
+    for r in 5..8 {
+        cache.get(lookup_role("flood", r)).await.unwrap();
+    }
+    assert_eq!(cache.len(), 6);
+    assert!(
+        cache.contains(&key("victim")),
+        "the other identity kept its entry"
+    );
+    for r in 0..3 {
+        assert!(
+            !cache.contains(&lookup_role("flood", r).key),
+            "role {r} should be gone"
+        );
+    }
+    for r in 3..8 {
+        assert!(
+            cache.contains(&lookup_role("flood", r).key),
+            "role {r} should be kept"
+        );
+    }
+    // Among identities of one entry each, the least recently used goes.
+    let cache = cache_with(
+        sts.clone(),
+        CacheConfig {
+            max_entries: 2,
+            ..CacheConfig::default()
+        },
+        0.0,
+    );
+    cache.get(lookup("a", "t")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cache.get(lookup("b", "t")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cache.get(lookup("a", "t")).await.unwrap();
+    cache.get(lookup("c", "t")).await.unwrap();
+    assert!(cache.contains(&key("a")) && cache.contains(&key("c")) && !cache.contains(&key("b")));
+}
