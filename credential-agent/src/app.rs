@@ -186,6 +186,11 @@ pub async fn start_node_with(args: &ServeArgs, exchanger: Arc<dyn Exchanger>) ->
             "--audience must name at least one audience".into(),
         ));
     }
+    if args.audiences.len() > 32 {
+        return Err(Error::Config(
+            "--audience names more than 32 audiences".into(),
+        ));
+    }
     args.common.cache_config()?;
     let metrics = Arc::new(Metrics::new());
     let verifier = Arc::new(Verifier::new(

@@ -28,7 +28,7 @@ fn debug_never_prints_secrets() {
             service_account_uid: "uid".into(),
             role_arn: "arn:aws:iam::123456789012:role/r".parse().unwrap(),
             pod_uid: None,
-            audience: "sts.amazonaws.com".into(),
+            audiences: 1,
         },
         session_name: "ns.sa".into(),
         token: Secret::new(TOKEN),

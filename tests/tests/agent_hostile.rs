@@ -177,3 +177,80 @@ async fn a_pod_flooding_roles_does_not_starve_another() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// With two accepted audiences, a token for the other audience of the same
+/// ServiceAccount and role is exchanged on its own: it never gets the
+/// credentials another token got. Signed extreme time claims are refused
+/// with a JSON 403, not a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_audience_and_extreme_claims() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let issuer = Issuer::new(dir.path())?;
+    let moto = Moto::start().await?;
+    let proxy = FaultProxy::start(&moto.url).await?;
+    let mut args = node_args(&issuer, &proxy.url);
+    args.push("--audience=sts.amazonaws.com,vault".into());
+    let agent = Agent::start("serve", &args, &[]).await?;
+    let q = role_query(ROLE);
+
+    let sts_token = issuer.token(&claims("team-a", "app", "uid-app", None));
+    let mut vault = claims("team-a", "app", "uid-app", None);
+    vault["aud"] = serde_json::json!(["vault"]);
+    let vault_token = issuer.token(&vault);
+    let (status, _, first) = agent.get(Some(&sts_token), &q).await?;
+    anyhow::ensure!(status == 200, "{first}");
+    let (status, _, second) = agent.get(Some(&vault_token), &q).await?;
+    anyhow::ensure!(status == 200, "{second}");
+    anyhow::ensure!(
+        proxy.tokens().last() == Some(&vault_token),
+        "the vault token was not sent to STS itself"
+    );
+    anyhow::ensure!(first["AccessKeyId"] != second["AccessKeyId"]);
+
+    for (claim, value) in [
+        ("exp", serde_json::json!(9_223_372_036_854_775_813u64)),
+        ("exp", serde_json::json!(u64::MAX)),
+        ("nbf", serde_json::json!(u64::MAX)),
+        ("iat", serde_json::json!(u64::MAX)),
+        ("exp", serde_json::json!(-1)),
+    ] {
+        let mut c = claims("team-a", "extreme", "uid-extreme", None);
+        c[claim] = value.clone();
+        let (status, ct, body) = agent.get(Some(&issuer.token(&c)), &q).await?;
+        anyhow::ensure!(
+            (status == 403 || status == 200) && ct == "application/json",
+            "{claim}={value}: {status} {body}"
+        );
+        if claim != "iat" {
+            anyhow::ensure!(status == 403, "{claim}={value}: {status} {body}");
+        }
+    }
+    // Still serving.
+    let (status, _, _) = agent.get(Some(&sts_token), &q).await?;
+    anyhow::ensure!(status == 200);
+    Ok(())
+}
+
+/// Keys fetched in the clear from a non-loopback address could be replaced
+/// on the way: the agent refuses to start with such a --jwks-url.
+#[test]
+fn plain_http_jwks_url_is_refused_at_start() -> anyhow::Result<()> {
+    let out = std::process::Command::new(e2e_tests::harness::workspace_bin("credential-agent")?)
+        .args([
+            "serve",
+            "--issuer=https://issuer.test.invalid",
+            "--jwks-url=http://any-host.invalid/openid/v1/jwks",
+            "--listen=127.0.0.1:0",
+            "--health-listen=127.0.0.1:0",
+            "--metrics-listen=127.0.0.1:0",
+            "--region=us-east-1",
+        ])
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(!out.status.success(), "started: {err}");
+    anyhow::ensure!(
+        err.contains("https://") && err.contains("loopback"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -20,14 +20,17 @@ pub struct Key {
     pub role_arn: RoleArn,
     /// Set with `--cache-scope pod`.
     pub pod_uid: Option<String>,
-    /// The token's accepted audiences: a token for another audience of the
-    /// same ServiceAccount does not share these credentials (STS may refuse
-    /// it; it must be asked).
-    pub audience: String,
+    /// The token's accepted audiences, as a bitmask over the agent's
+    /// `--audience` list: a token for another audience of the same
+    /// ServiceAccount does not share these credentials (STS may refuse it;
+    /// it must be asked).
+    pub audiences: u32,
 }
 
-const FIELDS: usize = 6;
-const HEADER: usize = FIELDS * 4;
+/// The string fields of a key.
+const FIELDS: usize = 5;
+/// The audience bitmask, then each string field's length as a u16.
+const HEADER: usize = 4 + FIELDS * 2;
 
 impl Key {
     fn fields(&self) -> [&str; FIELDS] {
@@ -37,26 +40,26 @@ impl Key {
             &self.service_account_uid,
             self.role_arn.as_str(),
             self.pod_uid.as_deref().unwrap_or(""),
-            &self.audience,
         ]
     }
 
-    /// The packed form the map is searched with: a header of six u32
-    /// lengths (little-endian), then the fields. `pod_uid: None` and
-    /// `Some("")` pack alike: a pod always has a uid.
-    pub(super) fn packed(&self) -> Vec<u8> {
+    /// The packed form the map is searched with: the audience bitmask, the
+    /// five string fields' lengths (u16, little-endian), then the fields.
+    /// `pod_uid: None` and `Some("")` pack alike: a pod always has a uid.
+    /// `None` when a field is over 64 KiB (claims come from a token of at
+    /// most 16 KiB, so only a bug could get here).
+    pub(super) fn packed(&self) -> Option<Vec<u8>> {
         let fields = self.fields();
         let len: usize = fields.iter().map(|f| f.len()).sum();
         let mut out = Vec::with_capacity(HEADER + len);
+        out.extend_from_slice(&self.audiences.to_le_bytes());
         for f in fields {
-            // Fields come from a token of at most 16 KiB and a role ARN of at
-            // most 2,048 bytes.
-            out.extend_from_slice(&u32::try_from(f.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&u16::try_from(f.len()).ok()?.to_le_bytes());
         }
         for f in fields {
             out.extend_from_slice(f.as_bytes());
         }
-        out
+        Some(out)
     }
 
     /// The session name this key gives when the pod is not part of it.
@@ -70,8 +73,8 @@ impl Key {
 pub(super) struct PackedKey(Box<[u8]>);
 
 impl PackedKey {
-    pub(super) fn new(key: &Key, session: &str) -> PackedKey {
-        let mut bytes = key.packed();
+    /// `packed` is `key.packed()`.
+    pub(super) fn new(key: &Key, mut bytes: Vec<u8>, session: &str) -> PackedKey {
         if session != key.default_session_name() {
             bytes.extend_from_slice(session.as_bytes());
         }
@@ -79,11 +82,11 @@ impl PackedKey {
     }
 
     fn len_of(&self, i: usize) -> usize {
-        let at = i * 4;
+        let at = 4 + i * 2;
         self.0
-            .get(at..at + 4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map_or(0, |b| u32::from_le_bytes(b) as usize)
+            .get(at..at + 2)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map_or(0, |b| u16::from_le_bytes(b) as usize)
     }
 
     fn field(&self, i: usize) -> &str {
@@ -135,7 +138,11 @@ impl PackedKey {
             service_account_uid: self.field(2).into(),
             role_arn: RoleArn::parse(self.role_arn()).expect("packed from a RoleArn"),
             pod_uid: (!pod.is_empty()).then(|| pod.into()),
-            audience: self.field(5).into(),
+            audiences: self
+                .0
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, u32::from_le_bytes),
         }
     }
 }
@@ -151,7 +158,7 @@ mod tests {
             service_account_uid: uid.into(),
             role_arn: "arn:aws:iam::123456789012:role/path/app".parse().unwrap(),
             pod_uid: pod.map(Into::into),
-            audience: "sts.amazonaws.com".into(),
+            audiences: 1,
         }
     }
 
@@ -166,15 +173,15 @@ mod tests {
             key("a", "b\0c", "d", None),
             key("ns", "app", "\u{e9}\u{1F600}", Some("p")),
             Key {
-                audience: "vault".into(),
+                audiences: 2,
                 ..key("ns", "app", "uid-1", None)
             },
         ];
         for (i, k) in cases.iter().enumerate() {
             for session in [k.default_session_name(), "ns.app.pod-x".to_string()] {
-                let p = PackedKey::new(k, &session);
+                let p = PackedKey::new(k, k.packed().unwrap(), &session);
                 assert_eq!(&p.key(), k);
-                assert_eq!(p.key_bytes(), k.packed().as_slice());
+                assert_eq!(p.key_bytes(), k.packed().unwrap().as_slice());
                 assert_eq!(p.role_arn(), "arn:aws:iam::123456789012:role/path/app");
                 assert_eq!(p.session_name(), session, "{k:?}");
             }
@@ -187,11 +194,11 @@ mod tests {
     #[test]
     fn the_default_session_name_is_not_stored() {
         let k = key("ns", "app", "uid-1", None);
-        let with_default = PackedKey::new(&k, &k.default_session_name());
-        assert_eq!(with_default.0.len(), k.packed().len());
+        let with_default = PackedKey::new(&k, k.packed().unwrap(), &k.default_session_name());
+        assert_eq!(with_default.0.len(), k.packed().unwrap().len());
         assert_eq!(with_default.session_name(), "ns.app");
         // A name that differs only by a suffix is stored.
-        let odd = PackedKey::new(&k, "ns.app-");
+        let odd = PackedKey::new(&k, k.packed().unwrap(), "ns.app-");
         assert_eq!(odd.session_name(), "ns.app-");
     }
 }

@@ -94,8 +94,59 @@ type WeakFlight = futures::future::WeakShared<BoxFuture<'static, Outcome>>;
 /// One identity's entries (at most `max_roles_per_identity`) and when it
 /// was last asked for.
 struct Roles {
-    entries: Vec<Weak<Entry>>,
+    entries: Members,
     last_used: Tick,
+}
+
+/// An identity's entries: most identities have one, kept without an
+/// allocation of its own.
+enum Members {
+    One(Weak<Entry>),
+    Many(Vec<Weak<Entry>>),
+}
+
+impl Members {
+    fn len(&self) -> usize {
+        match self {
+            Members::One(_) => 1,
+            Members::Many(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, w: Weak<Entry>) {
+        match self {
+            Members::One(first) => *self = Members::Many(vec![first.clone(), w]),
+            Members::Many(v) => v.push(w),
+        }
+    }
+
+    /// Drops `entry` from the members.
+    fn remove(&mut self, entry: &Arc<Entry>) {
+        let is = |w: &Weak<Entry>| std::ptr::eq(w.as_ptr(), Arc::as_ptr(entry));
+        match self {
+            Members::One(w) if is(w) => *self = Members::Many(Vec::new()),
+            Members::One(_) => {}
+            Members::Many(v) => {
+                v.retain(|w| !is(w));
+                if v.len() == 1 {
+                    if let Some(only) = v.pop() {
+                        *self = Members::One(only);
+                    }
+                }
+            }
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Weak<Entry>> {
+        match self {
+            Members::One(w) => std::slice::from_ref(w).iter(),
+            Members::Many(v) => v.iter(),
+        }
+    }
 }
 
 /// The entries, each identity's entries, and the identities in eviction
@@ -133,16 +184,27 @@ impl Map {
     }
 
     fn insert(&mut self, entry: Arc<Entry>, id: IdentityId, now: Tick) {
-        let r = self.per_identity.entry(id).or_insert_with(|| Roles {
-            entries: Vec::with_capacity(1),
-            last_used: now,
-        });
-        self.order
-            .remove(&(Reverse(r.entries.len()), r.last_used, id));
-        r.entries.push(Arc::downgrade(&entry));
-        r.last_used = r.last_used.max(now);
-        self.order
-            .insert((Reverse(r.entries.len()), r.last_used, id));
+        let w = Arc::downgrade(&entry);
+        match self.per_identity.get_mut(&id) {
+            Some(r) => {
+                self.order
+                    .remove(&(Reverse(r.entries.len()), r.last_used, id));
+                r.entries.push(w);
+                r.last_used = r.last_used.max(now);
+                self.order
+                    .insert((Reverse(r.entries.len()), r.last_used, id));
+            }
+            None => {
+                self.per_identity.insert(
+                    id,
+                    Roles {
+                        entries: Members::One(w),
+                        last_used: now,
+                    },
+                );
+                self.order.insert((Reverse(1), now, id));
+            }
+        }
         self.slots.insert(Slot(entry));
     }
 
@@ -160,8 +222,7 @@ impl Map {
         if let Some(r) = self.per_identity.get_mut(&id) {
             self.order
                 .remove(&(Reverse(r.entries.len()), r.last_used, id));
-            r.entries
-                .retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(entry)));
+            r.entries.remove(entry);
             if r.entries.is_empty() {
                 self.per_identity.remove(&id);
             } else {
@@ -249,7 +310,8 @@ impl Cache {
     }
 
     pub fn contains(&self, key: &Key) -> bool {
-        self.inner.map().slots.contains(key.packed().as_slice())
+        key.packed()
+            .is_some_and(|p| self.inner.map().slots.contains(p.as_slice()))
     }
 
     /// Credentials for a verified identity: from the cache while they have
@@ -371,7 +433,9 @@ impl Inner {
     }
 
     fn entry_for(self: &Arc<Self>, lookup: &Lookup, now: Instant) -> Result<Arc<Entry>, Error> {
-        let packed = lookup.key.packed();
+        let packed = lookup.key.packed().ok_or(Error::MalformedToken(
+            "a claim of the token is longer than 64 KiB",
+        ))?;
         let id = self.identity_of(&lookup.key.namespace, &lookup.key.service_account_uid);
         let mut map = self.map();
         if let Some(e) = map.slots.get(packed.as_slice()) {
@@ -397,7 +461,7 @@ impl Inner {
             self.metrics.eviction("capacity");
         }
         let entry = Arc::new(Entry::new(
-            PackedKey::new(&lookup.key, &lookup.session_name),
+            PackedKey::new(&lookup.key, packed, &lookup.session_name),
             State {
                 token: PackedToken::new(&lookup.token, &self.tokens),
                 token_valid_until: lookup

@@ -106,7 +106,7 @@ fn key(sa: &str) -> Key {
         service_account_uid: format!("uid-{sa}"),
         role_arn: "arn:aws:iam::123456789012:role/app".parse().unwrap(),
         pod_uid: None,
-        audience: "sts.amazonaws.com".into(),
+        audiences: 1,
     }
 }
 
@@ -476,6 +476,8 @@ fn entries_stay_small() {
     );
     assert_eq!(std::mem::size_of::<Slot>(), 8);
     assert_eq!(std::mem::size_of::<Due>(), 16);
+    // Per identity: its entries inline when there is one.
+    assert_eq!(std::mem::size_of::<Members>(), 24);
 }
 
 /// STS gets the role and session name of the request that made the entry,

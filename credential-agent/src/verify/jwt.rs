@@ -229,17 +229,18 @@ pub fn verify(
         match jsonwebtoken::decode::<Claims>(raw, &key.key, &validation) {
             Ok(data) => {
                 check_window(&data.claims, rules.leeway, now)?;
-                // The accepted audiences the token carries, in the order the
-                // agent lists them: part of the cache key, so a token for
-                // another audience never gets this one's credentials.
-                let audience: Vec<&str> = rules
+                // The accepted audiences the token carries: part of the
+                // cache key, so a token for another audience never gets
+                // this one's credentials.
+                let audiences = rules
                     .audiences
                     .iter()
-                    .map(String::as_str)
-                    .filter(|a| data.claims.aud.contains(a))
-                    .collect();
+                    .take(32)
+                    .enumerate()
+                    .filter(|(_, a)| data.claims.aud.contains(a))
+                    .fold(0u32, |m, (i, _)| m | 1 << i);
                 let mut id = identity(data.claims)?;
-                id.audience = audience.join(",");
+                id.audiences = audiences;
                 return Ok(id);
             }
             Err(e) => {
@@ -364,7 +365,7 @@ fn identity(c: Claims) -> Result<TokenIdentity, VerifyError> {
         pod_name,
         pod_uid,
         expires,
-        audience: String::new(),
+        audiences: 0,
     })
 }
 

@@ -31,9 +31,10 @@ pub struct TokenIdentity {
     pub pod_name: Option<String>,
     pub pod_uid: Option<String>,
     pub expires: SystemTime,
-    /// The accepted audiences the token carries, comma-separated in the
-    /// order of `--audience` (empty for the sidecar's unverified token).
-    pub audience: String,
+    /// The accepted audiences the token carries, as a bitmask over the
+    /// agent's `--audience` list (bit i: the i-th); 0 for the sidecar's
+    /// unverified token.
+    pub audiences: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
