@@ -78,8 +78,37 @@ struct Counts {
     by_peer: HashMap<IpAddr, usize>,
 }
 
+/// The connection caps of one listener, for a serving loop of its own
+/// ([`serve`]) or another's (the webhook's TLS listener admits each
+/// accepted connection through it).
+#[derive(Clone)]
+pub struct Limiter {
+    counts: Arc<Mutex<Counts>>,
+    limits: Limits,
+}
+
+impl Limiter {
+    pub fn new(limits: Limits) -> Self {
+        Limiter {
+            counts: Arc::default(),
+            limits,
+        }
+    }
+
+    /// Admits a connection from `peer`, or says which cap it is over. The
+    /// slot is given back when the returned [`Slot`] is dropped.
+    pub fn admit(&self, peer: IpAddr) -> Result<Slot, Rejected> {
+        admit(&self.counts, peer, &self.limits)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+}
+
 /// One admitted connection; gives its slot back when dropped.
-struct Slot {
+pub struct Slot {
     counts: Arc<Mutex<Counts>>,
     peer: IpAddr,
 }
@@ -124,7 +153,7 @@ pub async fn serve(
     on_reject: OnReject,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let counts = Arc::new(Mutex::new(Counts::default()));
+    let limiter = Limiter::new(limits);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -145,7 +174,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let slot = match admit(&counts, peer.ip(), &limits) {
+        let slot = match limiter.admit(peer.ip()) {
             Ok(s) => s,
             Err(why) => {
                 drop(stream);

@@ -2,6 +2,7 @@
 //! each is answered, bounded, and the process stays inside the chart's
 //! memory limit. Bounded in count and time.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -13,6 +14,9 @@ const CHART_LIMIT_MIB: f64 = 128.0;
 
 struct Webhook {
     proc: Proc,
+    port: u16,
+    metrics_port: u16,
+    ca_pem: String,
     url: String,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -61,6 +65,9 @@ impl Webhook {
         }
         Ok(Webhook {
             proc,
+            port,
+            metrics_port,
+            ca_pem: cert.pem(),
             url: format!("https://localhost:{port}/mutate"),
             client,
             _dir: dir,
@@ -148,5 +155,71 @@ async fn hostile_reviews_stay_bounded() -> Result<()> {
     let peak = webhook.peak_mib();
     eprintln!("hostile reviews: peak RSS {before:.1} -> {peak:.1} MiB");
     ensure!(peak < CHART_LIMIT_MIB, "peak RSS {peak:.1} MiB");
+    Ok(())
+}
+
+async fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind(SocketAddr::new(local, 0))?;
+    s.connect(to).await
+}
+
+/// 3,000 connections from one address that never start TLS: the webhook
+/// keeps its per-peer share open (until the handshake timeout), closes the
+/// rest at once, and the API server (another address) is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flood_does_not_block_the_api_server() -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let webhook = Webhook::start().await?;
+    let addr: SocketAddr = format!("127.0.0.1:{}", webhook.port).parse()?;
+    let attacker: IpAddr = "127.0.0.1".parse()?;
+    let mut held = Vec::new();
+    for _ in 0..3000 {
+        if let Ok(s) = connect_from(attacker, addr).await {
+            held.push(s);
+        }
+    }
+    ensure!(held.len() > 2500, "only {} connects", held.len());
+    let mut open = 0;
+    for s in held.iter_mut() {
+        let mut b = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(1), s.read(&mut b))
+            .await
+            .is_err()
+        {
+            open += 1;
+        }
+    }
+    ensure!(open <= 256, "{open} connections kept from one address");
+    // The API server, from another address, over TLS with the right CA.
+    let api_server = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(webhook.ca_pem.as_bytes())?)
+        .local_address("127.0.0.2".parse::<IpAddr>()?)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let pod = json!({"metadata": {"name": "ok"}, "spec": {"serviceAccountName": "s3-reader", "containers": [{"name": "app", "image": "i"}]}});
+    let r = api_server
+        .post(&webhook.url)
+        .header("content-type", "application/json")
+        .body(review_with_object(&pod.to_string()))
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "{}", r.status());
+    let m = reqwest::get(format!("http://127.0.0.1:{}/metrics", webhook.metrics_port))
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        m.lines().any(|l| l.starts_with(
+            "pod_identity_webhook_connections_rejected_total{kind=\"max_connections_per_peer\"}"
+        )),
+        "{m}"
+    );
+    eprintln!(
+        "HTTPS connection flood: {} held, {open} kept open, peak RSS {:.1} MiB",
+        held.len(),
+        webhook.peak_mib()
+    );
+    ensure!(webhook.peak_mib() < CHART_LIMIT_MIB);
     Ok(())
 }

@@ -314,6 +314,25 @@ pub struct ServeArgs {
         default_value_t = 16
     )]
     pub max_requests_in_flight: usize,
+    /// A connection must send a complete request head within this time, and
+    /// an idle HTTP/1.1 keep-alive connection is closed after it (both ports).
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Connections open at once on each port; more are closed at once.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_connections: usize,
+    /// Connections open at once from one IP address on each port (the API
+    /// servers reach /mutate from a few addresses: keep it generous).
+    #[arg(
+        long,
+        env = "POD_IDENTITY_WEBHOOK_MAX_CONNECTIONS_PER_PEER",
+        default_value_t = 256
+    )]
+    pub max_connections_per_peer: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

@@ -21,6 +21,7 @@ use crate::sources::cache::{LookupLimits, ServiceAccountCache};
 use crate::sources::containercreds::ContainerCredentialsIdentities;
 use crate::{Error, Result};
 
+pub mod limit;
 pub mod tls;
 
 pub struct AppState {
@@ -279,6 +280,11 @@ impl Running {
     }
 }
 
+fn metrics_for_rejects(state: &Arc<AppState>) -> listener::OnReject {
+    let metrics = state.ctx.metrics.clone();
+    Arc::new(move |why: listener::Rejected| metrics.connection_rejected(why.as_str()))
+}
+
 /// Binds both listeners and starts serving.
 pub async fn start(args: &ServeArgs) -> Result<Running> {
     let metrics = Arc::new(Metrics::new());
@@ -308,8 +314,32 @@ pub async fn start(args: &ServeArgs) -> Result<Running> {
     let metrics_listener = tokio::net::TcpListener::from_std(bind(args.metrics_port)?)?;
     let metrics_addr = metrics_listener.local_addr()?;
 
+    if args.header_read_timeout.is_zero() {
+        return Err(Error::Config(
+            "--header-read-timeout must be positive".into(),
+        ));
+    }
+    let limits = listener::Limits {
+        header_read_timeout: args.header_read_timeout,
+        max_connections: args.max_connections.max(1),
+        max_connections_per_peer: args.max_connections_per_peer.max(1),
+        ..listener::Limits::default()
+    };
     let handle = Handle::new();
-    let server = axum_server::from_tcp_rustls(https, tls_config)?.handle(handle.clone());
+    let counted = metrics_for_rejects(&state);
+    let acceptor =
+        axum_server::tls_rustls::RustlsAcceptor::new(tls_config).acceptor(limit::LimitAcceptor {
+            limiter: listener::Limiter::new(limits),
+            on_reject: counted.clone(),
+        });
+    let mut server = axum_server::from_tcp(https)?
+        .acceptor(acceptor)
+        .handle(handle.clone());
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
     let app = router(state.clone());
     let https_task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
 
@@ -317,17 +347,10 @@ pub async fn start(args: &ServeArgs) -> Result<Running> {
     // connection caps (the HTTPS port has axum-server's TLS handshake bound).
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let metrics_app = metrics_router(state.clone());
-    let counted = state.ctx.metrics.clone();
     let metrics_task = tokio::spawn(async move {
-        listener::serve(
-            metrics_listener,
-            metrics_app,
-            listener::Limits::default(),
-            Arc::new(move |why: listener::Rejected| counted.connection_rejected(why.as_str())),
-            async move {
-                let _ = rx.wait_for(|v| *v).await;
-            },
-        )
+        listener::serve(metrics_listener, metrics_app, limits, counted, async move {
+            let _ = rx.wait_for(|v| *v).await;
+        })
         .await;
         Ok(())
     });
