@@ -11,6 +11,7 @@
 #   scripts/bench-webhook.sh                # 6 rounds of 10 s each
 #   BENCH_ROUNDS=3 BENCH_SECONDS=5 scripts/bench-webhook.sh
 #   BENCH_CONNECTIONS=1 scripts/bench-webhook.sh
+#   BENCH_WEBHOOK_BIN=/path/to/other/pod-identity-webhook scripts/bench-webhook.sh
 #
 # Installs nginx-light and wrk with apt when missing (root). Everything runs on
 # loopback and stops by itself.
@@ -27,9 +28,12 @@ if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-cargo build --release --locked -p pod-identity-webhook >&2
-target="${CARGO_TARGET_DIR:-target}"
-webhook="$target/release/pod-identity-webhook"
+if [ -n "${BENCH_WEBHOOK_BIN:-}" ]; then
+  webhook="$BENCH_WEBHOOK_BIN"
+else
+  cargo build --release --locked -p pod-identity-webhook >&2
+  webhook="${CARGO_TARGET_DIR:-target}/release/pod-identity-webhook"
+fi
 
 work="$(mktemp -d)"
 pids=()
@@ -132,7 +136,7 @@ rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
 p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
 p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-print(rps, ms(p50), ms(p99), errors.group(1) if errors else 0)'
+print(rps, round(ms(p50), 3), round(ms(p99), 3), errors.group(1) if errors else 0)'
 }
 
 echo "| round | server | req/s | p50 ms | p99 ms | non-2xx |"
