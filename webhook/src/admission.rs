@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::injection::mutate;
 use crate::injection::patch::PatchOp;
@@ -279,22 +279,56 @@ pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
     Ok(response_body(&review.api_version, &request.uid, &decision))
 }
 
-/// Serializes the AdmissionReview response, in the request's apiVersion.
+#[derive(Serialize)]
+struct ReviewOut<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    code: u16,
+    message: &'a str,
+}
+
+/// Serializes the AdmissionReview response, in the request's apiVersion
+/// (typed: no `serde_json::Value` is built).
 pub fn response_body(api_version: &str, uid: &str, d: &Decision) -> Vec<u8> {
-    let mut response = json!({"uid": uid, "allowed": d.allowed});
-    if !d.ops.is_empty() {
-        let patch = serde_json::to_vec(&d.ops).unwrap_or_default();
-        response["patchType"] = json!("JSONPatch");
-        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
-    }
-    if !d.warnings.is_empty() {
-        response["warnings"] = json!(d.warnings);
-    }
-    if let Some((code, message)) = &d.status {
-        response["status"] = json!({"code": code, "message": message});
-    }
-    serde_json::to_vec(
-        &json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}),
-    )
-    .unwrap_or_default()
+    let patch = (!d.ops.is_empty()).then(|| {
+        let json = serde_json::to_vec(&d.ops).unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode(json)
+    });
+    let out = ReviewOut {
+        api_version,
+        kind: "AdmissionReview",
+        response: ResponseOut {
+            uid,
+            allowed: d.allowed,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            warnings: &d.warnings,
+            status: d.status.as_ref().map(|(code, message)| StatusOut {
+                code: *code,
+                message,
+            }),
+        },
+    };
+    serde_json::to_vec(&out).unwrap_or_default()
 }

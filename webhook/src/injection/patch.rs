@@ -1,4 +1,8 @@
-//! JSON Patch (RFC 6902) operations with RFC 6901 pointer escaping.
+//! JSON Patch (RFC 6902) operations with RFC 6901 pointer escaping, and the
+//! typed values the webhook adds. The common values (variables, mounts, the
+//! token volume) are plain structs, serialized without building a
+//! `serde_json::Value` first: that tree of maps was most of the webhook's
+//! work per review (docs/benchmarks.md).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -10,17 +14,79 @@ use serde_json::Value;
 pub struct PatchOp {
     pub op: &'static str,
     pub path: String,
-    pub value: Value,
+    pub value: PatchValue,
 }
 
 impl PatchOp {
-    pub fn add(path: impl Into<String>, value: Value) -> Self {
+    pub fn add(path: impl Into<String>, value: impl Into<PatchValue>) -> Self {
         PatchOp {
             op: "add",
             path: path.into(),
-            value,
+            value: value.into(),
         }
     }
+}
+
+/// What an operation adds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PatchValue {
+    Env(EnvVar),
+    Envs(Vec<EnvVar>),
+    Mount(VolumeMount),
+    Mounts(Vec<VolumeMount>),
+    Volume(TokenVolume),
+    Volumes(Vec<TokenVolume>),
+    /// Anything else (labels, the sidecar container).
+    Json(Value),
+}
+
+impl From<Value> for PatchValue {
+    fn from(v: Value) -> Self {
+        PatchValue::Json(v)
+    }
+}
+
+/// A container's environment variable.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvVar {
+    pub name: &'static str,
+    pub value: String,
+}
+
+/// A container's read-only mount of a volume.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    pub name: String,
+    pub read_only: bool,
+    pub mount_path: String,
+}
+
+/// A projected ServiceAccount token volume.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenVolume {
+    pub name: String,
+    pub projected: Projected,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Projected {
+    pub sources: [ProjectedSource; 1],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectedSource {
+    pub service_account_token: ServiceAccountToken,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountToken {
+    pub audience: String,
+    pub expiration_seconds: i64,
+    pub path: String,
 }
 
 /// Escapes one reference token of a JSON Pointer (RFC 6901): `~` becomes `~0`
@@ -42,6 +108,44 @@ mod tests {
         assert_eq!(escape_token("a~b/c"), "a~0b~1c");
         assert_eq!(escape_token("~1"), "~01");
         assert_eq!(escape_token("plain"), "plain");
+    }
+
+    #[test]
+    fn typed_values_serialize_as_kubernetes_writes_them() {
+        let volume = TokenVolume {
+            name: "aws-iam-token".into(),
+            projected: Projected {
+                sources: [ProjectedSource {
+                    service_account_token: ServiceAccountToken {
+                        audience: "sts.amazonaws.com".into(),
+                        expiration_seconds: 86400,
+                        path: "token".into(),
+                    },
+                }],
+            },
+        };
+        let mount = VolumeMount {
+            name: "aws-iam-token".into(),
+            read_only: true,
+            mount_path: "/var/run/x".into(),
+        };
+        let env = EnvVar {
+            name: "AWS_REGION",
+            value: "eu-west-1".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(PatchValue::Volumes(vec![volume])).unwrap(),
+            serde_json::json!([{"name": "aws-iam-token", "projected": {"sources": [
+                {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}}])
+        );
+        assert_eq!(
+            serde_json::to_string(&PatchValue::Mount(mount)).unwrap(),
+            r#"{"name":"aws-iam-token","readOnly":true,"mountPath":"/var/run/x"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&PatchValue::Envs(vec![env])).unwrap(),
+            r#"[{"name":"AWS_REGION","value":"eu-west-1"}]"#
+        );
     }
 
     #[test]

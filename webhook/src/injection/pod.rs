@@ -14,7 +14,10 @@ use super::annotations::{read_pod, POD_IDENTITY_LABEL};
 use super::config::{defaults, InjectionConfig, TOKEN_NAME, VOLUME_NAME};
 use super::identity::{Identity, MAX_EXPIRATION_JITTER};
 use super::mode::{self, Mode, PodFacts};
-use super::patch::{escape_token, PatchOp};
+use super::patch::{
+    escape_token, EnvVar, PatchOp, PatchValue, Projected, ProjectedSource, ServiceAccountToken,
+    TokenVolume, VolumeMount,
+};
 use super::sidecar::sidecar_container;
 use super::view::{ContainerView, MetadataView, Named, PodView, StrPairs};
 use super::warning::Warning;
@@ -191,21 +194,28 @@ pub fn mutate(
     }
     // The projected token volume, first in the list as upstream puts it.
     if !names(volumes, "spec.volumes")?.contains(plan.volume_name) {
-        let volume = json!({
-            "name": plan.volume_name,
-            "projected": {"sources": [{"serviceAccountToken": {
-                "audience": identity.audience,
-                "expirationSeconds": token_expiration,
-                "path": plan.token_file_name,
-            }}]},
-        });
+        let volume = TokenVolume {
+            name: plan.volume_name.to_string(),
+            projected: Projected {
+                sources: [ProjectedSource {
+                    service_account_token: ServiceAccountToken {
+                        audience: identity.audience.clone(),
+                        expiration_seconds: token_expiration,
+                        path: plan.token_file_name.to_string(),
+                    },
+                }],
+            },
+        };
         match volumes {
-            Some(_) => ops.push(PatchOp::add("/spec/volumes/0", volume))?,
-            None => ops.push(PatchOp::add("/spec/volumes", json!([volume])))?,
+            Some(_) => ops.push(PatchOp::add("/spec/volumes/0", PatchValue::Volume(volume)))?,
+            None => ops.push(PatchOp::add(
+                "/spec/volumes",
+                PatchValue::Volumes(vec![volume]),
+            ))?,
         }
     }
 
-    let region_vars: Vec<(&str, &str)> = match cfg.region.as_deref() {
+    let region_vars: Vec<(&'static str, &str)> = match cfg.region.as_deref() {
         Some(r) => vec![("AWS_DEFAULT_REGION", r), ("AWS_REGION", r)],
         None => Vec::new(),
     };
@@ -293,7 +303,7 @@ fn container_ops(
     c: &ContainerView<'_>,
     plan: &Plan<'_>,
     regional_sts: bool,
-    region_vars: &[(&str, &str)],
+    region_vars: &[(&'static str, &str)],
     ops: &mut Ops,
 ) -> Result<()> {
     let env = c.env.as_ref();
@@ -310,50 +320,80 @@ fn container_ops(
         return Ok(());
     }
 
-    let mut new_env: Vec<Value> = Vec::new();
+    let mut new_env: Vec<EnvVar> = Vec::new();
     if !sts_defined && regional_sts {
-        new_env.push(json!({"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}));
+        new_env.push(EnvVar {
+            name: "AWS_STS_REGIONAL_ENDPOINTS",
+            value: "regional".into(),
+        });
     }
     if !region_defined {
         for (name, value) in region_vars {
-            new_env.push(json!({"name": name, "value": value}));
+            new_env.push(EnvVar {
+                name,
+                value: value.to_string(),
+            });
         }
     }
     if !reserved_defined {
         for (name, value) in &plan.identity_vars {
-            new_env.push(json!({"name": name, "value": value}));
+            new_env.push(EnvVar {
+                name,
+                value: value.clone(),
+            });
         }
     }
-    push_items(ops, base, "env", env.is_some(), new_env)?;
+    push_items(
+        ops,
+        base,
+        "env",
+        env.is_some(),
+        new_env,
+        PatchValue::Env,
+        PatchValue::Envs,
+    )?;
 
     let mounts = c.volume_mounts.as_ref();
     if !names(mounts, &format!("{what}.volumeMounts"))?.contains(plan.volume_name) {
-        let mount =
-            json!({"name": plan.volume_name, "readOnly": true, "mountPath": plan.mount_path});
-        push_items(ops, base, "volumeMounts", mounts.is_some(), vec![mount])?;
+        let mount = VolumeMount {
+            name: plan.volume_name.to_string(),
+            read_only: true,
+            mount_path: plan.mount_path.to_string(),
+        };
+        push_items(
+            ops,
+            base,
+            "volumeMounts",
+            mounts.is_some(),
+            vec![mount],
+            PatchValue::Mount,
+            PatchValue::Mounts,
+        )?;
     }
     Ok(())
 }
 
 /// Appends `items` to the list `field` of the object at `base`: one `add` per
 /// item when the list exists, a single `add` of the list when it does not.
-fn push_items(
+fn push_items<T>(
     ops: &mut Ops,
     base: &str,
     field: &str,
     exists: bool,
-    items: Vec<Value>,
+    items: Vec<T>,
+    one: fn(T) -> PatchValue,
+    list: fn(Vec<T>) -> PatchValue,
 ) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }
     if exists {
         for item in items {
-            ops.push(PatchOp::add(format!("{base}/{field}/-"), item))?;
+            ops.push(PatchOp::add(format!("{base}/{field}/-"), one(item)))?;
         }
         Ok(())
     } else {
-        ops.push(PatchOp::add(format!("{base}/{field}"), Value::Array(items)))
+        ops.push(PatchOp::add(format!("{base}/{field}"), list(items)))
     }
 }
 
