@@ -58,6 +58,17 @@ pub fn kube_assets() -> Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
+/// A TCP connection to `to` from the loopback address `local` (tests play
+/// distinct pods or clients as 127.0.0.1, 127.0.0.2, ...).
+pub async fn connect_from(
+    local: std::net::IpAddr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind(std::net::SocketAddr::new(local, 0))?;
+    s.connect(to).await
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

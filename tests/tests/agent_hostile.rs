@@ -7,17 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use e2e_tests::agent::*;
+use e2e_tests::harness::connect_from;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
 
 /// The chart's memory limit of the agent container.
 const CHART_LIMIT_MIB: f64 = 96.0;
-
-async fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = TcpSocket::new_v4()?;
-    s.bind(SocketAddr::new(local, 0))?;
-    s.connect(to).await
-}
 
 /// 5,000 connections that never send a request, from one address: the agent
 /// keeps its share of them open only until the header-read timeout, closes

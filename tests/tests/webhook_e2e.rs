@@ -322,29 +322,62 @@ async fn gets_made(hook: &Webhook) -> Result<f64> {
         .sum())
 }
 
+/// A client trusting the webhook, and its /mutate URL, to send reviews
+/// straight to it (as the API server would).
+fn direct(hook: &Webhook) -> Result<(reqwest::Client, String)> {
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(hook.ca_pem.as_bytes())?)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    Ok((client, format!("https://127.0.0.1:{}/mutate", hook.port)))
+}
+
+/// The AdmissionReview of a pod of ServiceAccount `sa` in `ns`.
+fn review_of(ns: &str, sa: &str) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "operation": "CREATE", "namespace": ns,
+        "object": pod("p", sa, json!([{"name": "c", "image": "x"}]))}})
+}
+
+/// Creates ServiceAccount `sa_name` with `role`, then a pod of it through the
+/// API; the stored pod must carry the role.
+async fn sa_then_pod(
+    cluster: &Cluster,
+    ns: &str,
+    sa_name: &str,
+    pod_name: &str,
+    role: &str,
+) -> Result<()> {
+    cluster
+        .create(
+            &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+            &sa(sa_name, json!({"eks.amazonaws.com/role-arn": role})),
+        )
+        .await?;
+    let (stored, _) = cluster
+        .create(
+            &format!("/api/v1/namespaces/{ns}/pods"),
+            &pod(pod_name, sa_name, json!([{"name": "c", "image": "x"}])),
+        )
+        .await?;
+    assert_injected(&stored, role)
+}
+
 /// Reviews sent straight to the webhook naming 300 ServiceAccounts that do
 /// not exist cost the API server a bounded number of GETs; a ServiceAccount
 /// found missing and then created is injected as soon as the watch has seen
 /// it, though the not-found answer would otherwise be remembered for 60 s.
 async fn lookup_flood_is_bounded(cluster: &Cluster, hook: &Webhook) -> Result<()> {
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(hook.ca_pem.as_bytes())?)
-        .build()?;
-    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
-    let review = |sa: &str| {
-        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "operation": "CREATE", "namespace": "flood",
-            "object": pod("p", sa, json!([{"name": "c", "image": "x"}]))}})
-    };
+    let (client, url) = direct(hook)?;
     let before = gets_made(hook).await?;
     let started = Instant::now();
     for batch in 0..15 {
         let calls = (0..20).map(|i| {
             client
                 .post(&url)
-                .json(&review(&format!("ghost-{batch}-{i}")))
+                .json(&review_of("flood", &format!("ghost-{batch}-{i}")))
                 .send()
         });
         for r in futures::future::join_all(calls).await {
@@ -371,11 +404,7 @@ async fn lookup_flood_is_bounded(cluster: &Cluster, hook: &Webhook) -> Result<()
     cluster.create_namespace("late").await?;
     let r = client
         .post(&url)
-        .json(&{
-            let mut r = review("late-sa");
-            r["request"]["namespace"] = json!("late");
-            r
-        })
+        .json(&review_of("late", "late-sa"))
         .send()
         .await?;
     ensure!(r.status() == 200);
@@ -401,40 +430,16 @@ async fn lookup_flood_is_bounded(cluster: &Cluster, hook: &Webhook) -> Result<()
 /// without its credentials); when the API server is back, so is the webhook.
 async fn api_server_outage(cluster: &mut Cluster, hook: &Webhook) -> Result<()> {
     cluster.create_namespace("outage").await?;
-    let role = "arn:aws:iam::111122223333:role/outage";
-    cluster
-        .create(
-            "/api/v1/namespaces/outage/serviceaccounts",
-            &sa("cached", json!({"eks.amazonaws.com/role-arn": role})),
-        )
-        .await?;
-    let (stored, _) = cluster
-        .create(
-            "/api/v1/namespaces/outage/pods",
-            &pod("before", "cached", json!([{"name": "c", "image": "x"}])),
-        )
-        .await?;
-    assert_injected(&stored, role)?;
-
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(hook.ca_pem.as_bytes())?)
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
-    let review = |sa: &str| {
-        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "operation": "CREATE", "namespace": "outage",
-            "object": pod("p", sa, json!([{"name": "c", "image": "x"}]))}})
-    };
+    let outage_role = "arn:aws:iam::111122223333:role/outage";
+    sa_then_pod(cluster, "outage", "cached", "before", outage_role).await?;
+    let (client, url) = direct(hook)?;
     cluster.stop_api_server();
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {
         let started = Instant::now();
         let v: Value = client
             .post(&url)
-            .json(&review("cached"))
+            .json(&review_of("outage", "cached"))
             .send()
             .await?
             .json()
@@ -447,7 +452,7 @@ async fn api_server_outage(cluster: &mut Cluster, hook: &Webhook) -> Result<()> 
     }
     let v: Value = client
         .post(&url)
-        .json(&review("unknown"))
+        .json(&review_of("outage", "unknown"))
         .send()
         .await?
         .json()
@@ -459,20 +464,10 @@ async fn api_server_outage(cluster: &mut Cluster, hook: &Webhook) -> Result<()> 
     eprintln!("API server down: 20 reviews from the cache, the slowest in {slowest:?}");
 
     cluster.start_api_server().await?;
-    let role2 = "arn:aws:iam::111122223333:role/after";
-    cluster
-        .create(
-            "/api/v1/namespaces/outage/serviceaccounts",
-            &sa("after", json!({"eks.amazonaws.com/role-arn": role2})),
-        )
-        .await?;
-    let (stored, _) = cluster
-        .create(
-            "/api/v1/namespaces/outage/pods",
-            &pod("after", "after", json!([{"name": "c", "image": "x"}])),
-        )
-        .await?;
-    assert_injected(&stored, role2).context("after the API server came back")
+    let after_role = "arn:aws:iam::111122223333:role/after";
+    sa_then_pod(cluster, "outage", "after", "after", after_role)
+        .await
+        .context("after the API server came back")
 }
 
 const CM_ROLE: &str = "arn:aws:iam::111122223333:role/from-config-map";

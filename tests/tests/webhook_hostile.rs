@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use e2e_tests::harness::{free_port, spawn, workspace_bin, workspace_root, Proc};
+use e2e_tests::harness::{connect_from, free_port, spawn, workspace_bin, workspace_root, Proc};
 use serde_json::{json, Value};
 
 /// The chart's memory limit of the webhook container.
@@ -156,12 +156,6 @@ async fn hostile_reviews_stay_bounded() -> Result<()> {
     eprintln!("hostile reviews: peak RSS {before:.1} -> {peak:.1} MiB");
     ensure!(peak < CHART_LIMIT_MIB, "peak RSS {peak:.1} MiB");
     Ok(())
-}
-
-async fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
-    let s = tokio::net::TcpSocket::new_v4()?;
-    s.bind(SocketAddr::new(local, 0))?;
-    s.connect(to).await
 }
 
 /// 3,000 connections from one address that never start TLS: the webhook

@@ -85,6 +85,35 @@ const DEVIATIONS: &[(&str, &str, Adjust)] = &[(
     },
 )];
 
+/// A decision context with one ServiceAccount `default/<name>` and the
+/// container-credentials identities `listed`; the jitter drawn is 2 h.
+fn context(
+    config: InjectionConfig,
+    name: &str,
+    uid: &str,
+    annotations: Vec<(String, String)>,
+    listed: std::collections::HashSet<(String, String)>,
+) -> AdmissionContext {
+    let sas = vec![ServiceAccountManifest {
+        namespace: "default".into(),
+        name: name.into(),
+        uid: uid.into(),
+        annotations,
+    }];
+    let metrics = Arc::new(Metrics::new());
+    AdmissionContext {
+        cache: ServiceAccountCache::from_manifests(
+            &config.annotation_prefix,
+            &sas,
+            metrics.clone(),
+        ),
+        config,
+        container_credentials: Arc::new(ContainerCredentialsIdentities::from_set(listed)),
+        metrics,
+        jitter: Arc::new(|| 7200),
+    }
+}
+
 async fn run_fixture(path: &Path) -> (Value, Value, Value, AdmissionContext) {
     let pod: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let ann = |k: &str| {
@@ -128,25 +157,8 @@ async fn run_fixture(path: &Path) -> (Value, Value, Value, AdmissionContext) {
             full_uri: uri,
         };
     }
-    let sas = vec![ServiceAccountManifest {
-        namespace: "default".into(),
-        name: "default".into(),
-        uid: "uid".into(),
-        annotations: sa_annotations,
-    }];
-    let metrics = Arc::new(Metrics::new());
-    let ctx = AdmissionContext {
-        cache: ServiceAccountCache::from_manifests(
-            &config.annotation_prefix,
-            &sas,
-            metrics.clone(),
-        ),
-        config,
-        container_credentials: Arc::new(ContainerCredentialsIdentities::from_set(cc_ids)),
-        metrics,
-        // The reference harness fixes its random source so the jitter is 2 h.
-        jitter: Arc::new(|| 7200),
-    };
+    // The reference harness fixes its random source so the jitter is 2 h.
+    let ctx = context(config, "default", "uid", sa_annotations, cc_ids);
     let decision = decide_pod(&ctx, "default", &pod).await;
     assert!(decision.allowed);
     assert!(
@@ -272,24 +284,7 @@ async fn run_case(case: &Value) -> Result<(), String> {
             )
         })
         .collect();
-    let sas = vec![ServiceAccountManifest {
-        namespace: "default".into(),
-        name: "app".into(),
-        uid: "uid-app".into(),
-        annotations,
-    }];
-    let metrics = Arc::new(Metrics::new());
-    let ctx = AdmissionContext {
-        cache: ServiceAccountCache::from_manifests(
-            &config.annotation_prefix,
-            &sas,
-            metrics.clone(),
-        ),
-        config,
-        container_credentials: Arc::new(ContainerCredentialsIdentities::from_set(listed)),
-        metrics,
-        jitter: Arc::new(|| 7200),
-    };
+    let ctx = context(config, "app", "uid-app", annotations, listed);
     let spec = &case["pod"];
     let mut pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
