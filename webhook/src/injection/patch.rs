@@ -7,6 +7,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::{Error, Result};
+
 /// One JSON Patch operation. The webhook only ever adds: a single env var, a
 /// single volume mount, a single volume or a single label, never a whole
 /// container, so fields this program does not know are never lost.
@@ -87,6 +89,54 @@ pub struct ServiceAccountToken {
     pub audience: String,
     pub expiration_seconds: i64,
     pub path: String,
+}
+
+/// The patch as it is built, with its serialized size kept under a bound.
+pub struct Ops {
+    ops: Vec<PatchOp>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Ops {
+    pub fn new(limit: usize) -> Self {
+        Ops {
+            ops: Vec::new(),
+            // "[", then each op with the "," or "]" after it: exactly what
+            // serde_json writes for the list.
+            bytes: 1,
+            limit,
+        }
+    }
+
+    pub fn into_ops(self) -> Vec<PatchOp> {
+        self.ops
+    }
+
+    /// Adds `op`, unless the patch would then exceed the limit.
+    pub fn push(&mut self, op: PatchOp) -> Result<()> {
+        let mut counter = ByteCounter(0);
+        // Serializing into a counter allocates nothing.
+        let _ = serde_json::to_writer(&mut counter, &op);
+        self.bytes += counter.0 + 1;
+        if self.bytes > self.limit {
+            return Err(Error::PatchTooLarge { limit: self.limit });
+        }
+        self.ops.push(op);
+        Ok(())
+    }
+}
+
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Escapes one reference token of a JSON Pointer (RFC 6901): `~` becomes `~0`

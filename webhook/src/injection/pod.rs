@@ -15,8 +15,8 @@ use super::config::{defaults, InjectionConfig, TOKEN_NAME, VOLUME_NAME};
 use super::identity::{Identity, MAX_EXPIRATION_JITTER};
 use super::mode::{self, Mode, PodFacts};
 use super::patch::{
-    escape_token, EnvVar, PatchOp, PatchValue, Projected, ProjectedSource, ServiceAccountToken,
-    TokenVolume, VolumeMount,
+    escape_token, EnvVar, Ops, PatchOp, PatchValue, Projected, ProjectedSource,
+    ServiceAccountToken, TokenVolume, VolumeMount,
 };
 use super::sidecar::sidecar_container;
 use super::view::{ContainerView, MetadataView, Named, PodView, StrPairs};
@@ -54,39 +54,6 @@ fn names<'a>(list: Option<&'a Vec<Named<'_>>>, what: &str) -> Result<HashSet<&'a
         out.insert(name);
     }
     Ok(out)
-}
-
-/// The patch as it is built, with its serialized size kept under a bound.
-struct Ops {
-    ops: Vec<PatchOp>,
-    bytes: usize,
-    limit: usize,
-}
-
-impl Ops {
-    fn push(&mut self, op: PatchOp) -> Result<()> {
-        let mut counter = ByteCounter(0);
-        // Serializing into a counter allocates nothing.
-        let _ = serde_json::to_writer(&mut counter, &op);
-        self.bytes += counter.0 + 1;
-        if self.bytes > self.limit {
-            return Err(Error::PatchTooLarge { limit: self.limit });
-        }
-        self.ops.push(op);
-        Ok(())
-    }
-}
-
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// What the variables, volume and mount of `mode` are.
@@ -182,13 +149,7 @@ pub fn mutate(
         token_expiration -= identity.expiration_jitter.clamp(0, MAX_EXPIRATION_JITTER);
     }
 
-    let mut ops = Ops {
-        ops: Vec::new(),
-        // "[", then each op with the "," or "]" after it: exactly what
-        // serde_json writes for the list.
-        bytes: 1,
-        limit: cfg.max_patch_bytes,
-    };
+    let mut ops = Ops::new(cfg.max_patch_bytes);
     if matches!(mode, Mode::ContainerCredentials | Mode::Agent { .. }) {
         label_ops(metadata, labels, &mut ops)?;
     }
@@ -264,7 +225,7 @@ pub fn mutate(
         }
     }
     Ok(PodMutation {
-        ops: ops.ops,
+        ops: ops.into_ops(),
         warnings,
     })
 }
