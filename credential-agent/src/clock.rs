@@ -58,7 +58,11 @@ impl Clock {
     /// has passed).
     pub fn instant_of(&self, at: SystemTime) -> Instant {
         let now = self.now();
-        now + at.duration_since(self.wall()).unwrap_or(Duration::ZERO)
+        let ahead = at.duration_since(self.wall()).unwrap_or(Duration::ZERO);
+        // A signed but absurd time (a token's exp in the year 10^11) is
+        // "never", not an overflow.
+        now.checked_add(ahead)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86400))
     }
 }
 
@@ -83,5 +87,10 @@ mod tests {
         let later = clock.instant_of(start + Duration::from_secs(100));
         assert_eq!(later - clock.now(), Duration::from_secs(10));
         assert_eq!(clock.instant_of(start), clock.now(), "a past time is now");
+        let far = UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2);
+        assert!(
+            clock.instant_of(far) > clock.now(),
+            "no overflow, far ahead"
+        );
     }
 }

@@ -382,7 +382,11 @@ impl Drop for Abandoned {
             return;
         };
         let mut st = entry.lock();
-        st.inflight = None;
+        // Another caller may already have started a new call (this one was
+        // unreachable the moment its last holder let go): keep that one.
+        if st.inflight.as_ref().is_none_or(|w| w.upgrade().is_none()) {
+            st.inflight = None;
+        }
         if !entry.removed() {
             let at = self.inner.next_event(&st);
             self.inner.schedule(&entry, &mut st, at);
