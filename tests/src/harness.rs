@@ -510,29 +510,39 @@ impl Webhook {
 
     /// Registers this webhook with the API server, by URL on 127.0.0.1.
     pub async fn register(&self, cluster: &Cluster, name: &str) -> Result<()> {
-        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
-        let config = json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": name},
-            "webhooks": [{
-                "name": "pod-identity-webhook.amazonaws.com",
-                "clientConfig": {"url": format!("https://127.0.0.1:{}/mutate", self.port), "caBundle": ca},
-                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-                "admissionReviewVersions": ["v1", "v1beta1"],
-                "sideEffects": "None",
-                "failurePolicy": "Fail",
-                "reinvocationPolicy": "IfNeeded",
-                "timeoutSeconds": 10,
-                "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}
-            }]
-        });
-        cluster
-            .create(
-                "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
-                &config,
-            )
-            .await?;
-        Ok(())
+        register_webhook(cluster, name, self.port, &self.ca_pem).await
     }
+}
+
+/// Registers a webhook serving on 127.0.0.1:`port` with the API server, by URL.
+pub async fn register_webhook(
+    cluster: &Cluster,
+    name: &str,
+    port: u16,
+    ca_pem: &str,
+) -> Result<()> {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let config = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "pod-identity-webhook.amazonaws.com",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": ca},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "admissionReviewVersions": ["v1", "v1beta1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded",
+            "timeoutSeconds": 10,
+            "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}
+        }]
+    });
+    cluster
+        .create(
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+            &config,
+        )
+        .await?;
+    Ok(())
 }

@@ -84,3 +84,26 @@ pub fn kubernetes_validate(yaml: &str, version: &str) -> Result<(bool, String)> 
         ),
     ))
 }
+
+/// `helm template` of the chart (release `pod-identity` in namespace
+/// `pod-identity`) with `extra` arguments: the text and its documents.
+pub fn render(extra: &[&str]) -> Result<(String, Vec<serde_json::Value>)> {
+    let chart = chart_dir();
+    let mut args = vec![
+        "template",
+        "pod-identity",
+        chart.to_str().unwrap_or_default(),
+        "-n",
+        "pod-identity",
+    ];
+    args.extend_from_slice(extra);
+    let rendered = helm_ok(&args)?;
+    let docs = rendered
+        .split("\n---")
+        .filter_map(|doc| {
+            let v: serde_json::Value = serde_yaml::from_str(doc).ok()?;
+            (!v.is_null()).then_some(v)
+        })
+        .collect();
+    Ok((rendered, docs))
+}

@@ -200,24 +200,7 @@ fn rendered_defaults_are_hardened() {
 /// `helm template pod-identity <chart> -n pod-identity <extra>`: the text
 /// and its documents.
 fn render(extra: &[&str]) -> (String, Vec<serde_json::Value>) {
-    let chart = chart_dir();
-    let mut args = vec![
-        "template",
-        "pod-identity",
-        chart.to_str().unwrap(),
-        "-n",
-        "pod-identity",
-    ];
-    args.extend_from_slice(extra);
-    let rendered = helm_ok(&args).unwrap();
-    let docs = rendered.split("\n---").filter_map(yaml_doc).collect();
-    (rendered, docs)
-}
-
-/// YAML document -> JSON value, skipping empty documents.
-fn yaml_doc(doc: &str) -> Option<serde_json::Value> {
-    let v: serde_json::Value = serde_yaml::from_str(doc).ok()?;
-    (!v.is_null()).then_some(v)
+    e2e_tests::helm::render(extra).unwrap()
 }
 
 /// The flags the chart renders are the binaries' real flags: both start
