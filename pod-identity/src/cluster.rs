@@ -1,0 +1,192 @@
+//! The Kubernetes side: a client from the kubeconfig, the cluster's issuer
+//! and keys as its API server serves them, and ServiceAccounts (read,
+//! annotated by server-side apply with this tool's field manager, the
+//! annotation removed with a guarded JSON patch, deleted).
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+/// The field manager of this tool's server-side applies.
+pub const FIELD_MANAGER: &str = "pod-identity";
+/// Label on ServiceAccounts this tool created (and so may delete).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "pod-identity";
+
+/// Which cluster to talk to.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KubeArgs {
+    /// Path to a kubeconfig (else KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, env = "KUBECONFIG", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (else its current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+}
+
+/// A connected cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: kube::Client,
+}
+
+impl Cluster {
+    pub async fn connect(args: &KubeArgs) -> Result<Cluster> {
+        let options = kube::config::KubeConfigOptions {
+            context: args.context.clone(),
+            ..Default::default()
+        };
+        let config = match &args.kubeconfig {
+            Some(path) => {
+                let kc =
+                    kube::config::Kubeconfig::read_from(path).map_err(|e| Error::InvalidFile {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                kube::Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| Error::Kube(format!("kubeconfig {}: {e}", path.display())))?
+            }
+            None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| Error::Kube(format!("kubeconfig: {e}")))?,
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| Error::Kube(format!("no cluster configured (--kubeconfig): {e}")))?,
+        };
+        let client = kube::Client::try_from(config)?;
+        Ok(Cluster { client })
+    }
+
+    async fn get_json(&self, path: &str) -> Result<Value> {
+        let req = http::Request::get(path)
+            .body(Vec::new())
+            .map_err(|e| Error::Kube(e.to_string()))?;
+        let text = self
+            .client
+            .request_text(req)
+            .await
+            .map_err(|e| Error::Kube(format!("GET {path}: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| Error::Kube(format!("GET {path}: not JSON: {e}")))
+    }
+
+    /// The API server's discovery document (`issuer`, `jwks_uri`).
+    pub async fn discovery(&self) -> Result<Value> {
+        self.get_json("/.well-known/openid-configuration").await
+    }
+
+    /// The issuer URL of the cluster's ServiceAccount tokens.
+    pub async fn issuer(&self) -> Result<String> {
+        let d = self.discovery().await?;
+        d["issuer"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Kube("the API server's discovery document has no issuer".into()))
+    }
+
+    /// The keys that verify the cluster's ServiceAccount tokens.
+    pub async fn jwks(&self) -> Result<Value> {
+        self.get_json("/openid/v1/jwks").await
+    }
+
+    fn service_accounts(&self, namespace: &str) -> Api<ServiceAccount> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    pub async fn service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ServiceAccount>> {
+        self.service_accounts(namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| Error::Kube(format!("reading ServiceAccount {namespace}/{name}: {e}")))
+    }
+
+    /// Sets the annotation by server-side apply; `create` also labels the
+    /// ServiceAccount as made by this tool; `force` takes the field over
+    /// from another manager (`--override-existing-serviceaccounts`).
+    pub async fn apply_annotation(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: &[(String, String)],
+        labels: &[(String, String)],
+        create: bool,
+        force: bool,
+    ) -> Result<()> {
+        let mut annotation_map = serde_json::Map::new();
+        for (k, v) in annotations {
+            annotation_map.insert(k.clone(), json!(v));
+        }
+        let mut label_map = serde_json::Map::new();
+        for (k, v) in labels {
+            label_map.insert(k.clone(), json!(v));
+        }
+        if create {
+            label_map.insert(MANAGED_BY_LABEL.into(), json!(MANAGED_BY_VALUE));
+        }
+        let mut metadata =
+            json!({"name": name, "namespace": namespace, "annotations": annotation_map});
+        if !label_map.is_empty() {
+            metadata["labels"] = Value::Object(label_map);
+        }
+        let body = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata});
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = force;
+        self.service_accounts(namespace)
+            .patch(name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|e| Error::Kube(format!("applying ServiceAccount {namespace}/{name}: {e}")))?;
+        Ok(())
+    }
+
+    /// Removes annotation `key` if it still has `value`.
+    pub async fn remove_annotation(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        let pointer = format!(
+            "/metadata/annotations/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        );
+        let patch: Vec<Value> = vec![
+            json!({"op": "test", "path": pointer, "value": value}),
+            json!({"op": "remove", "path": pointer}),
+        ];
+        let req = http::Request::patch(format!(
+            "/api/v1/namespaces/{namespace}/serviceaccounts/{name}?fieldManager={FIELD_MANAGER}"
+        ))
+        .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+        .body(serde_json::to_vec(&patch).map_err(|e| Error::Kube(e.to_string()))?)
+        .map_err(|e| Error::Kube(e.to_string()))?;
+        self.client.request_text(req).await.map_err(|e| {
+            Error::Kube(format!(
+                "removing {key} from ServiceAccount {namespace}/{name}: {e}"
+            ))
+        })?;
+        Ok(())
+    }
+
+    pub async fn delete_service_account(&self, namespace: &str, name: &str) -> Result<()> {
+        match self
+            .service_accounts(namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(Error::Kube(format!(
+                "deleting ServiceAccount {namespace}/{name}: {e}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Reads from IAM shared by the commands: the OIDC provider of an issuer and
+//! a role with its tags, trust policy and policies.
+
+use std::collections::BTreeMap;
+
+use crate::aws::{code, error};
+use crate::error::{Error, Result};
+use crate::iamsa::plan::RoleState;
+use crate::policy::{issuer_host_path, parse_document};
+
+/// An IAM OIDC provider as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    pub arn: String,
+    pub client_ids: Vec<String>,
+    pub thumbprints: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The IAM OIDC provider whose URL is `issuer`, if any.
+pub async fn find_provider(iam: &aws_sdk_iam::Client, issuer: &str) -> Result<Option<Provider>> {
+    let suffix = format!(":oidc-provider/{}", issuer_host_path(issuer));
+    let list = iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .map_err(|e| {
+            error(
+                "iam:ListOpenIDConnectProviders",
+                "*",
+                e.into_service_error(),
+            )
+        })?;
+    let Some(arn) = list
+        .open_id_connect_provider_list()
+        .iter()
+        .filter_map(|p| p.arn())
+        .find(|a| a.ends_with(&suffix))
+        .map(str::to_string)
+    else {
+        return Ok(None);
+    };
+    let p = iam
+        .get_open_id_connect_provider()
+        .open_id_connect_provider_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| error("iam:GetOpenIDConnectProvider", &arn, e.into_service_error()))?;
+    Ok(Some(Provider {
+        client_ids: p.client_id_list().to_vec(),
+        thumbprints: p.thumbprint_list().to_vec(),
+        tags: p
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+        arn,
+    }))
+}
+
+/// `arn:<partition>:iam::<account>:...` -> (partition, account).
+pub fn arn_account(arn: &str) -> Result<(String, String)> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts[..] {
+        ["arn", partition, "iam", _, account, _] => {
+            Ok((partition.to_string(), account.to_string()))
+        }
+        _ => Err(Error::Aws {
+            action: "reading ARN".into(),
+            resource: arn.into(),
+            message: "not an IAM ARN".into(),
+        }),
+    }
+}
+
+/// A role with its trust policy, tags and policies, or `None` if it does not exist.
+pub async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<RoleState>> {
+    let role = match iam.get_role().role_name(name).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let e = e.into_service_error();
+            if code(&e) == Some("NoSuchEntity") {
+                return Ok(None);
+            }
+            return Err(error("iam:GetRole", name, e));
+        }
+    };
+    let Some(role) = role.role() else {
+        return Ok(None);
+    };
+    let trust = match role.assume_role_policy_document() {
+        Some(doc) => parse_document(doc).map_err(|m| Error::Aws {
+            action: "iam:GetRole".into(),
+            resource: name.into(),
+            message: format!("unreadable trust policy: {m}"),
+        })?,
+        None => serde_json::json!({}),
+    };
+    let tags_out = iam
+        .list_role_tags()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| error("iam:ListRoleTags", name, e.into_service_error()))?;
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| error("iam:ListAttachedRolePolicies", name, e.into_service_error()))?;
+    let inline = iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| error("iam:ListRolePolicies", name, e.into_service_error()))?;
+    Ok(Some(RoleState {
+        arn: role.arn().to_string(),
+        trust,
+        tags: tags_out
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+        attached: attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_string))
+            .collect(),
+        inline: inline.policy_names().to_vec(),
+        boundary: role
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string),
+    }))
+}

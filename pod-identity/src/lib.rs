@@ -1,0 +1,271 @@
+//! `pod-identity`: the IAM half of workload identity. The cluster's OIDC
+//! issuer ([`oidc`]), IAM roles bound to ServiceAccounts ([`iamsa`]), on
+//! policy logic that is pure and tested on its own ([`policy`], [`plan`]).
+//! Every command that changes something computes a [`plan::Plan`] first and
+//! changes nothing without `--approve`.
+
+pub mod args;
+pub mod aws;
+pub mod cluster;
+pub mod error;
+pub mod execute;
+pub mod iam;
+pub mod iamsa;
+pub mod oidc;
+pub mod plan;
+pub mod policy;
+
+use std::io::Write;
+
+use args::{Args, Command, IamSa, Oidc, Output};
+use error::{Error, Result};
+use iamsa::spec::{parse_tags, Spec};
+
+fn serialize<T: serde::Serialize>(v: &T, output: Output) -> Result<String> {
+    match output {
+        Output::Json => serde_json::to_string_pretty(v)
+            .map(|s| s + "\n")
+            .map_err(|e| Error::Usage(e.to_string())),
+        Output::Yaml => serde_yaml::to_string(v).map_err(|e| Error::Usage(e.to_string())),
+        Output::Text | Output::Table => unreachable!("callers render text themselves"),
+    }
+}
+
+/// Prints the plan; with `approve`, carries it out.
+async fn plan_or_apply(
+    subject: &str,
+    plan: &plan::Plan,
+    approve: bool,
+    aws: &aws::Aws,
+    cluster: Option<&cluster::Cluster>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let _ = write!(out, "{}", plan.render(subject));
+    if plan.is_empty() {
+        return Ok(());
+    }
+    if !approve {
+        let _ = writeln!(
+            out,
+            "Nothing was changed: re-run with --approve to make these changes."
+        );
+        return Ok(());
+    }
+    execute::execute(plan, aws, cluster, out).await
+}
+
+/// Runs the command; output goes to `out`.
+pub async fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    match args.command {
+        Command::Oidc(cmd) => {
+            let aws = aws::Aws::load(args.region.as_deref()).await;
+            match cmd {
+                Oidc::Show { output } => {
+                    let cluster = cluster::Cluster::connect(&args.kube).await?;
+                    let report = oidc::show::run(&aws, &cluster).await?;
+                    let text = match output {
+                        Output::Text | Output::Table => oidc::show::render(&report),
+                        o => serialize(&report, o)?,
+                    };
+                    let _ = write!(out, "{text}");
+                }
+                Oidc::Publish {
+                    bucket,
+                    prefix,
+                    issuer_url,
+                    signing_key_pub,
+                    prune,
+                    approve,
+                } => {
+                    let cluster = if signing_key_pub.is_empty() || args.kube.kubeconfig.is_some() {
+                        Some(cluster::Cluster::connect(&args.kube).await?)
+                    } else {
+                        None
+                    };
+                    let req = oidc::publish::Request {
+                        bucket,
+                        prefix,
+                        issuer_url,
+                        signing_key_pub,
+                        prune,
+                    };
+                    let outcome = oidc::publish::plan(&aws, cluster.as_ref(), &req).await?;
+                    let subject = format!("issuer {}", outcome.issuer);
+                    plan_or_apply(&subject, &outcome.plan, approve, &aws, None, out).await?;
+                    let _ = write!(out, "\n{}", oidc::publish::apiserver_flags(&outcome));
+                }
+                Oidc::Associate {
+                    issuer_url,
+                    issuer_ca_file,
+                    client_id,
+                    approve,
+                } => {
+                    let cluster = if issuer_url.is_none() {
+                        Some(cluster::Cluster::connect(&args.kube).await?)
+                    } else {
+                        None
+                    };
+                    let req = oidc::associate::Request {
+                        issuer_url,
+                        issuer_ca_file,
+                        client_ids: client_id,
+                    };
+                    let (issuer, plan) =
+                        oidc::associate::plan(&aws, cluster.as_ref(), &req).await?;
+                    plan_or_apply(
+                        &format!("IAM OIDC provider for {issuer}"),
+                        &plan,
+                        approve,
+                        &aws,
+                        None,
+                        out,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Command::IamServiceAccount(cmd) => run_iamsa(cmd, &args.kube, args.region, out).await?,
+    }
+    Ok(())
+}
+
+async fn run_iamsa(
+    cmd: IamSa,
+    kube: &cluster::KubeArgs,
+    region: Option<String>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match cmd {
+        IamSa::Get {
+            namespace,
+            name,
+            output,
+        } => {
+            let aws = aws::Aws::load(region.as_deref()).await;
+            let cluster = cluster::Cluster::connect(kube).await?;
+            let rows =
+                iamsa::get::run(&aws, &cluster, namespace.as_deref(), name.as_deref()).await?;
+            if let (Some(ns), Some(n), true) = (&namespace, &name, rows.is_empty()) {
+                return Err(iamsa::get::not_found(ns, n));
+            }
+            let text = match output {
+                Output::Text | Output::Table => iamsa::get::table(&rows),
+                o => serialize(&rows, o)?,
+            };
+            let _ = write!(out, "{text}");
+            Ok(())
+        }
+        IamSa::Create {
+            sa,
+            attach_role_arn,
+            attach_policy_arn,
+            permissions_boundary,
+            override_existing_serviceaccounts,
+            tags,
+            adopt_role,
+            approve,
+        } => {
+            let spec = Spec {
+                namespace: sa.namespace,
+                name: sa.name,
+                role_name: sa.role_name,
+                attach_role_arn,
+                policy_arns: attach_policy_arn,
+                permissions_boundary,
+                role_only: sa.role_only,
+                override_existing: override_existing_serviceaccounts,
+                tags: tags
+                    .as_deref()
+                    .map(parse_tags)
+                    .transpose()?
+                    .unwrap_or_default(),
+                ..Default::default()
+            };
+            create(
+                vec![spec],
+                sa.cluster,
+                region,
+                kube,
+                adopt_role,
+                approve,
+                out,
+            )
+            .await
+        }
+        IamSa::Apply {
+            file,
+            override_existing_serviceaccounts,
+            adopt_role,
+            approve,
+        } => {
+            let config = iamsa::spec::read_cluster_config(&file)?;
+            let specs = config
+                .specs
+                .into_iter()
+                .map(|s| Spec {
+                    override_existing: override_existing_serviceaccounts,
+                    ..s
+                })
+                .collect();
+            create(
+                specs,
+                config.cluster,
+                region.or(config.region),
+                kube,
+                adopt_role,
+                approve,
+                out,
+            )
+            .await
+        }
+        IamSa::Delete { sa, approve } => {
+            let spec = Spec {
+                namespace: sa.namespace,
+                name: sa.name,
+                role_name: sa.role_name,
+                role_only: sa.role_only,
+                ..Default::default()
+            };
+            spec.validate()?;
+            let aws = aws::Aws::load(region.as_deref()).await;
+            let cluster = cluster::Cluster::connect(kube).await?;
+            let specs = vec![spec];
+            let mut world =
+                iamsa::state::read(&aws, &cluster, sa.cluster.as_deref(), &specs).await?;
+            let plan = iamsa::plan::plan_delete(&mut world, &specs)?;
+            let subject = format!(
+                "delete iamserviceaccount {}/{}",
+                specs[0].namespace, specs[0].name
+            );
+            plan_or_apply(&subject, &plan, approve, &aws, Some(&cluster), out).await
+        }
+    }
+}
+
+async fn create(
+    specs: Vec<Spec>,
+    cluster_name: Option<String>,
+    region: Option<String>,
+    kube: &cluster::KubeArgs,
+    adopt_role: bool,
+    approve: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    for s in &specs {
+        s.validate()?;
+    }
+    let aws = aws::Aws::load(region.as_deref()).await;
+    let cluster = cluster::Cluster::connect(kube).await?;
+    let mut world = iamsa::state::read(&aws, &cluster, cluster_name.as_deref(), &specs).await?;
+    let plan = iamsa::plan::plan_create(
+        &mut world,
+        &specs,
+        iamsa::plan::CreateOptions { adopt_role },
+    )?;
+    let names: Vec<String> = specs
+        .iter()
+        .map(|s| format!("{}/{}", s.namespace, s.name))
+        .collect();
+    let subject = format!("iamserviceaccount {}", names.join(", "));
+    plan_or_apply(&subject, &plan, approve, &aws, Some(&cluster), out).await
+}
