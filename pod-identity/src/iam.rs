@@ -3,10 +3,33 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+
 use crate::aws::{code, error};
 use crate::error::{Error, Result};
-use crate::iamsa::plan::RoleState;
 use crate::policy::{issuer_host_path, parse_document};
+
+/// Tag on IAM roles and OIDC providers this tool created (and so may change
+/// or delete).
+pub const OWNER_TAG: &str = "pod-identity.io/managed-by";
+pub const OWNER_VALUE: &str = "pod-identity";
+
+/// An IAM role as read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoleState {
+    pub arn: String,
+    pub trust: Value,
+    pub tags: BTreeMap<String, String>,
+    pub attached: Vec<String>,
+    pub inline: Vec<String>,
+    pub boundary: Option<String>,
+}
+
+impl RoleState {
+    pub fn owned(&self) -> bool {
+        self.tags.get(OWNER_TAG).map(String::as_str) == Some(OWNER_VALUE)
+    }
+}
 
 /// An IAM OIDC provider as read.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! What a command would change, as data: every command first reads the
 //! current state and computes a [`Plan`] (pure), prints it with the exact
-//! documents, and only with `--approve` carries it out (`crate::execute`).
+//! documents, and only with `--approve` carries it out (execute.rs).
 
 use serde_json::Value;
 

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::harness::{free_port, spawn, tail, workspace_bin, Proc};
+use crate::harness::{free_port, tail, workspace_bin, Proc};
 
 pub const ISSUER: &str = "https://issuer.test.invalid";
 pub const ROLE: &str = "arn:aws:iam::123456789012:role/app-role";
@@ -145,10 +145,19 @@ pub struct Moto {
 
 impl Moto {
     pub async fn start() -> Result<Moto> {
+        Self::start_with_env(&[]).await
+    }
+
+    /// With AWS managed policies (`arn:aws:iam::aws:policy/...`) loaded.
+    pub async fn start_with_managed_policies() -> Result<Moto> {
+        Self::start_with_env(&[("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")]).await
+    }
+
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Result<Moto> {
         let venv = venv()?;
         let dir = tempfile::tempdir()?;
         let port = free_port();
-        let proc = spawn(
+        let proc = crate::harness::spawn_env(
             "moto",
             &venv.join("bin/moto_server"),
             &[
@@ -158,6 +167,7 @@ impl Moto {
                 port.to_string(),
             ],
             dir.path(),
+            env,
         )?;
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);

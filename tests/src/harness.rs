@@ -105,10 +105,22 @@ impl Drop for Proc {
 }
 
 pub fn spawn(name: &'static str, program: &Path, args: &[String], dir: &Path) -> Result<Proc> {
+    spawn_env(name, program, args, dir, &[])
+}
+
+/// [`spawn`] with extra environment variables.
+pub fn spawn_env(
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<Proc> {
     let log = dir.join(format!("{name}.log"));
     let file = std::fs::File::create(&log)?;
     let child = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(file.try_clone()?)
         .stderr(file)
         .stdin(Stdio::null())
@@ -136,6 +148,17 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start() -> Result<Cluster> {
+        Self::start_with(false).await
+    }
+
+    /// A cluster whose ServiceAccount issuer is its own HTTPS URL
+    /// (`https://127.0.0.1:<port>`), so that discovery, keys and the TLS
+    /// thumbprint can be fetched from the issuer URL itself, as from EKS's.
+    pub async fn start_self_issuer() -> Result<Cluster> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(self_issuer: bool) -> Result<Cluster> {
         let assets = kube_assets()?;
         let dir = tempfile::tempdir()?;
         let d = dir.path();
@@ -170,7 +193,11 @@ impl Cluster {
             format!("--cert-dir={}", d.join("certs").display()),
             format!("--token-auth-file={}", d.join("tokens.csv").display()),
             "--authorization-mode=RBAC".into(),
-            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            if self_issuer {
+                format!("--service-account-issuer=https://127.0.0.1:{api_port}")
+            } else {
+                "--service-account-issuer=https://kubernetes.default.svc".into()
+            },
             format!("--service-account-key-file={}", d.join("sa.pub").display()),
             format!(
                 "--service-account-signing-key-file={}",

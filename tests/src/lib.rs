@@ -6,3 +6,4 @@ pub mod agent;
 pub mod clients;
 pub mod harness;
 pub mod helm;
+pub mod iam;

@@ -6,7 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CRATES: &[&str] = &["contract", "listener", "webhook", "credential-agent"];
+const CRATES: &[&str] = &[
+    "contract",
+    "listener",
+    "webhook",
+    "credential-agent",
+    "pod-identity",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -7,7 +7,4 @@ pub mod plan;
 pub mod spec;
 pub mod state;
 
-/// Tag on IAM roles and OIDC providers this tool created (and so may change
-/// or delete).
-pub const OWNER_TAG: &str = "pod-identity.io/managed-by";
-pub const OWNER_VALUE: &str = "pod-identity";
+pub use crate::iam::{OWNER_TAG, OWNER_VALUE};

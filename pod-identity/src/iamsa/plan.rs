@@ -7,31 +7,14 @@
 use std::collections::BTreeMap;
 
 use contract::annotations::{DEFAULT_PREFIX, ROLE_ARN};
-use serde_json::Value;
 
 use super::spec::Spec;
-use super::{OWNER_TAG, OWNER_VALUE};
 use crate::error::{Error, Result};
+pub use crate::iam::RoleState;
+use crate::iam::{OWNER_TAG, OWNER_VALUE};
 use crate::plan::{Change, Plan};
 use crate::policy::service_account_subject;
 use crate::policy::trust::{self, Binding};
-
-/// An IAM role as read.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RoleState {
-    pub arn: String,
-    pub trust: Value,
-    pub tags: BTreeMap<String, String>,
-    pub attached: Vec<String>,
-    pub inline: Vec<String>,
-    pub boundary: Option<String>,
-}
-
-impl RoleState {
-    pub fn owned(&self) -> bool {
-        self.tags.get(OWNER_TAG).map(String::as_str) == Some(OWNER_VALUE)
-    }
-}
 
 /// A ServiceAccount as read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -74,9 +74,9 @@ pub async fn read(
             continue;
         }
         for name in names {
-            if !world.roles.contains_key(&name) {
-                let role = get_role(&aws.iam, &name).await?;
-                world.roles.insert(name, role);
+            if let std::collections::btree_map::Entry::Vacant(slot) = world.roles.entry(name) {
+                let role = get_role(&aws.iam, slot.key()).await?;
+                slot.insert(role);
             }
         }
     }

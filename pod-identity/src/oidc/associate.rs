@@ -9,7 +9,7 @@ use crate::aws::Aws;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::iam::{find_provider, Provider};
-use crate::iamsa::{OWNER_TAG, OWNER_VALUE};
+use crate::iam::{OWNER_TAG, OWNER_VALUE};
 use crate::plan::{Change, Plan};
 use crate::policy::STS_AUDIENCE;
 

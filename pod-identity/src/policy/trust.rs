@@ -77,7 +77,7 @@ fn managed_statement(doc: &Value, b: &Binding) -> Option<usize> {
 /// The subjects the managed statement of this binding's issuer allows.
 pub fn subjects(doc: &Value, b: &Binding) -> Vec<String> {
     managed_statement(doc, b)
-        .map(|i| string_or_list(doc["Statement"][i]["Condition"]["StringEquals"].get(&b.sub_key())))
+        .map(|i| string_or_list(doc["Statement"][i]["Condition"]["StringEquals"].get(b.sub_key())))
         .unwrap_or_default()
 }
 
