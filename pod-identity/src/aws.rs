@@ -2,7 +2,8 @@
 //! `AWS_ENDPOINT_URL*` as the SDK reads them) and the one translation of an
 //! SDK error into an [`Error`] that names the action and the resource.
 
-use aws_sdk_iam::error::ProvideErrorMetadata;
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::error::Error;
 
@@ -56,30 +57,67 @@ pub fn code<E: ProvideErrorMetadata>(e: &E) -> Option<&str> {
 }
 
 /// An SDK error as an [`Error`] naming `action` (`iam:CreateRole`) and
-/// `resource` (the ARN or name it was called for).
+/// `resource` (the ARN or name it was called for). An HTTP 403 without an
+/// error code the SDK could read is still a denial.
+pub fn sdk_error<E>(action: &str, resource: &str, e: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let request_id = e.meta().extra("aws_request_id").map(str::to_string);
+    match e {
+        SdkError::ServiceError(s) => classify(action, resource, s.into_err(), status, request_id),
+        other => Error::Aws {
+            action: action.to_string(),
+            resource: resource.to_string(),
+            message: DisplayErrorContext(&other).to_string(),
+        },
+    }
+}
+
+/// A service error as an [`Error`] (see [`sdk_error`]).
 pub fn error<E>(action: &str, resource: &str, e: E) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = match e.message() {
-        Some(m) => m.to_string(),
-        None => aws_sdk_iam::error::DisplayErrorContext(&e).to_string(),
+    classify(action, resource, e, None, None)
+}
+
+fn classify<E>(
+    action: &str,
+    resource: &str,
+    e: E,
+    status: Option<u16>,
+    request_id: Option<String>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = match (e.message(), e.code(), status) {
+        (Some(m), _, _) => m.to_string(),
+        (None, None, Some(s)) => format!(
+            "HTTP {s} without an error the SDK could read (request id {})",
+            request_id.as_deref().unwrap_or("unknown")
+        ),
+        _ => DisplayErrorContext(&e).to_string(),
     };
-    match e.code() {
-        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "Forbidden") => {
-            Error::AccessDenied {
-                action: action.to_string(),
-                resource: resource.to_string(),
-                message,
-            }
-        }
-        code => Error::Aws {
+    let denied = matches!(
+        e.code(),
+        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "Forbidden")
+    ) || (e.code().is_none() && status == Some(403));
+    if denied {
+        return Error::AccessDenied {
             action: action.to_string(),
             resource: resource.to_string(),
-            message: match code {
-                Some(c) => format!("{c}: {message}"),
-                None => message,
-            },
+            message,
+        };
+    }
+    Error::Aws {
+        action: action.to_string(),
+        resource: resource.to_string(),
+        message: match e.code() {
+            Some(c) => format!("{c}: {message}"),
+            None => message,
         },
     }
 }

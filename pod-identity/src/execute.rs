@@ -4,7 +4,7 @@
 
 use aws_sdk_iam::types::Tag;
 
-use crate::aws::{error, Aws};
+use crate::aws::{sdk_error, Aws};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::plan::{Change, Plan};
@@ -71,13 +71,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .set_tags(Some(iam_tags(tags)?))
                 .send()
                 .await
-                .map_err(|e| {
-                    error(
-                        "iam:CreateOpenIDConnectProvider",
-                        url,
-                        e.into_service_error(),
-                    )
-                })?;
+                .map_err(|e| sdk_error("iam:CreateOpenIDConnectProvider", url, e))?;
         }
         Change::AddClientId {
             provider_arn,
@@ -89,11 +83,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .send()
                 .await
                 .map_err(|e| {
-                    error(
-                        "iam:AddClientIDToOpenIDConnectProvider",
-                        provider_arn,
-                        e.into_service_error(),
-                    )
+                    sdk_error("iam:AddClientIDToOpenIDConnectProvider", provider_arn, e)
                 })?;
         }
         Change::UpdateThumbprints {
@@ -106,11 +96,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .send()
                 .await
                 .map_err(|e| {
-                    error(
-                        "iam:UpdateOpenIDConnectProviderThumbprint",
-                        provider_arn,
-                        e.into_service_error(),
-                    )
+                    sdk_error("iam:UpdateOpenIDConnectProviderThumbprint", provider_arn, e)
                 })?;
         }
         Change::PutObject { bucket, key, body } => {
@@ -124,11 +110,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .send()
                 .await
                 .map_err(|e| {
-                    error(
-                        "s3:PutObject",
-                        &format!("arn:aws:s3:::{bucket}/{key}"),
-                        e.into_service_error(),
-                    )
+                    sdk_error("s3:PutObject", &format!("arn:aws:s3:::{bucket}/{key}"), e)
                 })?;
         }
         Change::CreateRole {
@@ -146,7 +128,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .description("Bound to Kubernetes ServiceAccounts by pod-identity")
                 .send()
                 .await
-                .map_err(|e| error("iam:CreateRole", name, e.into_service_error()))?;
+                .map_err(|e| sdk_error("iam:CreateRole", name, e))?;
         }
         Change::TagRole { name, tags } => {
             iam.tag_role()
@@ -154,7 +136,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .set_tags(Some(iam_tags(tags)?))
                 .send()
                 .await
-                .map_err(|e| error("iam:TagRole", name, e.into_service_error()))?;
+                .map_err(|e| sdk_error("iam:TagRole", name, e))?;
         }
         Change::UpdateTrust { name, trust } => {
             iam.update_assume_role_policy()
@@ -162,7 +144,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .policy_document(trust.to_string())
                 .send()
                 .await
-                .map_err(|e| error("iam:UpdateAssumeRolePolicy", name, e.into_service_error()))?;
+                .map_err(|e| sdk_error("iam:UpdateAssumeRolePolicy", name, e))?;
         }
         Change::AttachPolicy { role, policy_arn } => {
             iam.attach_role_policy()
@@ -171,11 +153,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .send()
                 .await
                 .map_err(|e| {
-                    error(
-                        "iam:AttachRolePolicy",
-                        &format!("{role} ({policy_arn})"),
-                        e.into_service_error(),
-                    )
+                    sdk_error("iam:AttachRolePolicy", &format!("{role} ({policy_arn})"), e)
                 })?;
         }
         Change::PutPermissionsBoundary { role, policy_arn } => {
@@ -184,13 +162,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .permissions_boundary(policy_arn)
                 .send()
                 .await
-                .map_err(|e| {
-                    error(
-                        "iam:PutRolePermissionsBoundary",
-                        role,
-                        e.into_service_error(),
-                    )
-                })?;
+                .map_err(|e| sdk_error("iam:PutRolePermissionsBoundary", role, e))?;
         }
         Change::DetachPolicy { role, policy_arn } => {
             iam.detach_role_policy()
@@ -199,11 +171,7 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .send()
                 .await
                 .map_err(|e| {
-                    error(
-                        "iam:DetachRolePolicy",
-                        &format!("{role} ({policy_arn})"),
-                        e.into_service_error(),
-                    )
+                    sdk_error("iam:DetachRolePolicy", &format!("{role} ({policy_arn})"), e)
                 })?;
         }
         Change::DeleteInlinePolicy { role, policy_name } => {
@@ -213,10 +181,10 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .send()
                 .await
                 .map_err(|e| {
-                    error(
+                    sdk_error(
                         "iam:DeleteRolePolicy",
                         &format!("{role} ({policy_name})"),
-                        e.into_service_error(),
+                        e,
                     )
                 })?;
         }
@@ -225,25 +193,21 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .role_name(name)
                 .send()
                 .await
-                .map_err(|e| error("iam:DeleteRole", name, e.into_service_error()))?;
+                .map_err(|e| sdk_error("iam:DeleteRole", name, e))?;
         }
         Change::ApplyServiceAccount {
             namespace,
             name,
             annotation,
+            extra_annotations,
             labels,
             create,
             force,
         } => {
+            let mut annotations = vec![annotation.clone()];
+            annotations.extend(extra_annotations.iter().cloned());
             need_cluster(cluster)?
-                .apply_annotation(
-                    namespace,
-                    name,
-                    std::slice::from_ref(annotation),
-                    labels,
-                    *create,
-                    *force,
-                )
+                .apply_annotation(namespace, name, &annotations, labels, *create, *force)
                 .await?;
         }
         Change::RemoveAnnotation {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::aws::{code, error};
+use crate::aws::{code, sdk_error};
 use crate::error::{Error, Result};
 use crate::policy::{issuer_host_path, parse_document};
 
@@ -47,13 +47,7 @@ pub async fn find_provider(iam: &aws_sdk_iam::Client, issuer: &str) -> Result<Op
         .list_open_id_connect_providers()
         .send()
         .await
-        .map_err(|e| {
-            error(
-                "iam:ListOpenIDConnectProviders",
-                "*",
-                e.into_service_error(),
-            )
-        })?;
+        .map_err(|e| sdk_error("iam:ListOpenIDConnectProviders", "*", e))?;
     let Some(arn) = list
         .open_id_connect_provider_list()
         .iter()
@@ -68,7 +62,7 @@ pub async fn find_provider(iam: &aws_sdk_iam::Client, issuer: &str) -> Result<Op
         .open_id_connect_provider_arn(&arn)
         .send()
         .await
-        .map_err(|e| error("iam:GetOpenIDConnectProvider", &arn, e.into_service_error()))?;
+        .map_err(|e| sdk_error("iam:GetOpenIDConnectProvider", &arn, e))?;
     Ok(Some(Provider {
         client_ids: p.client_id_list().to_vec(),
         thumbprints: p.thumbprint_list().to_vec(),
@@ -101,11 +95,10 @@ pub async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<Ro
     let role = match iam.get_role().role_name(name).send().await {
         Ok(r) => r,
         Err(e) => {
-            let e = e.into_service_error();
             if code(&e) == Some("NoSuchEntity") {
                 return Ok(None);
             }
-            return Err(error("iam:GetRole", name, e));
+            return Err(sdk_error("iam:GetRole", name, e));
         }
     };
     let Some(role) = role.role() else {
@@ -124,19 +117,19 @@ pub async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<Ro
         .role_name(name)
         .send()
         .await
-        .map_err(|e| error("iam:ListRoleTags", name, e.into_service_error()))?;
+        .map_err(|e| sdk_error("iam:ListRoleTags", name, e))?;
     let attached = iam
         .list_attached_role_policies()
         .role_name(name)
         .send()
         .await
-        .map_err(|e| error("iam:ListAttachedRolePolicies", name, e.into_service_error()))?;
+        .map_err(|e| sdk_error("iam:ListAttachedRolePolicies", name, e))?;
     let inline = iam
         .list_role_policies()
         .role_name(name)
         .send()
         .await
-        .map_err(|e| error("iam:ListRolePolicies", name, e.into_service_error()))?;
+        .map_err(|e| sdk_error("iam:ListRolePolicies", name, e))?;
     Ok(Some(RoleState {
         arn: role.arn().to_string(),
         trust,

@@ -64,6 +64,8 @@ pub enum Change {
         namespace: String,
         name: String,
         annotation: (String, String),
+        /// Further annotations of a created ServiceAccount (ClusterConfig metadata).
+        extra_annotations: Vec<(String, String)>,
         labels: Vec<(String, String)>,
         create: bool,
         force: bool,

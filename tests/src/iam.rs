@@ -49,8 +49,14 @@ impl Tools {
 
     /// `pod-identity ARGS --kubeconfig ...`.
     pub fn run(&self, args: &[&str]) -> Result<Outcome> {
+        self.run_env(args, &[])
+    }
+
+    /// [`Tools::run`] with environment variables set or replaced.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Outcome> {
         let mut c = Command::new(workspace_bin("pod-identity")?);
         self.env(&mut c);
+        c.envs(env.iter().copied());
         c.args(args)
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()));
         let out = c.output().context("running pod-identity")?;

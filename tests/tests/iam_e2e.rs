@@ -821,3 +821,111 @@ iam:
     assert!(tools.role("pod-identity-team-x")?.is_none());
     Ok(())
 }
+
+/// With moto enforcing IAM permissions (after the first four requests, which
+/// set up a limited user and the OIDC provider): a missing permission names
+/// the action and the resource, and never the credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_permissions_are_named() -> Result<()> {
+    let cluster = Cluster::start_self_issuer().await?;
+    let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "4")]).await?;
+    let tools = Tools::new(&cluster, &moto)?;
+    tools.aws(&["iam", "create-user", "--user-name", "deployer"])?;
+    let key = tools.aws(&["iam", "create-access-key", "--user-name", "deployer"])?;
+    let (id, secret) = (
+        key["AccessKey"]["AccessKeyId"]
+            .as_str()
+            .context("key id")?
+            .to_string(),
+        key["AccessKey"]["SecretAccessKey"]
+            .as_str()
+            .context("secret")?
+            .to_string(),
+    );
+    tools.aws(&["iam", "put-user-policy", "--user-name", "deployer", "--policy-name", "limited", "--policy-document",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iam:ListOpenIDConnectProviders","iam:GetOpenIDConnectProvider"],"Resource":"*"}]}"#])?;
+    tools.aws(&[
+        "iam",
+        "create-open-id-connect-provider",
+        "--url",
+        &cluster.url,
+        "--client-id-list",
+        "sts.amazonaws.com",
+        "--thumbprint-list",
+        &"0".repeat(40),
+    ])?;
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
+    ];
+    let out = tools.run_env(
+        &[
+            "iamserviceaccount",
+            "create",
+            "--namespace",
+            "app",
+            "--name",
+            "reader",
+            "--role-name",
+            "app-reader",
+        ],
+        &keys,
+    )?;
+    assert_eq!(out.code, 1, "{out:?}");
+    ensure!(
+        out.stderr.contains("AWS denied iam:GetRole on app-reader")
+            && out.stderr.contains("lack the permission iam:GetRole"),
+        "{out:?}"
+    );
+    ensure!(
+        !out.stderr.contains(&secret) && !out.stdout.contains(&secret),
+        "the secret key was printed"
+    );
+    Ok(())
+}
+
+/// A run that fails half-way (here: the namespace does not exist yet) says
+/// what it did; re-running once the cause is fixed finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_runs_say_what_was_done_and_resume() -> Result<()> {
+    let env = setup().await?;
+    let (cluster, tools) = (&env.cluster, &env.tools);
+    let create = [
+        "iamserviceaccount",
+        "create",
+        "--namespace",
+        "later",
+        "--name",
+        "app",
+        "--approve",
+    ];
+    let first = tools.run(&create)?;
+    assert_eq!(first.code, 4, "{first:?}");
+    ensure!(
+        first
+            .stderr
+            .contains("done: + create IAM role pod-identity-later-app"),
+        "{first:?}"
+    );
+    ensure!(
+        first.stderr.contains("ServiceAccount later/app") && first.stderr.contains("re-running"),
+        "{first:?}"
+    );
+    assert!(tools.role("pod-identity-later-app")?.is_some());
+    cluster.create_namespace("later").await?;
+    let second = tools.ok(&create)?;
+    ensure!(
+        second.contains("1 change(s)") && second.contains("+ create ServiceAccount later/app"),
+        "{second}"
+    );
+    let sa = cluster
+        .get("/api/v1/namespaces/later/serviceaccounts/app")
+        .await?;
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        json!(format!(
+            "arn:aws:iam::{ACCOUNT}:role/pod-identity-later-app"
+        ))
+    );
+    Ok(())
+}

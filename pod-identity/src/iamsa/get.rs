@@ -9,7 +9,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use super::plan::role_annotation;
-use crate::aws::{error, Aws};
+use crate::aws::{sdk_error, Aws};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::iam::get_role;
@@ -76,7 +76,7 @@ pub async fn run(
             .set_marker(marker.clone())
             .send()
             .await
-            .map_err(|e| error("iam:ListRoles", "*", e.into_service_error()))?;
+            .map_err(|e| sdk_error("iam:ListRoles", "*", e))?;
         for role in page.roles() {
             let Some(doc) = role
                 .assume_role_policy_document()

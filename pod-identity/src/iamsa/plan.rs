@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use contract::annotations::{DEFAULT_PREFIX, ROLE_ARN};
 
 use super::spec::Spec;
+use crate::cluster::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::error::{Error, Result};
 pub use crate::iam::RoleState;
 use crate::iam::{OWNER_TAG, OWNER_VALUE};
@@ -67,6 +68,16 @@ pub struct CreateOptions {
 /// Plans `create` for every spec, in order; refuses (changing nothing) when
 /// any of them would touch a role or a ServiceAccount it must not.
 pub fn plan_create(world: &mut World, specs: &[Spec], opts: CreateOptions) -> Result<Plan> {
+    // All or nothing: a refusal leaves the world as it was.
+    let before = world.clone();
+    let planned = plan_create_all(world, specs, opts);
+    if planned.is_err() {
+        *world = before;
+    }
+    planned
+}
+
+fn plan_create_all(world: &mut World, specs: &[Spec], opts: CreateOptions) -> Result<Plan> {
     let mut plan = Plan::default();
     for spec in specs {
         let role_name = spec.role_name(world.cluster.as_deref());
@@ -190,6 +201,12 @@ fn plan_service_account(
                 namespace: spec.namespace.clone(),
                 name: spec.name.clone(),
                 annotation,
+                extra_annotations: spec
+                    .annotations
+                    .iter()
+                    .filter(|(k, _)| *k != role_annotation())
+                    .cloned()
+                    .collect(),
                 labels,
                 create: true,
                 force: false,
@@ -213,7 +230,13 @@ fn plan_service_account(
                     namespace: spec.namespace.clone(),
                     name: spec.name.clone(),
                     annotation,
-                    labels: Vec::new(),
+                    extra_annotations: Vec::new(),
+                    // Re-applied so that this apply keeps the label it set.
+                    labels: if sa.managed {
+                        vec![(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into())]
+                    } else {
+                        Vec::new()
+                    },
                     create: false,
                     force,
                 });
@@ -308,3 +331,7 @@ pub fn plan_delete(world: &mut World, specs: &[Spec]) -> Result<Plan> {
     }
     Ok(plan)
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

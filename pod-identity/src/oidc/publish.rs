@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::discovery::{self, KeyChanges};
 use super::keys::jwks_from_pem;
-use crate::aws::{code, error, Aws};
+use crate::aws::{code, sdk_error, Aws};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::plan::{Change, Plan};
@@ -50,14 +50,13 @@ async fn read_object(aws: &Aws, bucket: &str, key: &str) -> Result<Option<Value>
             Ok(Some(v))
         }
         Err(e) => {
-            let e = e.into_service_error();
             if code(&e) == Some("NoSuchKey") {
                 return Ok(None);
             }
             if code(&e) == Some("NoSuchBucket") {
                 return Err(Error::Precondition(format!("the S3 bucket {bucket} does not exist: create it first (objects under the prefix must be publicly readable)")));
             }
-            Err(error(
+            Err(sdk_error(
                 "s3:GetObject",
                 &format!("arn:aws:s3:::{bucket}/{key}"),
                 e,

@@ -1,0 +1,205 @@
+//! Table tests of planning: every path of create and delete on a world
+//! built in memory.
+
+use serde_json::json;
+
+use super::*;
+use crate::policy::evaluate::{evaluate, Request};
+
+const ISSUER: &str = "https://oidc.example/c1";
+const PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.example/c1";
+
+fn world() -> World {
+    World {
+        account: "123456789012".into(),
+        partition: "aws".into(),
+        issuer: ISSUER.into(),
+        provider_arn: PROVIDER.into(),
+        cluster: None,
+        ..Default::default()
+    }
+}
+
+fn spec(ns: &str, name: &str) -> Spec {
+    Spec {
+        namespace: ns.into(),
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn allows(w: &World, role: &str, ns: &str, name: &str) -> bool {
+    let trust = &w.roles[role].as_ref().unwrap().trust;
+    let sub = crate::policy::service_account_subject(ns, name);
+    evaluate(
+        trust,
+        &Request::web_identity(PROVIDER, ISSUER, &sub, "sts.amazonaws.com"),
+    )
+    .is_allowed()
+}
+
+fn kinds(p: &Plan) -> Vec<&'static str> {
+    p.changes
+        .iter()
+        .map(|c| match c {
+            Change::CreateRole { .. } => "create-role",
+            Change::AttachPolicy { .. } => "attach",
+            Change::UpdateTrust { .. } => "trust",
+            Change::TagRole { .. } => "tag",
+            Change::PutPermissionsBoundary { .. } => "boundary",
+            Change::ApplyServiceAccount { create: true, .. } => "create-sa",
+            Change::ApplyServiceAccount { force: true, .. } => "override-sa",
+            Change::ApplyServiceAccount { .. } => "annotate-sa",
+            Change::RemoveAnnotation { .. } => "unannotate-sa",
+            Change::DeleteServiceAccount { .. } => "delete-sa",
+            Change::DetachPolicy { .. } => "detach",
+            Change::DeleteInlinePolicy { .. } => "delete-inline",
+            Change::DeleteRole { .. } => "delete-role",
+            _ => "other",
+        })
+        .collect()
+}
+
+#[test]
+fn create_then_again_changes_nothing() {
+    let mut w = world();
+    let s = Spec {
+        policy_arns: vec!["arn:aws:iam::aws:policy/X".into()],
+        ..spec("ns", "app")
+    };
+    let p = plan_create(&mut w, std::slice::from_ref(&s), CreateOptions::default()).unwrap();
+    assert_eq!(kinds(&p), ["create-role", "attach", "create-sa"]);
+    assert!(allows(&w, "pod-identity-ns-app", "ns", "app"));
+    assert!(!allows(&w, "pod-identity-ns-app", "ns", "other"));
+    let again = plan_create(&mut w, &[s], CreateOptions::default()).unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[test]
+fn two_service_accounts_sharing_a_role_in_one_run() {
+    let mut w = world();
+    let a = Spec {
+        role_name: Some("shared".into()),
+        ..spec("ns", "a")
+    };
+    let b = Spec {
+        role_name: Some("shared".into()),
+        ..spec("ns", "b")
+    };
+    let p = plan_create(&mut w, &[a.clone(), b.clone()], CreateOptions::default()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        ["create-role", "create-sa", "trust", "create-sa"]
+    );
+    assert!(allows(&w, "shared", "ns", "a") && allows(&w, "shared", "ns", "b"));
+    // Deleting one keeps the role for the other; deleting both removes it.
+    let d = plan_delete(&mut w, std::slice::from_ref(&a)).unwrap();
+    assert_eq!(kinds(&d), ["delete-sa", "trust"]);
+    assert!(!allows(&w, "shared", "ns", "a") && allows(&w, "shared", "ns", "b"));
+    let d = plan_delete(&mut w, &[b]).unwrap();
+    assert_eq!(kinds(&d), ["delete-sa", "delete-role"]);
+    assert_eq!(w.roles["shared"], None);
+    assert!(plan_delete(&mut w, &[a]).unwrap().is_empty());
+}
+
+#[test]
+fn roles_not_owned_are_refused_unless_adopted() {
+    let foreign = RoleState {
+        arn: "arn:aws:iam::123456789012:role/hand".into(),
+        trust: json!({"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+        ..Default::default()
+    };
+    let s = Spec {
+        role_name: Some("hand".into()),
+        ..spec("ns", "app")
+    };
+    let mut w = world();
+    w.roles.insert("hand".into(), Some(foreign.clone()));
+    let before = w.clone();
+    let e = plan_create(&mut w, std::slice::from_ref(&s), CreateOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::Refused(_)), "{e}");
+    // Delete leaves it alone, with a note.
+    let d = plan_delete(&mut w, std::slice::from_ref(&s)).unwrap();
+    assert!(d.is_empty() && d.notes[0].contains("left alone"), "{d:?}");
+    assert_eq!(w.roles, before.roles);
+    // Adopted: tagged, trust extended, the EC2 statement kept.
+    let p = plan_create(
+        &mut w,
+        std::slice::from_ref(&s),
+        CreateOptions { adopt_role: true },
+    )
+    .unwrap();
+    assert_eq!(kinds(&p), ["tag", "trust", "create-sa"]);
+    assert!(allows(&w, "hand", "ns", "app"));
+    let d = plan_delete(&mut w, &[s]).unwrap();
+    assert_eq!(
+        kinds(&d),
+        ["delete-sa", "trust"],
+        "the EC2 statement keeps the role in use"
+    );
+}
+
+#[test]
+fn service_accounts_of_others() {
+    let mut w = world();
+    let key = ("ns".to_string(), "app".to_string());
+    w.service_accounts.insert(
+        key.clone(),
+        Some(SaState {
+            annotation: Some("arn:aws:iam::123456789012:role/other".into()),
+            managed: false,
+        }),
+    );
+    let s = spec("ns", "app");
+    let before = w.clone();
+    let e = plan_create(&mut w, std::slice::from_ref(&s), CreateOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("already annotated"), "{e}");
+    assert_eq!(w, before, "a refused plan changed the world");
+    let over = Spec {
+        override_existing: true,
+        ..s.clone()
+    };
+    let p = plan_create(&mut w, &[over], CreateOptions::default()).unwrap();
+    assert_eq!(kinds(&p), ["create-role", "override-sa"]);
+    // A ServiceAccount the user made loses only the annotation on delete.
+    let d = plan_delete(&mut w, std::slice::from_ref(&s)).unwrap();
+    assert_eq!(kinds(&d), ["unannotate-sa", "delete-role"]);
+    assert!(w.service_accounts[&key].is_some());
+    // An unannotated one is annotated without force.
+    let p = plan_create(&mut w, &[s], CreateOptions::default()).unwrap();
+    assert_eq!(kinds(&p), ["create-role", "annotate-sa"]);
+}
+
+#[test]
+fn role_only_attach_role_and_boundaries() {
+    let mut w = world();
+    let role_only = Spec {
+        role_only: true,
+        ..spec("ns", "job")
+    };
+    let p = plan_create(&mut w, &[role_only.clone()], CreateOptions::default()).unwrap();
+    assert_eq!(kinds(&p), ["create-role"]);
+    assert!(w.service_accounts.is_empty());
+    let d = plan_delete(&mut w, &[role_only]).unwrap();
+    assert_eq!(kinds(&d), ["delete-role"]);
+
+    let attach = Spec {
+        attach_role_arn: Some("arn:aws:iam::123456789012:role/given".into()),
+        ..spec("ns", "x")
+    };
+    let p = plan_create(&mut w, &[attach], CreateOptions::default()).unwrap();
+    assert_eq!(kinds(&p), ["create-sa"]);
+    assert!(!w.roles.contains_key("given"));
+
+    let bounded = Spec {
+        permissions_boundary: Some("arn:aws:iam::123456789012:policy/b".into()),
+        ..spec("ns", "y")
+    };
+    plan_create(&mut w, &[bounded.clone()], CreateOptions::default()).unwrap();
+    let changed = Spec {
+        permissions_boundary: Some("arn:aws:iam::123456789012:policy/c".into()),
+        ..bounded
+    };
+    let p = plan_create(&mut w, &[changed], CreateOptions::default()).unwrap();
+    assert_eq!(kinds(&p), ["boundary"]);
+}
