@@ -177,7 +177,12 @@ fn role_only_attach_role_and_boundaries() {
         role_only: true,
         ..spec("ns", "job")
     };
-    let p = plan_create(&mut w, &[role_only.clone()], CreateOptions::default()).unwrap();
+    let p = plan_create(
+        &mut w,
+        std::slice::from_ref(&role_only),
+        CreateOptions::default(),
+    )
+    .unwrap();
     assert_eq!(kinds(&p), ["create-role"]);
     assert!(w.service_accounts.is_empty());
     let d = plan_delete(&mut w, &[role_only]).unwrap();
@@ -195,7 +200,12 @@ fn role_only_attach_role_and_boundaries() {
         permissions_boundary: Some("arn:aws:iam::123456789012:policy/b".into()),
         ..spec("ns", "y")
     };
-    plan_create(&mut w, &[bounded.clone()], CreateOptions::default()).unwrap();
+    plan_create(
+        &mut w,
+        std::slice::from_ref(&bounded),
+        CreateOptions::default(),
+    )
+    .unwrap();
     let changed = Spec {
         permissions_boundary: Some("arn:aws:iam::123456789012:policy/c".into()),
         ..bounded
