@@ -5,13 +5,17 @@
 //!   node address, the ports and flags of the sidecar the webhook renders,
 //!   the `?role=` query);
 //! - [`duration`]: the one duration syntax of both binaries' flags;
-//! - [`annotations`]: the annotation and label names users write.
+//! - [`annotations`]: the annotation and label names users write, and the
+//!   near-miss rule that names a mistyped one;
+//! - [`injected`]: whether a pod got what the webhook injects (doctor and
+//!   the webhook's missing-injection metric).
 //!
 //! No I/O and no dependencies beyond `thiserror`: every item here is pure.
 
 pub mod agent;
 pub mod annotations;
 pub mod duration;
+pub mod injected;
 mod role_arn;
 
 pub use role_arn::{RoleArn, RoleArnError};

@@ -82,60 +82,9 @@ pub fn parse_go_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// True when `key` is `<domain>/<name>` for a name we read, with a domain that
-/// is not `prefix` but close to it (a typo), or when it is the bare name.
-pub fn is_near_miss(key: &str, prefix: &str, names: &[&str]) -> bool {
-    let (domain, name) = match key.rsplit_once('/') {
-        Some((d, n)) => (d, n),
-        None => ("", key),
-    };
-    if !names.contains(&name) || domain == prefix {
-        return false;
-    }
-    if domain.is_empty() {
-        return true;
-    }
-    let d = domain.to_ascii_lowercase();
-    let p = prefix.to_ascii_lowercase();
-    d == p || levenshtein(&d, &p) <= 4
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const P: &str = "eks.amazonaws.com";
-
-    #[test]
-    fn near_miss_table() {
-        let cases = [
-            ("eks.amazon.com/role-arn", true),
-            ("eks.amazonaws.co/role-arn", true),
-            ("EKS.amazonaws.com/role-arn", true),
-            ("eks-amazonaws.com/role-arn", true),
-            ("eks.amazonaws.com/role-arn", false),
-            ("example.org/role-arn", false),
-            ("eks.amazon.com/something-else", false),
-            ("role-arn", true),
-        ];
-        for (key, want) in cases {
-            assert_eq!(is_near_miss(key, P, SERVICE_ACCOUNT_NAMES), want, "{key}");
-        }
-    }
 
     #[test]
     fn go_bool_table() {
