@@ -34,6 +34,58 @@ pub enum Command {
     /// IAM roles bound to ServiceAccounts.
     #[command(subcommand, name = "iamserviceaccount", alias = "iamserviceaccounts")]
     IamServiceAccount(IamSa),
+    /// Why a pod has no AWS credentials, and which pods missed injection.
+    #[command(subcommand)]
+    Doctor(Doctor),
+}
+
+/// Options of every doctor command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorFlags {
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: Output,
+    /// The webhook's --annotation-prefix.
+    #[arg(long, default_value = contract::annotations::DEFAULT_PREFIX)]
+    pub annotation_prefix: String,
+    /// The webhook's --credential-mode (its default for pods that do not say).
+    #[arg(long, default_value = "web-identity", value_parser = ["web-identity", "agent", "sidecar"])]
+    pub credential_mode: String,
+    /// The webhook's sidecar container name.
+    #[arg(long, default_value = "aws-credential-agent")]
+    pub sidecar_name: String,
+    /// Also treat this MutatingWebhookConfiguration as the pod-identity
+    /// webhook (default: webhooks named pod-identity-webhook.amazonaws.com).
+    #[arg(long)]
+    pub webhook_configuration: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Doctor {
+    /// The checklist for one pod: NAMESPACE/NAME.
+    Pod {
+        target: String,
+        /// Also mint a token for the ServiceAccount and exchange it with STS.
+        #[arg(long)]
+        exchange: bool,
+        #[command(flatten)]
+        flags: DoctorFlags,
+    },
+    /// The checklist for one ServiceAccount: NAMESPACE/NAME.
+    #[command(alias = "sa")]
+    Serviceaccount {
+        target: String,
+        #[arg(long)]
+        exchange: bool,
+        #[command(flatten)]
+        flags: DoctorFlags,
+    },
+    /// Every pod that asks for a role but missed injection; ServiceAccounts
+    /// with broken annotations; the webhook's health. Exits 1 when a pod
+    /// missed injection.
+    Cluster {
+        #[command(flatten)]
+        flags: DoctorFlags,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -42,6 +42,9 @@ pub enum Error {
     /// Something the tool will not do without an explicit flag.
     #[error("{0}")]
     Refused(String),
+    /// doctor found problems (already printed).
+    #[error("{0}")]
+    ChecksFailed(String),
     /// Some changes were made before a step failed.
     #[error("{error}\n{done}\nThe steps above were applied; the commands are idempotent, so re-running this one after fixing the cause finishes the job.")]
     Partial { done: String, error: Box<Error> },

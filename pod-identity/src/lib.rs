@@ -7,6 +7,7 @@
 pub mod args;
 pub mod aws;
 pub mod cluster;
+pub mod doctor;
 pub mod error;
 pub mod execute;
 pub mod iam;
@@ -125,8 +126,62 @@ pub async fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             }
         }
         Command::IamServiceAccount(cmd) => run_iamsa(cmd, &args.kube, args.region, out).await?,
+        Command::Doctor(cmd) => run_doctor(cmd, &args.kube, args.region, out).await?,
     }
     Ok(())
+}
+
+fn split_target(target: &str) -> Result<(String, String)> {
+    match target.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok((ns.to_string(), name.to_string())),
+        _ => Err(Error::Usage(format!("{target:?}: expected NAMESPACE/NAME"))),
+    }
+}
+
+fn doctor_options(flags: &args::DoctorFlags, exchange: bool) -> doctor::gather::Options {
+    doctor::gather::Options {
+        prefix: flags.annotation_prefix.clone(),
+        default_mode: flags.credential_mode.clone(),
+        sidecar_name: flags.sidecar_name.clone(),
+        webhook_configuration: flags.webhook_configuration.clone(),
+        exchange,
+    }
+}
+
+async fn run_doctor(cmd: args::Doctor, kube: &cluster::KubeArgs, region: Option<String>, out: &mut dyn Write) -> Result<()> {
+    let cluster = cluster::Cluster::connect(kube).await?;
+    let (target, exchange, flags, pod) = match cmd {
+        args::Doctor::Cluster { flags } => {
+            let audit = doctor::audit::run(&cluster, &doctor_options(&flags, false)).await?;
+            let text = match flags.output {
+                Output::Text | Output::Table => audit.render(),
+                o => serialize(&audit, o)?,
+            };
+            let _ = write!(out, "{text}");
+            if audit.failed() {
+                return Err(Error::ChecksFailed(format!("{} pod(s) missed injection", audit.pods_missing_injection.len())));
+            }
+            return Ok(());
+        }
+        args::Doctor::Pod { target, exchange, flags } => (target, exchange, flags, true),
+        args::Doctor::Serviceaccount { target, exchange, flags } => (target, exchange, flags, false),
+    };
+    let (namespace, name) = split_target(&target)?;
+    let aws = aws::Aws::load(region.as_deref()).await;
+    let facts = doctor::gather::gather(&aws, &cluster, &doctor_options(&flags, exchange), &namespace, &name, pod).await?;
+    let report = doctor::report::Report {
+        target: format!("{} {namespace}/{name}", if pod { "pod" } else { "serviceaccount" }),
+        checks: doctor::checks::run(&facts),
+    };
+    let text = match flags.output {
+        Output::Text | Output::Table => report.render(),
+        o => serialize(&report, o)?,
+    };
+    let _ = write!(out, "{text}");
+    match report.failed() {
+        0 => Ok(()),
+        n => Err(Error::ChecksFailed(format!("{n} check(s) failed"))),
+    }
 }
 
 async fn run_iamsa(

@@ -1,0 +1,421 @@
+//! The checklist, pure: [`Facts`] in, one [`Check`] per step out, in the
+//! order a user would debug by hand. A check whose input an earlier check
+//! found missing is skipped, so one fault fails exactly one check.
+
+use contract::annotations::{
+    is_near_miss, AUDIENCE, CREDENTIAL_MODE, ROLE_ARN, SERVICE_ACCOUNT_NAMES, SKIP_CONTAINERS,
+};
+use contract::injected::{self, Injected};
+use contract::RoleArn;
+
+use super::cert;
+use super::facts::{Facts, Lookup, PodFacts, ServingCert, WebhookFacts};
+use super::report::{Check, Status};
+use super::selector;
+use crate::policy::evaluate::{evaluate, Decision, Request};
+use crate::policy::{issuer_host_path, service_account_subject, STS_AUDIENCE};
+
+/// Warn when the serving certificate expires sooner than this.
+const CERT_WARN_DAYS: i64 = 30;
+
+/// All checks, in order.
+pub fn run(f: &Facts) -> Vec<Check> {
+    let (sa_check, role) = service_account(f);
+    let webhook = webhook(f);
+    let mutation = mutation(f, role.as_ref());
+    let audience = audience(f);
+    let token = token(f, &mutation, &audience);
+    let provider = provider(f, &audience);
+    let role_check = role_trust(f, role.as_ref(), &audience);
+    let exchange = exchange(f, role.as_ref());
+    let agent = agent(f, &mutation);
+    let sdk = sdk(f);
+    vec![sa_check, webhook, mutation, token, provider, role_check, exchange, agent, sdk]
+}
+
+fn key(f: &Facts, name: &str) -> String {
+    format!("{}/{name}", f.prefix)
+}
+
+fn sa_ref(f: &Facts) -> String {
+    format!("{}/{}", f.namespace, f.service_account_name)
+}
+
+/// 1. The ServiceAccount and its role annotation.
+fn service_account(f: &Facts) -> (Check, Option<RoleArn>) {
+    const ID: &str = "serviceaccount";
+    if f.namespace_labels.is_none() {
+        return (Check::fail(ID, format!("namespace {} does not exist", f.namespace), "create the namespace"), None);
+    }
+    let Some(sa) = &f.service_account else {
+        return (
+            Check::fail(
+                ID,
+                format!("ServiceAccount {} does not exist", sa_ref(f)),
+                format!("pod-identity iamserviceaccount create --namespace {} --name {} --approve", f.namespace, f.service_account_name),
+            ),
+            None,
+        );
+    };
+    let near: Vec<&String> = sa.annotations.keys().filter(|k| is_near_miss(k, &f.prefix, SERVICE_ACCOUNT_NAMES)).collect();
+    let near_text = near.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ");
+    let role_key = key(f, ROLE_ARN);
+    match sa.annotations.get(&role_key) {
+        None if !near.is_empty() => (
+            Check::fail(
+                ID,
+                format!("ServiceAccount {} has no {role_key}, but {near_text} looks like a typo of it", sa_ref(f)),
+                format!("rename the annotation to {role_key}"),
+            ),
+            None,
+        ),
+        None => (
+            Check::fail(
+                ID,
+                format!("ServiceAccount {} has no annotation {role_key}", sa_ref(f)),
+                format!("pod-identity iamserviceaccount create --namespace {} --name {} --approve (or annotate it with the role ARN)", f.namespace, f.service_account_name),
+            ),
+            None,
+        ),
+        Some(v) => match RoleArn::parse(v.trim()) {
+            Err(e) => (
+                Check::fail(ID, format!("{role_key}={v:?} is not a role ARN: {e}"), "set it to arn:aws:iam::<account>:role/<name>"),
+                None,
+            ),
+            Ok(arn) if !near.is_empty() => (
+                Check::warn(ID, format!("{role_key}={arn}; {near_text} looks like a mistyped annotation and is ignored"), format!("rename it under {}/", f.prefix)),
+                Some(arn),
+            ),
+            Ok(arn) => (Check::pass(ID, format!("ServiceAccount {} has {role_key}={arn}", sa_ref(f))), Some(arn)),
+        },
+    }
+}
+
+/// Why a webhook would not mutate this pod (or a pod of this namespace).
+fn excluded(f: &Facts, w: &WebhookFacts, pod: Option<&PodFacts>) -> Option<String> {
+    let ns_labels = f.namespace_labels.clone().unwrap_or_default();
+    if let Err(r) = selector::matches(w.namespace_selector.as_ref(), &ns_labels) {
+        return Some(format!("namespace {} is excluded by the namespaceSelector of {} ({r})", f.namespace, w.configuration));
+    }
+    if let Some(p) = pod {
+        if let Err(r) = selector::matches(w.object_selector.as_ref(), &p.labels) {
+            return Some(format!("the pod is excluded by the objectSelector of {} ({r})", w.configuration));
+        }
+    }
+    None
+}
+
+/// 2. The webhook configuration, its selectors, failure policy and certificate.
+fn webhook(f: &Facts) -> Check {
+    webhook_check(f, true)
+}
+
+/// The webhook's configuration and certificate health, for the cluster
+/// audit (no namespace or pod to select).
+pub fn webhook_health(f: &Facts) -> Check {
+    webhook_check(f, false)
+}
+
+fn webhook_check(f: &Facts, selectors: bool) -> Check {
+    const ID: &str = "webhook";
+    let Some(w) = f.webhooks.first() else {
+        return Check::fail(
+            ID,
+            "no MutatingWebhookConfiguration has a pod-identity webhook for pods CREATE",
+            "install the webhook (helm install pod-identity charts/pod-identity) or restore its MutatingWebhookConfiguration",
+        );
+    };
+    if let Some(why) = excluded(f, w, f.pod.as_ref()).filter(|_| selectors) {
+        return Check::fail(ID, why, "remove the opt-out label, or the namespace from the chart's excludeNamespaces");
+    }
+    let name = &w.server_name;
+    let (chain, source) = match &w.cert {
+        ServingCert::NotFound(why) => {
+            return Check::fail(ID, format!("{}: serving certificate not found: {why}", w.configuration), "check the webhook's TLS Secret or that the webhook is running");
+        }
+        ServingCert::Served { url, chain } => (chain, format!("served at {url}")),
+        ServingCert::Secret { name, chain } => (chain, format!("in Secret {name}")),
+    };
+    let verdict = cert::verify(chain, &w.ca_bundle, name, f.now);
+    if let Err(why) = verdict.result {
+        return Check::fail(
+            ID,
+            format!("{}: {why} (certificate {source}, name {name})", w.configuration),
+            "re-issue the serving certificate and the caBundle together (helm upgrade, or let cert-manager renew it)",
+        );
+    }
+    let days = verdict.not_after.map(|t| (t - f.now) / 86_400).unwrap_or(i64::MAX);
+    let selected = if selectors { format!("namespace {} selected, ", f.namespace) } else { String::new() };
+    let evidence = format!(
+        "{} (webhook {}): {selected}failurePolicy {}, serving certificate for {name} {source} verified by the caBundle, expires in {days} days",
+        w.configuration, w.name, w.failure_policy
+    );
+    if days < CERT_WARN_DAYS {
+        return Check::warn(ID, evidence, "renew the serving certificate before it expires");
+    }
+    if w.failure_policy == "Ignore" {
+        return Check::warn(
+            ID,
+            evidence,
+            "with failurePolicy Ignore, pods created while the webhook is unavailable start without credentials and without an error: run `pod-identity doctor cluster` to find them",
+        );
+    }
+    Check::pass(ID, evidence)
+}
+
+/// The credential mode asked for by annotations (pod, then ServiceAccount),
+/// else the webhook's default.
+fn asked_mode(f: &Facts) -> String {
+    let k = key(f, CREDENTIAL_MODE);
+    f.pod
+        .as_ref()
+        .and_then(|p| p.annotations.get(&k))
+        .or_else(|| f.service_account.as_ref().and_then(|s| s.annotations.get(&k)))
+        .cloned()
+        .unwrap_or_else(|| f.default_mode.clone())
+}
+
+fn skip_list(f: &Facts, p: &PodFacts) -> Vec<String> {
+    p.annotations
+        .get(&key(f, SKIP_CONTAINERS))
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// Why a pod that asks for a role was not injected, and the fix. Shared
+/// with the cluster audit.
+pub fn why_not_injected(f: &Facts, p: &PodFacts) -> (String, String) {
+    let restart = "delete the pod so that its controller recreates it (kubectl rollout restart for a Deployment)";
+    let Some(w) = f.webhooks.first() else {
+        return ("no pod-identity webhook is registered".into(), format!("install the webhook, then {restart}"));
+    };
+    if let Some(why) = excluded(f, w, Some(p)) {
+        return (why, "remove the opt-out label if this pod needs AWS credentials".into());
+    }
+    if let (Some(created), Some(annotated)) = (p.created, f.service_account.as_ref().and_then(|s| s.role_annotated_at)) {
+        if annotated > created {
+            return (
+                format!("the pod was created {} s before its ServiceAccount got the role annotation", annotated - created),
+                restart.into(),
+            );
+        }
+    }
+    if p.host_network && asked_mode(f) == "sidecar" {
+        return (
+            "hostNetwork pod in sidecar mode: the webhook does not add a credential sidecar to the host's network".into(),
+            "use the agent or web-identity mode for this pod (annotation credential-mode)".into(),
+        );
+    }
+    (
+        format!("the pod was created while the webhook was unavailable or not yet registered (failurePolicy {} admits pods unmutated)", w.failure_policy),
+        restart.into(),
+    )
+}
+
+fn injection_of(p: &PodFacts, c: &super::facts::ContainerFacts) -> Injected {
+    let _ = p;
+    injected::container(c.env.iter().map(|(k, _)| k.as_str()))
+}
+
+/// 3. The pod got the variables, mount and volume of its credential mode.
+fn mutation(f: &Facts, role: Option<&RoleArn>) -> Check {
+    const ID: &str = "mutation";
+    let Some(p) = &f.pod else {
+        return Check::skip(ID, "applies to pods (doctor pod)");
+    };
+    if role.is_none() {
+        return Check::skip(ID, "the ServiceAccount asks for no (valid) role");
+    }
+    let skip = skip_list(f, p);
+    let skip_refs: Vec<&str> = skip.iter().map(String::as_str).collect();
+    let containers: Vec<&super::facts::ContainerFacts> = p
+        .containers
+        .iter()
+        .filter(|c| !skip_refs.contains(&c.name.as_str()) && c.name != f.sidecar_name)
+        .collect();
+    if containers.is_empty() {
+        return Check::skip(ID, "every container is listed in skip-containers");
+    }
+    let lacking: Vec<&str> = containers.iter().filter(|c| injection_of(p, c) == Injected::Nothing).map(|c| c.name.as_str()).collect();
+    if lacking.len() == containers.len() {
+        let (why, fix) = why_not_injected(f, p);
+        return Check::fail(ID, format!("no container has AWS credentials variables: {why}"), fix);
+    }
+    let mut problems = Vec::new();
+    if !lacking.is_empty() {
+        problems.push(format!("containers without credentials variables: {}", lacking.join(", ")));
+    }
+    let token_volumes: Vec<&str> = p.token_volumes.iter().map(|v| v.name.as_str()).collect();
+    for c in containers.iter().filter(|c| injection_of(p, c) != Injected::Nothing) {
+        if !c.mounts.iter().any(|(v, _)| token_volumes.contains(&v.as_str())) {
+            problems.push(format!("container {} has the variables but no projected token volume mounted", c.name));
+        }
+    }
+    if !problems.is_empty() {
+        return Check::fail(ID, problems.join("; "), "delete the pod so that it is recreated and mutated whole");
+    }
+    let kinds: Vec<String> = containers
+        .iter()
+        .map(|c| match injection_of(p, c) {
+            Injected::WebIdentity => format!("{} (web identity)", c.name),
+            _ => format!("{} (container credentials)", c.name),
+        })
+        .collect();
+    Check::pass(ID, format!("credentials variables and token mount in {}; volume {}", kinds.join(", "), token_volumes.join(", ")))
+}
+
+/// The token audience STS will see.
+fn audience(f: &Facts) -> String {
+    if let Some(p) = &f.pod {
+        if let Some(a) = p.token_volumes.iter().find_map(|v| v.audience.clone()) {
+            return a;
+        }
+    }
+    f.service_account
+        .as_ref()
+        .and_then(|s| s.annotations.get(&key(f, AUDIENCE)))
+        .cloned()
+        .unwrap_or_else(|| STS_AUDIENCE.to_string())
+}
+
+/// 4. The projected token: audience and lifetime.
+fn token(f: &Facts, mutation: &Check, audience: &str) -> Check {
+    const ID: &str = "token";
+    match &f.pod {
+        None => Check::pass(ID, format!("pods of {} get tokens with audience {audience}", sa_ref(f))),
+        Some(_) if mutation.status != Status::Pass => Check::skip(ID, "the pod has no injected token"),
+        Some(p) => {
+            let v = &p.token_volumes[0];
+            let lifetime = v.expiration_seconds.map(|s| format!("{s} s")).unwrap_or_else(|| "the default (1 h)".into());
+            Check::pass(ID, format!("volume {}: audience {audience}, lifetime {lifetime}, refreshed by the kubelet at 80%", v.name))
+        }
+    }
+}
+
+/// 5. The cluster issuer has an IAM OIDC provider with the audience as a client id.
+fn provider(f: &Facts, audience: &str) -> Check {
+    const ID: &str = "provider";
+    let issuer = match &f.issuer {
+        Ok(i) => i,
+        Err(e) => return Check::fail(ID, format!("cannot read the cluster's issuer: {e}"), "check access to /.well-known/openid-configuration"),
+    };
+    match &f.provider {
+        Lookup::Missing => Check::fail(
+            ID,
+            format!("issuer {issuer} has no IAM OIDC provider, so STS rejects every token of this cluster"),
+            "pod-identity oidc associate --approve",
+        ),
+        Lookup::Unreadable(e) => Check::warn(ID, format!("cannot read the IAM OIDC providers: {e}"), "grant iam:ListOpenIDConnectProviders and iam:GetOpenIDConnectProvider"),
+        Lookup::NotAsked => Check::skip(ID, "not checked"),
+        Lookup::Found(p) if !p.client_ids.iter().any(|c| c == audience) => Check::fail(
+            ID,
+            format!("{} does not list the token audience {audience} among its client ids ({})", p.arn, p.client_ids.join(", ")),
+            format!("pod-identity oidc associate --approve (or add the client id {audience})"),
+        ),
+        Lookup::Found(p) => Check::pass(ID, format!("{} for issuer {issuer}, client ids {}", p.arn, p.client_ids.join(", "))),
+    }
+}
+
+/// 6. The role exists and trusts this provider, subject and audience.
+fn role_trust(f: &Facts, role: Option<&RoleArn>, audience: &str) -> Check {
+    const ID: &str = "role";
+    let Some(role) = role else {
+        return Check::skip(ID, "no role to check");
+    };
+    let Ok(issuer) = &f.issuer else {
+        return Check::skip(ID, "the issuer is unknown");
+    };
+    let state = match &f.role {
+        Lookup::Found(r) => r,
+        Lookup::Missing => {
+            return Check::fail(
+                ID,
+                format!("role {role} does not exist"),
+                format!("pod-identity iamserviceaccount create --namespace {} --name {} --approve, or fix the annotation", f.namespace, f.service_account_name),
+            )
+        }
+        Lookup::Unreadable(e) => return Check::warn(ID, format!("cannot read role {role}: {e}"), "grant iam:GetRole, or check the role from its account"),
+        Lookup::NotAsked => return Check::skip(ID, "not checked"),
+    };
+    let provider_arn = match &f.provider {
+        Lookup::Found(p) => p.arn.clone(),
+        _ => {
+            let parts: Vec<&str> = role.as_str().splitn(6, ':').collect();
+            format!("arn:{}:iam::{}:oidc-provider/{}", parts[1], parts[4], issuer_host_path(issuer))
+        }
+    };
+    let sub = service_account_subject(&f.namespace, &f.service_account_name);
+    match evaluate(&state.trust, &Request::web_identity(&provider_arn, issuer, &sub, audience)) {
+        Decision::Allowed { statement } => Check::pass(ID, format!("{role}: trust statement {statement} allows {sub} with audience {audience} from {provider_arn}")),
+        Decision::Denied { statement } => Check::fail(ID, format!("{role}: trust statement {statement} denies {sub}"), "remove the Deny statement"),
+        Decision::NotAllowed { reasons } => Check::fail(
+            ID,
+            format!("{role}: the trust policy does not let {sub} (audience {audience}) assume it: {}", reasons.join("; ")),
+            format!(
+                "pod-identity iamserviceaccount create --namespace {} --name {} --role-name {} --approve adds it (for a role pod-identity owns; --adopt-role otherwise)",
+                f.namespace,
+                f.service_account_name,
+                role.as_str().rsplit('/').next().unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+/// 7. `--exchange`: a real token exchanged with STS.
+fn exchange(f: &Facts, role: Option<&RoleArn>) -> Check {
+    const ID: &str = "exchange";
+    match (&f.exchange, role) {
+        (_, None) => Check::skip(ID, "no role to assume"),
+        (None, _) => Check::skip(ID, "not tried (--exchange mints a token with TokenRequest and calls STS AssumeRoleWithWebIdentity)"),
+        (Some(Ok(arn)), _) => Check::pass(ID, format!("STS AssumeRoleWithWebIdentity returned {arn}")),
+        (Some(Err(e)), _) => Check::fail(ID, format!("STS refused the ServiceAccount's token: {e}"), "see the checks above; STS errors name the failing condition"),
+    }
+}
+
+/// 8. The credential agent on the pod's node, or the pod's sidecar.
+fn agent(f: &Facts, mutation: &Check) -> Check {
+    const ID: &str = "agent";
+    let Some(p) = &f.pod else {
+        return Check::skip(ID, "applies to pods (doctor pod)");
+    };
+    if mutation.status != Status::Pass {
+        return Check::skip(ID, "the pod is not mutated");
+    }
+    let container_credentials = p.containers.iter().any(|c| injection_of(p, c) == Injected::ContainerCredentials);
+    if !container_credentials {
+        return Check::skip(ID, "web-identity mode: the SDK calls STS itself, no agent involved");
+    }
+    if let Some(sidecar) = p.containers.iter().find(|c| c.name == f.sidecar_name) {
+        return match sidecar.ready {
+            Some(true) => Check::pass(ID, format!("sidecar {} is ready", sidecar.name)),
+            _ => Check::fail(ID, format!("sidecar {} is not ready", sidecar.name), format!("kubectl logs -n {} {} -c {}", f.namespace, f.pod_name.as_deref().unwrap_or(""), sidecar.name)),
+        };
+    }
+    let node = p.node.as_deref().unwrap_or("");
+    let pods = f.agent.as_ref().map(|a| a.pods.clone()).unwrap_or_default();
+    if node.is_empty() {
+        return Check::warn(ID, "agent mode, but the pod is not scheduled on a node yet", "wait for scheduling");
+    }
+    match pods.iter().find(|(_, ready)| *ready) {
+        Some((name, _)) => Check::pass(ID, format!("credential agent {name} on node {node} is ready")),
+        None if pods.is_empty() => Check::fail(ID, format!("no credential agent pod runs on node {node}"), "install the agent (chart value agent.enabled=true) and check its DaemonSet tolerations"),
+        None => Check::fail(ID, format!("the credential agent on node {node} is not ready"), "kubectl logs of the agent pod on that node"),
+    }
+}
+
+/// 9. Which AWS SDK versions the credential mode in use needs.
+fn sdk(f: &Facts) -> Check {
+    const ID: &str = "sdk";
+    let observed = f.pod.as_ref().and_then(|p| {
+        p.containers.iter().map(|c| injection_of(p, c)).find(|i| *i != Injected::Nothing)
+    });
+    let container = match observed {
+        Some(i) => i == Injected::ContainerCredentials,
+        None => asked_mode(f) != "web-identity",
+    };
+    if container {
+        Check::pass(ID, "container credentials with AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE need (per AWS's EKS Pod Identity list): boto3/botocore 1.34.41, AWS CLI 1.32.41 / 2.15.0, Java v2 2.21.30, Java v1 1.12.746, Go v2 release-2023-11-14, Go v1 1.47.11, JS v3 3.458.0, JS v2 2.1550.0, .NET 3.7.734.0, Ruby 3.188.0, PHP 3.287.1, Rust release-2024-03-13")
+    } else {
+        Check::pass(ID, "web identity needs: boto3 1.9.220 / botocore 1.12.200, AWS CLI 1.16.232 (any v2), Java v2 2.10.11, Java v1 1.11.704, Go v1 1.23.13 (any v2), JS v2 2.525.0 (any v3), .NET 3.3.659.1, Ruby 3.79.0, PHP 3.110.7, any Rust SDK")
+    }
+}

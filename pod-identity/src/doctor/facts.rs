@@ -1,0 +1,117 @@
+//! Everything the checks look at, read once by `gather` and plain data here,
+//! so that each check is a pure function of it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::iam::{Provider, RoleState};
+
+/// The ServiceAccount as read.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceAccountFacts {
+    pub annotations: BTreeMap<String, String>,
+    /// When the role annotation was last written (unix seconds, from
+    /// managedFields), if known.
+    pub role_annotated_at: Option<i64>,
+}
+
+/// A projected ServiceAccount token volume of the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenVolume {
+    pub name: String,
+    pub audience: Option<String>,
+    pub expiration_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFacts {
+    pub name: String,
+    pub env: Vec<(String, String)>,
+    /// (volume name, mount path).
+    pub mounts: Vec<(String, String)>,
+    pub ready: Option<bool>,
+    /// An init container (native sidecars are init containers).
+    pub init: bool,
+}
+
+/// The pod as read.
+#[derive(Debug, Clone, Default)]
+pub struct PodFacts {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub created: Option<i64>,
+    pub node: Option<String>,
+    pub host_network: bool,
+    pub service_account: String,
+    pub containers: Vec<ContainerFacts>,
+    pub token_volumes: Vec<TokenVolume>,
+}
+
+/// Where the serving certificate was found, and what it is.
+#[derive(Debug, Clone)]
+pub enum ServingCert {
+    /// Presented by the URL the configuration names (DER chain).
+    Served { url: String, chain: Vec<Vec<u8>> },
+    /// In a kubernetes.io/tls Secret beside the Service.
+    Secret { name: String, chain: Vec<Vec<u8>> },
+    NotFound(String),
+}
+
+/// One webhook of a MutatingWebhookConfiguration that mutates pods on CREATE.
+#[derive(Debug, Clone)]
+pub struct WebhookFacts {
+    pub configuration: String,
+    pub name: String,
+    pub failure_policy: String,
+    pub namespace_selector: Option<LabelSelector>,
+    pub object_selector: Option<LabelSelector>,
+    pub ca_bundle: Vec<u8>,
+    /// The name the API server verifies: the URL's host or `<svc>.<ns>.svc`.
+    pub server_name: String,
+    pub cert: ServingCert,
+}
+
+/// An IAM lookup: found, absent, or not readable (permissions).
+#[derive(Debug, Clone)]
+pub enum Lookup<T> {
+    Found(T),
+    Missing,
+    Unreadable(String),
+    NotAsked,
+}
+
+/// The credential agent pods on the pod's node.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFacts {
+    /// (pod name, ready) of agent pods on the node.
+    pub pods: Vec<(String, bool)>,
+}
+
+/// What `doctor` read.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub now: i64,
+    pub prefix: String,
+    pub namespace: String,
+    pub service_account_name: String,
+    /// `None`: the namespace does not exist.
+    pub namespace_labels: Option<BTreeMap<String, String>>,
+    pub service_account: Option<ServiceAccountFacts>,
+    /// Only for `doctor pod`.
+    pub pod: Option<PodFacts>,
+    pub pod_name: Option<String>,
+    pub webhooks: Vec<WebhookFacts>,
+    pub issuer: Result<String, String>,
+    pub provider: Lookup<Provider>,
+    /// The account of the role's ARN is used for the provider ARN when the
+    /// provider itself is missing.
+    pub role: Lookup<RoleState>,
+    /// `--exchange`: the assumed-role ARN or the STS error.
+    pub exchange: Option<Result<String, String>>,
+    pub agent: Option<AgentFacts>,
+    /// The webhook's default mode (`--credential-mode` of doctor).
+    pub default_mode: String,
+    pub sidecar_name: String,
+}

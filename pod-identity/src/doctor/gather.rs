@@ -1,0 +1,355 @@
+//! Reads the [`Facts`] of one pod or ServiceAccount: the cluster (namespace,
+//! ServiceAccount, pod, webhook configurations and the webhook's serving
+//! certificate, agent pods), IAM (provider, role) and, with `--exchange`,
+//! STS. Nothing is changed; tokens minted for `--exchange` are never printed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
+use kube::api::{Api, ListParams};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::json;
+
+use super::cert::pem_certs;
+use super::facts::*;
+use crate::aws::Aws;
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::iam::{find_provider, get_role};
+
+/// The webhook name the chart and upstream register.
+pub const WEBHOOK_NAME: &str = "pod-identity-webhook.amazonaws.com";
+
+/// What doctor was asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub prefix: String,
+    pub default_mode: String,
+    pub sidecar_name: String,
+    /// Also consider this MutatingWebhookConfiguration (by name).
+    pub webhook_configuration: Option<String>,
+    pub exchange: bool,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn unix(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
+    t.0.as_second()
+}
+
+/// When `key` of the object's annotations was last written, from managedFields.
+fn annotated_at(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key: &str) -> Option<i64> {
+    let field = format!("f:{key}");
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:metadata"))
+                .and_then(|m| m.get("f:annotations"))
+                .is_some_and(|a| a.get(&field).is_some())
+        })
+        .filter_map(|m| m.time.as_ref().map(unix))
+        .max()
+}
+
+pub fn pod_facts(p: &Pod) -> PodFacts {
+    let spec = p.spec.clone().unwrap_or_default();
+    let status = p.status.clone().unwrap_or_default();
+    let ready = |name: &str, statuses: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
+        statuses.iter().flatten().find(|s| s.name == name).map(|s| s.ready)
+    };
+    let convert = |c: &k8s_openapi::api::core::v1::Container, init: bool| ContainerFacts {
+        name: c.name.clone(),
+        env: c.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect(),
+        mounts: c.volume_mounts.iter().flatten().map(|m| (m.name.clone(), m.mount_path.clone())).collect(),
+        ready: if init { ready(&c.name, &status.init_container_statuses) } else { ready(&c.name, &status.container_statuses) },
+        init,
+    };
+    let mut containers: Vec<ContainerFacts> = spec.containers.iter().map(|c| convert(c, false)).collect();
+    containers.extend(spec.init_containers.iter().flatten().map(|c| convert(c, true)));
+    let token_volumes = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let sources = v.projected.as_ref()?.sources.as_ref()?;
+            let t = sources.iter().find_map(|s| s.service_account_token.as_ref())?;
+            Some(TokenVolume { name: v.name.clone(), audience: t.audience.clone(), expiration_seconds: t.expiration_seconds })
+        })
+        // The API server's own kube-api-access volume has no audience.
+        .filter(|v| v.audience.is_some())
+        .collect();
+    PodFacts {
+        labels: p.metadata.labels.clone().unwrap_or_default(),
+        annotations: p.metadata.annotations.clone().unwrap_or_default(),
+        created: p.metadata.creation_timestamp.as_ref().map(unix),
+        node: spec.node_name.clone(),
+        host_network: spec.host_network.unwrap_or(false),
+        service_account: spec.service_account_name.clone().unwrap_or_else(|| "default".into()),
+        containers,
+        token_volumes,
+    }
+}
+
+pub fn service_account_facts(sa: &ServiceAccount, prefix: &str) -> ServiceAccountFacts {
+    ServiceAccountFacts {
+        annotations: sa.metadata.annotations.clone().unwrap_or_default(),
+        role_annotated_at: annotated_at(&sa.metadata, &format!("{prefix}/role-arn")),
+    }
+}
+
+/// Accepts any certificate: used only to read the chain a webhook presents,
+/// which is then verified against the caBundle by `cert::verify`.
+#[derive(Debug)]
+struct CaptureOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for CaptureOnly {
+    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The certificate chain presented at `url` (https).
+async fn served_chain(url: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+    let host = uri.host().ok_or("no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(CaptureOnly(provider)))
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+        let chain: Vec<Vec<u8>> = tls.get_ref().1.peer_certificates().unwrap_or_default().iter().map(|c| c.to_vec()).collect();
+        Ok::<_, String>(chain)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), connect).await.map_err(|_| "no TLS answer in 10 s".to_string())?
+}
+
+/// The serving certificate of a Service-backed webhook: the TLS Secret in
+/// its namespace whose certificate names the Service.
+async fn secret_chain(cluster: &Cluster, namespace: &str, server_name: &str) -> ServingCert {
+    let api: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
+    let list = match api.list(&ListParams::default().fields("type=kubernetes.io/tls")).await {
+        Ok(l) => l,
+        Err(e) => return ServingCert::NotFound(format!("cannot list TLS Secrets in {namespace}: {e}")),
+    };
+    let mut first = None;
+    for s in list.items {
+        let Some(crt) = s.data.as_ref().and_then(|d| d.get("tls.crt")) else { continue };
+        let chain = pem_certs(&crt.0);
+        let name = format!("{namespace}/{}", s.metadata.name.clone().unwrap_or_default());
+        let names = super::cert::verify(&chain, b"", server_name, 0).dns_names;
+        if names.iter().any(|n| n.contains(server_name)) {
+            return ServingCert::Secret { name, chain };
+        }
+        first.get_or_insert(ServingCert::Secret { name, chain });
+    }
+    first.unwrap_or_else(|| ServingCert::NotFound(format!("no kubernetes.io/tls Secret in namespace {namespace}")))
+}
+
+/// Every pod-identity webhook for pods CREATE.
+pub async fn webhooks(cluster: &Cluster, configuration: Option<&str>) -> Result<Vec<WebhookFacts>> {
+    let api: Api<MutatingWebhookConfiguration> = Api::all(cluster.client.clone());
+    let mut out = Vec::new();
+    for config in api.list(&ListParams::default()).await?.items {
+        let config_name = config.metadata.name.clone().unwrap_or_default();
+        for w in config.webhooks.iter().flatten() {
+            let ours = w.name == WEBHOOK_NAME || configuration == Some(config_name.as_str());
+            let pods_create = w.rules.iter().flatten().any(|r| {
+                let has = |v: &Option<Vec<String>>, x: &str| v.iter().flatten().any(|s| s == x || s == "*");
+                has(&r.operations, "CREATE") && has(&r.resources, "pods") && has(&r.api_groups, "")
+            });
+            if !(ours && pods_create) {
+                continue;
+            }
+            let (server_name, cert) = match (&w.client_config.url, &w.client_config.service) {
+                (Some(url), _) => {
+                    let host = url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string)).unwrap_or_default();
+                    let cert = match served_chain(url).await {
+                        Ok(chain) => ServingCert::Served { url: url.clone(), chain },
+                        Err(e) => ServingCert::NotFound(format!("{url}: {e}")),
+                    };
+                    (host.trim_start_matches('[').trim_end_matches(']').to_string(), cert)
+                }
+                (None, Some(svc)) => {
+                    let name = format!("{}.{}.svc", svc.name, svc.namespace);
+                    let cert = secret_chain(cluster, &svc.namespace, &name).await;
+                    (name, cert)
+                }
+                (None, None) => (String::new(), ServingCert::NotFound("clientConfig has neither url nor service".into())),
+            };
+            out.push(WebhookFacts {
+                configuration: config_name.clone(),
+                name: w.name.clone(),
+                failure_policy: w.failure_policy.clone().unwrap_or_else(|| "Fail".into()),
+                namespace_selector: w.namespace_selector.clone(),
+                object_selector: w.object_selector.clone(),
+                ca_bundle: w.client_config.ca_bundle.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
+                server_name,
+                cert,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn unreadable<T>(e: Error) -> Lookup<T> {
+    Lookup::Unreadable(e.to_string())
+}
+
+/// Reads the facts of `namespace/name`: a pod when `pod` is set, else a ServiceAccount.
+pub async fn gather(aws: &Aws, cluster: &Cluster, opts: &Options, namespace: &str, name: &str, pod: bool) -> Result<Facts> {
+    let ns_api: Api<Namespace> = Api::all(cluster.client.clone());
+    let namespace_labels = ns_api.get_opt(namespace).await?.map(|n| n.metadata.labels.unwrap_or_default());
+    let (pod_facts, sa_name) = if pod {
+        let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+        let p = api
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| Error::Precondition(format!("pod {namespace}/{name} does not exist")))?;
+        let facts = pod_facts(&p);
+        let sa = facts.service_account.clone();
+        (Some(facts), sa)
+    } else {
+        (None, name.to_string())
+    };
+    let sa = cluster.service_account(namespace, &sa_name).await?;
+    let service_account = sa.as_ref().map(|s| service_account_facts(s, &opts.prefix));
+    let issuer = cluster.issuer().await.map_err(|e| e.to_string());
+    let provider = match &issuer {
+        Ok(i) => match find_provider(&aws.iam, i).await {
+            Ok(Some(p)) => Lookup::Found(p),
+            Ok(None) => Lookup::Missing,
+            Err(e) => unreadable(e),
+        },
+        Err(_) => Lookup::NotAsked,
+    };
+    let role_arn = service_account
+        .as_ref()
+        .and_then(|s| s.annotations.get(&format!("{}/role-arn", opts.prefix)))
+        .and_then(|a| contract::RoleArn::parse(a.trim()).ok());
+    let role = match &role_arn {
+        None => Lookup::NotAsked,
+        Some(arn) => {
+            let account = arn.as_str().split(':').nth(4).unwrap_or_default();
+            let other_account = matches!(&provider, Lookup::Found(p) if p.arn.split(':').nth(4) != Some(account));
+            if other_account {
+                Lookup::Unreadable(format!("the role is in account {account}, not the provider's"))
+            } else {
+                match get_role(&aws.iam, arn.as_str().rsplit('/').next().unwrap_or_default()).await {
+                    Ok(Some(r)) => Lookup::Found(r),
+                    Ok(None) => Lookup::Missing,
+                    Err(e) => unreadable(e),
+                }
+            }
+        }
+    };
+    let exchange = match (&role_arn, opts.exchange && sa.is_some()) {
+        (Some(arn), true) => Some(exchange(aws, cluster, namespace, &sa_name, arn.as_str(), &opts.prefix, service_account.as_ref()).await),
+        _ => None,
+    };
+    let agent = match pod_facts.as_ref().and_then(|p| p.node.clone()) {
+        Some(node) => Some(agent_pods(cluster, &node).await?),
+        None => None,
+    };
+    Ok(Facts {
+        now: now(),
+        prefix: opts.prefix.clone(),
+        namespace: namespace.to_string(),
+        service_account_name: sa_name,
+        namespace_labels,
+        service_account,
+        pod: pod_facts,
+        pod_name: pod.then(|| name.to_string()),
+        webhooks: webhooks(cluster, opts.webhook_configuration.as_deref()).await?,
+        issuer,
+        provider,
+        role,
+        exchange,
+        agent,
+        default_mode: opts.default_mode.clone(),
+        sidecar_name: opts.sidecar_name.clone(),
+    })
+}
+
+async fn exchange(
+    aws: &Aws,
+    cluster: &Cluster,
+    namespace: &str,
+    sa: &str,
+    role_arn: &str,
+    prefix: &str,
+    facts: Option<&ServiceAccountFacts>,
+) -> std::result::Result<String, String> {
+    let audience = facts
+        .and_then(|f| f.annotations.get(&format!("{prefix}/audience")).cloned())
+        .unwrap_or_else(|| crate::policy::STS_AUDIENCE.to_string());
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                      "spec": {"audiences": [audience], "expirationSeconds": 600}});
+    let req = http::Request::post(format!("/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let text = cluster.client.request_text(req).await.map_err(|e| format!("TokenRequest for {namespace}/{sa}: {e}"))?;
+    let resp: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("TokenRequest answer: {e}"))?;
+    let token = resp["status"]["token"].as_str().ok_or("TokenRequest returned no token")?.to_string();
+    let out = aws
+        .sts
+        .assume_role_with_web_identity()
+        .role_arn(role_arn)
+        .role_session_name("pod-identity-doctor")
+        .web_identity_token(token)
+        .send()
+        .await
+        .map_err(|e| {
+            use aws_sdk_sts::error::ProvideErrorMetadata;
+            let e = e.into_service_error();
+            format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message"))
+        })?;
+    out.assumed_role_user()
+        .map(|u| u.arn().to_string())
+        .ok_or_else(|| "STS returned no assumed-role user".into())
+}
+
+async fn agent_pods(cluster: &Cluster, node: &str) -> Result<AgentFacts> {
+    let api: Api<Pod> = Api::all(cluster.client.clone());
+    let params = ListParams::default()
+        .labels("app.kubernetes.io/component=agent")
+        .fields(&format!("spec.nodeName={node}"));
+    let pods = api.list(&params).await?;
+    let mut by_name = BTreeMap::new();
+    for p in pods.items {
+        let ready = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        by_name.insert(p.metadata.name.unwrap_or_default(), ready);
+    }
+    Ok(AgentFacts { pods: by_name.into_iter().collect() })
+}
