@@ -133,7 +133,9 @@ pub async fn run(args: Args, out: &mut dyn Write) -> Result<()> {
 
 fn split_target(target: &str) -> Result<(String, String)> {
     match target.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok((ns.to_string(), name.to_string())),
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
         _ => Err(Error::Usage(format!("{target:?}: expected NAMESPACE/NAME"))),
     }
 }
@@ -148,7 +150,12 @@ fn doctor_options(flags: &args::DoctorFlags, exchange: bool) -> doctor::gather::
     }
 }
 
-async fn run_doctor(cmd: args::Doctor, kube: &cluster::KubeArgs, region: Option<String>, out: &mut dyn Write) -> Result<()> {
+async fn run_doctor(
+    cmd: args::Doctor,
+    kube: &cluster::KubeArgs,
+    region: Option<String>,
+    out: &mut dyn Write,
+) -> Result<()> {
     let cluster = cluster::Cluster::connect(kube).await?;
     let (target, exchange, flags, pod) = match cmd {
         args::Doctor::Cluster { flags } => {
@@ -159,18 +166,40 @@ async fn run_doctor(cmd: args::Doctor, kube: &cluster::KubeArgs, region: Option<
             };
             let _ = write!(out, "{text}");
             if audit.failed() {
-                return Err(Error::ChecksFailed(format!("{} pod(s) missed injection", audit.pods_missing_injection.len())));
+                return Err(Error::ChecksFailed(format!(
+                    "{} pod(s) missed injection",
+                    audit.pods_missing_injection.len()
+                )));
             }
             return Ok(());
         }
-        args::Doctor::Pod { target, exchange, flags } => (target, exchange, flags, true),
-        args::Doctor::Serviceaccount { target, exchange, flags } => (target, exchange, flags, false),
+        args::Doctor::Pod {
+            target,
+            exchange,
+            flags,
+        } => (target, exchange, flags, true),
+        args::Doctor::Serviceaccount {
+            target,
+            exchange,
+            flags,
+        } => (target, exchange, flags, false),
     };
     let (namespace, name) = split_target(&target)?;
     let aws = aws::Aws::load(region.as_deref()).await;
-    let facts = doctor::gather::gather(&aws, &cluster, &doctor_options(&flags, exchange), &namespace, &name, pod).await?;
+    let facts = doctor::gather::gather(
+        &aws,
+        &cluster,
+        &doctor_options(&flags, exchange),
+        &namespace,
+        &name,
+        pod,
+    )
+    .await?;
     let report = doctor::report::Report {
-        target: format!("{} {namespace}/{name}", if pod { "pod" } else { "serviceaccount" }),
+        target: format!(
+            "{} {namespace}/{name}",
+            if pod { "pod" } else { "serviceaccount" }
+        ),
         checks: doctor::checks::run(&facts),
     };
     let text = match flags.output {

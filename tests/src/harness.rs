@@ -398,6 +398,12 @@ pub struct TestCerts {
 }
 
 pub fn make_certs() -> Result<TestCerts> {
+    make_certs_until(None)
+}
+
+/// [`make_certs`] with the serving certificate valid until `not_after`
+/// (e.g. in the past, for an expired certificate).
+pub fn make_certs_until(not_after: Option<(i32, u8, u8)>) -> Result<TestCerts> {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
@@ -411,6 +417,10 @@ pub fn make_certs() -> Result<TestCerts> {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "pod-identity-webhook");
+    if let Some((y, m, d)) = not_after {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+    }
     let key = rcgen::KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok(TestCerts {
@@ -480,18 +490,31 @@ impl Webhook {
         extra: &[&str],
         profile: &str,
     ) -> Result<Webhook> {
+        Self::start_with_certs(cluster, extra, profile, make_certs()?).await
+    }
+
+    /// Starts the webhook serving `certs` (files named after its port).
+    pub async fn start_with_certs(
+        cluster: &Cluster,
+        extra: &[&str],
+        profile: &str,
+        certs: TestCerts,
+    ) -> Result<Webhook> {
         let d = cluster.dir.path();
-        let certs = make_certs()?;
-        std::fs::write(d.join("tls.crt"), &certs.cert_pem)?;
-        std::fs::write(d.join("tls.key"), &certs.key_pem)?;
         let (port, metrics_port) = (free_port(), free_port());
+        let (crt, key) = (
+            d.join(format!("tls-{port}.crt")),
+            d.join(format!("tls-{port}.key")),
+        );
+        std::fs::write(&crt, &certs.cert_pem)?;
+        std::fs::write(&key, &certs.key_pem)?;
         let mut args = vec![
             "serve".to_string(),
             "--bind-address=127.0.0.1".into(),
             format!("--port={port}"),
             format!("--metrics-port={metrics_port}"),
-            format!("--tls-cert={}", d.join("tls.crt").display()),
-            format!("--tls-key={}", d.join("tls.key").display()),
+            format!("--tls-cert={}", crt.display()),
+            format!("--tls-key={}", key.display()),
             format!("--kubeconfig={}", cluster.kubeconfig.display()),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));

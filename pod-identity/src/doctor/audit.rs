@@ -55,13 +55,25 @@ impl Audit {
         if let Some(fix) = &w.fix {
             out.push_str(&format!("  fix: {fix}\n"));
         }
-        out.push_str(&format!("pods missing injection: {}\n", self.pods_missing_injection.len()));
+        out.push_str(&format!(
+            "pods missing injection: {}\n",
+            self.pods_missing_injection.len()
+        ));
         for p in &self.pods_missing_injection {
-            out.push_str(&format!("  {}/{} (ServiceAccount {}): {}\n    fix: {}\n", p.namespace, p.pod, p.service_account, p.reason, p.fix));
+            out.push_str(&format!(
+                "  {}/{} (ServiceAccount {}): {}\n    fix: {}\n",
+                p.namespace, p.pod, p.service_account, p.reason, p.fix
+            ));
         }
-        out.push_str(&format!("ServiceAccounts with annotation problems: {}\n", self.service_accounts.len()));
+        out.push_str(&format!(
+            "ServiceAccounts with annotation problems: {}\n",
+            self.service_accounts.len()
+        ));
         for s in &self.service_accounts {
-            out.push_str(&format!("  {}/{}: {}\n", s.namespace, s.service_account, s.problem));
+            out.push_str(&format!(
+                "  {}/{}: {}\n",
+                s.namespace, s.service_account, s.problem
+            ));
         }
         out
     }
@@ -76,15 +88,28 @@ pub fn annotation_problems(prefix: &str, annotations: &BTreeMap<String, String>)
             out.push(format!("{key}={v:?} is not a role ARN: {e}"));
         }
     }
-    for k in annotations.keys().filter(|k| is_near_miss(k, prefix, SERVICE_ACCOUNT_NAMES)) {
-        out.push(format!("annotation {k:?} looks like a typo of {prefix}/{} and is ignored", k.rsplit('/').next().unwrap_or(k)));
+    for k in annotations
+        .keys()
+        .filter(|k| is_near_miss(k, prefix, SERVICE_ACCOUNT_NAMES))
+    {
+        out.push(format!(
+            "annotation {k:?} looks like a typo of {prefix}/{} and is ignored",
+            k.rsplit('/').next().unwrap_or(k)
+        ));
     }
     out
 }
 
 /// Whether a pod (as facts) asks for a role and has no credentials.
-pub fn pod_missed(prefix: &str, sidecar: &str, sa: Option<&ServiceAccountFacts>, p: &PodFacts) -> bool {
-    let role = sa.and_then(|s| s.annotations.get(&format!("{prefix}/{ROLE_ARN}"))).map(String::as_str);
+pub fn pod_missed(
+    prefix: &str,
+    sidecar: &str,
+    sa: Option<&ServiceAccountFacts>,
+    p: &PodFacts,
+) -> bool {
+    let role = sa
+        .and_then(|s| s.annotations.get(&format!("{prefix}/{ROLE_ARN}")))
+        .map(String::as_str);
     let skip: Vec<&str> = p
         .annotations
         .get(&format!("{prefix}/{SKIP_CONTAINERS}"))
@@ -93,12 +118,23 @@ pub fn pod_missed(prefix: &str, sidecar: &str, sa: Option<&ServiceAccountFacts>,
     let containers: Vec<Container> = p
         .containers
         .iter()
-        .map(|c| Container { name: &c.name, env: c.env.iter().map(|(k, _)| k.as_str()).collect() })
+        .map(|c| Container {
+            name: &c.name,
+            env: c.env.iter().map(|(k, _)| k.as_str()).collect(),
+        })
         .collect();
     missing_injection(role, &containers, &skip, sidecar)
 }
 
-fn facts_for(opts: &Options, hooks: &[WebhookFacts], namespace: &str, ns_labels: Option<BTreeMap<String, String>>, sa_name: &str, sa: Option<ServiceAccountFacts>, pod: Option<PodFacts>) -> Facts {
+fn facts_for(
+    opts: &Options,
+    hooks: &[WebhookFacts],
+    namespace: &str,
+    ns_labels: Option<BTreeMap<String, String>>,
+    sa_name: &str,
+    sa: Option<ServiceAccountFacts>,
+    pod: Option<PodFacts>,
+) -> Facts {
     Facts {
         now: now(),
         prefix: opts.prefix.clone(),
@@ -121,43 +157,88 @@ fn facts_for(opts: &Options, hooks: &[WebhookFacts], namespace: &str, ns_labels:
 
 pub async fn run(cluster: &Cluster, opts: &Options) -> Result<Audit> {
     let hooks = webhooks(cluster, opts.webhook_configuration.as_deref()).await?;
-    let namespaces: BTreeMap<String, BTreeMap<String, String>> = Api::<Namespace>::all(cluster.client.clone())
+    let namespaces: BTreeMap<String, BTreeMap<String, String>> =
+        Api::<Namespace>::all(cluster.client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|n| {
+                (
+                    n.metadata.name.unwrap_or_default(),
+                    n.metadata.labels.unwrap_or_default(),
+                )
+            })
+            .collect();
+    let mut accounts: BTreeMap<(String, String), ServiceAccountFacts> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for sa in Api::<ServiceAccount>::all(cluster.client.clone())
         .list(&ListParams::default())
         .await?
         .items
-        .into_iter()
-        .map(|n| (n.metadata.name.unwrap_or_default(), n.metadata.labels.unwrap_or_default()))
-        .collect();
-    let mut accounts: BTreeMap<(String, String), ServiceAccountFacts> = BTreeMap::new();
-    let mut problems = Vec::new();
-    for sa in Api::<ServiceAccount>::all(cluster.client.clone()).list(&ListParams::default()).await?.items {
-        let key = (sa.metadata.namespace.clone().unwrap_or_default(), sa.metadata.name.clone().unwrap_or_default());
+    {
+        let key = (
+            sa.metadata.namespace.clone().unwrap_or_default(),
+            sa.metadata.name.clone().unwrap_or_default(),
+        );
         let facts = service_account_facts(&sa, &opts.prefix);
         for problem in annotation_problems(&opts.prefix, &facts.annotations) {
-            problems.push(AnnotationProblem { namespace: key.0.clone(), service_account: key.1.clone(), problem });
+            problems.push(AnnotationProblem {
+                namespace: key.0.clone(),
+                service_account: key.1.clone(),
+                problem,
+            });
         }
         accounts.insert(key, facts);
     }
     let mut missed = Vec::new();
-    for pod in Api::<Pod>::all(cluster.client.clone()).list(&ListParams::default()).await?.items {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    for pod in Api::<Pod>::all(cluster.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+    {
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         if pod.metadata.deletion_timestamp.is_some() || phase == "Succeeded" || phase == "Failed" {
             continue;
         }
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let p = pod_facts(&pod);
-        let sa = accounts.get(&(ns.clone(), p.service_account.clone())).cloned();
+        let sa = accounts
+            .get(&(ns.clone(), p.service_account.clone()))
+            .cloned();
         if !pod_missed(&opts.prefix, &opts.sidecar_name, sa.as_ref(), &p) {
             continue;
         }
         let sa_name = p.service_account.clone();
-        let f = facts_for(opts, &hooks, &ns, namespaces.get(&ns).cloned(), &sa_name, sa, Some(p.clone()));
+        let f = facts_for(
+            opts,
+            &hooks,
+            &ns,
+            namespaces.get(&ns).cloned(),
+            &sa_name,
+            sa,
+            Some(p.clone()),
+        );
         let (reason, fix) = why_not_injected(&f, &p);
-        missed.push(MissedPod { namespace: ns, pod: name, service_account: sa_name, reason, fix });
+        missed.push(MissedPod {
+            namespace: ns,
+            pod: name,
+            service_account: sa_name,
+            reason,
+            fix,
+        });
     }
     let health = facts_for(opts, &hooks, "", Some(BTreeMap::new()), "", None, None);
     let webhook = webhook_health(&health);
     debug_assert!(webhook.status != Status::Skip);
-    Ok(Audit { webhook, pods_missing_injection: missed, service_accounts: problems })
+    Ok(Audit {
+        webhook,
+        pods_missing_injection: missed,
+        service_accounts: problems,
+    })
 }

@@ -30,7 +30,11 @@ pub fn pem_certs(pem: &[u8]) -> Vec<Vec<u8>> {
 
 pub fn verify(chain: &[Vec<u8>], ca_bundle_pem: &[u8], name: &str, now: i64) -> CertVerdict {
     let Some(leaf) = chain.first() else {
-        return CertVerdict { not_after: None, dns_names: Vec::new(), result: Err("no serving certificate".into()) };
+        return CertVerdict {
+            not_after: None,
+            dns_names: Vec::new(),
+            result: Err("no serving certificate".into()),
+        };
     };
     let (not_after, dns_names) = match X509Certificate::from_der(leaf) {
         Ok((_, c)) => {
@@ -38,19 +42,39 @@ pub fn verify(chain: &[Vec<u8>], ca_bundle_pem: &[u8], name: &str, now: i64) -> 
                 .subject_alternative_name()
                 .ok()
                 .flatten()
-                .map(|san| san.value.general_names.iter().map(|g| g.to_string()).collect())
+                .map(|san| {
+                    san.value
+                        .general_names
+                        .iter()
+                        .map(|g| g.to_string())
+                        .collect()
+                })
                 .unwrap_or_default();
             (Some(c.validity().not_after.timestamp()), names)
         }
         Err(e) => {
-            return CertVerdict { not_after: None, dns_names: Vec::new(), result: Err(format!("the serving certificate is not X.509: {e}")) }
+            return CertVerdict {
+                not_after: None,
+                dns_names: Vec::new(),
+                result: Err(format!("the serving certificate is not X.509: {e}")),
+            }
         }
     };
     let result = check(chain, ca_bundle_pem, name, now, not_after);
-    CertVerdict { not_after, dns_names, result }
+    CertVerdict {
+        not_after,
+        dns_names,
+        result,
+    }
 }
 
-fn check(chain: &[Vec<u8>], ca_bundle_pem: &[u8], name: &str, now: i64, not_after: Option<i64>) -> Result<(), String> {
+fn check(
+    chain: &[Vec<u8>],
+    ca_bundle_pem: &[u8],
+    name: &str,
+    now: i64,
+    not_after: Option<i64>,
+) -> Result<(), String> {
     if not_after.is_some_and(|t| t <= now) {
         return Err("the serving certificate has expired".into());
     }
@@ -60,7 +84,9 @@ fn check(chain: &[Vec<u8>], ca_bundle_pem: &[u8], name: &str, now: i64, not_afte
         return Err("the caBundle holds no PEM certificate".into());
     }
     for ca in cas {
-        roots.add(CertificateDer::from(ca)).map_err(|e| format!("a caBundle certificate is unusable: {e}"))?;
+        roots
+            .add(CertificateDer::from(ca))
+            .map_err(|e| format!("a caBundle certificate is unusable: {e}"))?;
     }
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
@@ -68,25 +94,35 @@ fn check(chain: &[Vec<u8>], ca_bundle_pem: &[u8], name: &str, now: i64, not_afte
     )
     .build()
     .map_err(|e| e.to_string())?;
-    let server_name = ServerName::try_from(name.to_string()).map_err(|e| format!("{name:?}: {e}"))?;
+    let server_name =
+        ServerName::try_from(name.to_string()).map_err(|e| format!("{name:?}: {e}"))?;
     let end = CertificateDer::from(chain[0].clone());
-    let intermediates: Vec<CertificateDer> = chain[1..].iter().map(|c| CertificateDer::from(c.clone())).collect();
+    let intermediates: Vec<CertificateDer> = chain[1..]
+        .iter()
+        .map(|c| CertificateDer::from(c.clone()))
+        .collect();
     let at = UnixTime::since_unix_epoch(Duration::from_secs(now.max(0) as u64));
-    verifier.verify_server_cert(&end, &intermediates, &server_name, &[], at).map(|_| ()).map_err(|e| match e {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
-        | rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature) => {
-            "the caBundle does not verify the serving certificate (signed by another CA)".to_string()
-        }
-        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
-        | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. }) => {
-            format!("the serving certificate is not valid for {name}")
-        }
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)
-        | rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext { .. }) => {
-            "the serving certificate (or its CA) has expired".to_string()
-        }
-        other => format!("the serving certificate does not verify: {other}"),
-    })
+    verifier
+        .verify_server_cert(&end, &intermediates, &server_name, &[], at)
+        .map(|_| ())
+        .map_err(|e| match e {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            | rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature) => {
+                "the caBundle does not verify the serving certificate (signed by another CA)"
+                    .to_string()
+            }
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            | rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            ) => {
+                format!("the serving certificate is not valid for {name}")
+            }
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)
+            | rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
+                ..
+            }) => "the serving certificate (or its CA) has expired".to_string(),
+            other => format!("the serving certificate does not verify: {other}"),
+        })
 }
 
 #[cfg(test)]
@@ -104,12 +140,17 @@ mod tests {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &issuer).unwrap();
-        Pki { ca_pem: ca.pem(), chain: vec![cert.der().to_vec()] }
+        Pki {
+            ca_pem: ca.pem(),
+            chain: vec![cert.der().to_vec()],
+        }
     }
 
     const NOW: i64 = 1_800_000_000; // 2027-01-15
@@ -117,19 +158,40 @@ mod tests {
     #[test]
     fn table() {
         let good = pki(&["pod-identity.kube-system.svc", "127.0.0.1"], (2030, 1, 1));
-        let v = verify(&good.chain, good.ca_pem.as_bytes(), "pod-identity.kube-system.svc", NOW);
+        let v = verify(
+            &good.chain,
+            good.ca_pem.as_bytes(),
+            "pod-identity.kube-system.svc",
+            NOW,
+        );
         assert_eq!(v.result, Ok(()));
-        assert!(v.dns_names.iter().any(|n| n.contains("pod-identity.kube-system.svc")));
-        assert!(verify(&good.chain, good.ca_pem.as_bytes(), "127.0.0.1", NOW).result.is_ok());
+        assert!(v
+            .dns_names
+            .iter()
+            .any(|n| n.contains("pod-identity.kube-system.svc")));
+        assert!(
+            verify(&good.chain, good.ca_pem.as_bytes(), "127.0.0.1", NOW)
+                .result
+                .is_ok()
+        );
         let other = pki(&["x"], (2030, 1, 1));
-        let e = verify(&good.chain, other.ca_pem.as_bytes(), "127.0.0.1", NOW).result.unwrap_err();
+        let e = verify(&good.chain, other.ca_pem.as_bytes(), "127.0.0.1", NOW)
+            .result
+            .unwrap_err();
         assert!(e.contains("another CA"), "{e}");
-        let e = verify(&good.chain, good.ca_pem.as_bytes(), "other.ns.svc", NOW).result.unwrap_err();
+        let e = verify(&good.chain, good.ca_pem.as_bytes(), "other.ns.svc", NOW)
+            .result
+            .unwrap_err();
         assert!(e.contains("not valid for other.ns.svc"), "{e}");
         let expired = pki(&["127.0.0.1"], (2026, 1, 1));
-        let e = verify(&expired.chain, expired.ca_pem.as_bytes(), "127.0.0.1", NOW).result.unwrap_err();
+        let e = verify(&expired.chain, expired.ca_pem.as_bytes(), "127.0.0.1", NOW)
+            .result
+            .unwrap_err();
         assert!(e.contains("expired"), "{e}");
         assert!(verify(&[], b"", "x", NOW).result.is_err());
-        assert!(verify(&good.chain, b"junk", "127.0.0.1", NOW).result.unwrap_err().contains("no PEM"));
+        assert!(verify(&good.chain, b"junk", "127.0.0.1", NOW)
+            .result
+            .unwrap_err()
+            .contains("no PEM"));
     }
 }

@@ -30,7 +30,9 @@ pub fn run(f: &Facts) -> Vec<Check> {
     let exchange = exchange(f, role.as_ref());
     let agent = agent(f, &mutation);
     let sdk = sdk(f);
-    vec![sa_check, webhook, mutation, token, provider, role_check, exchange, agent, sdk]
+    vec![
+        sa_check, webhook, mutation, token, provider, role_check, exchange, agent, sdk,
+    ]
 }
 
 fn key(f: &Facts, name: &str) -> String {
@@ -45,20 +47,38 @@ fn sa_ref(f: &Facts) -> String {
 fn service_account(f: &Facts) -> (Check, Option<RoleArn>) {
     const ID: &str = "serviceaccount";
     if f.namespace_labels.is_none() {
-        return (Check::fail(ID, format!("namespace {} does not exist", f.namespace), "create the namespace"), None);
+        return (
+            Check::fail(
+                ID,
+                format!("namespace {} does not exist", f.namespace),
+                "create the namespace",
+            ),
+            None,
+        );
     }
     let Some(sa) = &f.service_account else {
         return (
             Check::fail(
                 ID,
                 format!("ServiceAccount {} does not exist", sa_ref(f)),
-                format!("pod-identity iamserviceaccount create --namespace {} --name {} --approve", f.namespace, f.service_account_name),
+                format!(
+                    "pod-identity iamserviceaccount create --namespace {} --name {} --approve",
+                    f.namespace, f.service_account_name
+                ),
             ),
             None,
         );
     };
-    let near: Vec<&String> = sa.annotations.keys().filter(|k| is_near_miss(k, &f.prefix, SERVICE_ACCOUNT_NAMES)).collect();
-    let near_text = near.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ");
+    let near: Vec<&String> = sa
+        .annotations
+        .keys()
+        .filter(|k| is_near_miss(k, &f.prefix, SERVICE_ACCOUNT_NAMES))
+        .collect();
+    let near_text = near
+        .iter()
+        .map(|k| format!("{k:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let role_key = key(f, ROLE_ARN);
     match sa.annotations.get(&role_key) {
         None if !near.is_empty() => (
@@ -95,11 +115,17 @@ fn service_account(f: &Facts) -> (Check, Option<RoleArn>) {
 fn excluded(f: &Facts, w: &WebhookFacts, pod: Option<&PodFacts>) -> Option<String> {
     let ns_labels = f.namespace_labels.clone().unwrap_or_default();
     if let Err(r) = selector::matches(w.namespace_selector.as_ref(), &ns_labels) {
-        return Some(format!("namespace {} is excluded by the namespaceSelector of {} ({r})", f.namespace, w.configuration));
+        return Some(format!(
+            "namespace {} is excluded by the namespaceSelector of {} ({r})",
+            f.namespace, w.configuration
+        ));
     }
     if let Some(p) = pod {
         if let Err(r) = selector::matches(w.object_selector.as_ref(), &p.labels) {
-            return Some(format!("the pod is excluded by the objectSelector of {} ({r})", w.configuration));
+            return Some(format!(
+                "the pod is excluded by the objectSelector of {} ({r})",
+                w.configuration
+            ));
         }
     }
     None
@@ -126,12 +152,20 @@ fn webhook_check(f: &Facts, selectors: bool) -> Check {
         );
     };
     if let Some(why) = excluded(f, w, f.pod.as_ref()).filter(|_| selectors) {
-        return Check::fail(ID, why, "remove the opt-out label, or the namespace from the chart's excludeNamespaces");
+        return Check::fail(
+            ID,
+            why,
+            "remove the opt-out label, or the namespace from the chart's excludeNamespaces",
+        );
     }
     let name = &w.server_name;
     let (chain, source) = match &w.cert {
         ServingCert::NotFound(why) => {
-            return Check::fail(ID, format!("{}: serving certificate not found: {why}", w.configuration), "check the webhook's TLS Secret or that the webhook is running");
+            return Check::fail(
+                ID,
+                format!("{}: serving certificate not found: {why}", w.configuration),
+                "check the webhook's TLS Secret or that the webhook is running",
+            );
         }
         ServingCert::Served { url, chain } => (chain, format!("served at {url}")),
         ServingCert::Secret { name, chain } => (chain, format!("in Secret {name}")),
@@ -144,14 +178,25 @@ fn webhook_check(f: &Facts, selectors: bool) -> Check {
             "re-issue the serving certificate and the caBundle together (helm upgrade, or let cert-manager renew it)",
         );
     }
-    let days = verdict.not_after.map(|t| (t - f.now) / 86_400).unwrap_or(i64::MAX);
-    let selected = if selectors { format!("namespace {} selected, ", f.namespace) } else { String::new() };
+    let days = verdict
+        .not_after
+        .map(|t| (t - f.now) / 86_400)
+        .unwrap_or(i64::MAX);
+    let selected = if selectors {
+        format!("namespace {} selected, ", f.namespace)
+    } else {
+        String::new()
+    };
     let evidence = format!(
         "{} (webhook {}): {selected}failurePolicy {}, serving certificate for {name} {source} verified by the caBundle, expires in {days} days",
         w.configuration, w.name, w.failure_policy
     );
     if days < CERT_WARN_DAYS {
-        return Check::warn(ID, evidence, "renew the serving certificate before it expires");
+        return Check::warn(
+            ID,
+            evidence,
+            "renew the serving certificate before it expires",
+        );
     }
     if w.failure_policy == "Ignore" {
         return Check::warn(
@@ -170,7 +215,11 @@ fn asked_mode(f: &Facts) -> String {
     f.pod
         .as_ref()
         .and_then(|p| p.annotations.get(&k))
-        .or_else(|| f.service_account.as_ref().and_then(|s| s.annotations.get(&k)))
+        .or_else(|| {
+            f.service_account
+                .as_ref()
+                .and_then(|s| s.annotations.get(&k))
+        })
         .cloned()
         .unwrap_or_else(|| f.default_mode.clone())
 }
@@ -178,7 +227,12 @@ fn asked_mode(f: &Facts) -> String {
 fn skip_list(f: &Facts, p: &PodFacts) -> Vec<String> {
     p.annotations
         .get(&key(f, SKIP_CONTAINERS))
-        .map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -187,15 +241,24 @@ fn skip_list(f: &Facts, p: &PodFacts) -> Vec<String> {
 pub fn why_not_injected(f: &Facts, p: &PodFacts) -> (String, String) {
     let restart = "delete the pod so that its controller recreates it (kubectl rollout restart for a Deployment)";
     let Some(w) = f.webhooks.first() else {
-        return ("no pod-identity webhook is registered".into(), format!("install the webhook, then {restart}"));
+        return (
+            "no pod-identity webhook is registered".into(),
+            format!("install the webhook, then {restart}"),
+        );
     };
     if let Some(why) = excluded(f, w, Some(p)) {
-        return (why, "remove the opt-out label if this pod needs AWS credentials".into());
+        return (
+            why,
+            "remove the opt-out label if this pod needs AWS credentials".into(),
+        );
     }
-    if let (Some(created), Some(annotated)) = (p.created, f.service_account.as_ref().and_then(|s| s.role_annotated_at)) {
+    if let (Some(created), Some(annotated)) = (
+        p.created,
+        f.service_account.as_ref().and_then(|s| s.role_annotated_at),
+    ) {
         if annotated > created {
             return (
-                format!("the pod was created {} s before its ServiceAccount got the role annotation", annotated - created),
+                "the pod was created before its ServiceAccount got the role annotation".into(),
                 restart.into(),
             );
         }
@@ -212,8 +275,7 @@ pub fn why_not_injected(f: &Facts, p: &PodFacts) -> (String, String) {
     )
 }
 
-fn injection_of(p: &PodFacts, c: &super::facts::ContainerFacts) -> Injected {
-    let _ = p;
+fn injection_of(c: &super::facts::ContainerFacts) -> Injected {
     injected::container(c.env.iter().map(|(k, _)| k.as_str()))
 }
 
@@ -236,32 +298,64 @@ fn mutation(f: &Facts, role: Option<&RoleArn>) -> Check {
     if containers.is_empty() {
         return Check::skip(ID, "every container is listed in skip-containers");
     }
-    let lacking: Vec<&str> = containers.iter().filter(|c| injection_of(p, c) == Injected::Nothing).map(|c| c.name.as_str()).collect();
+    let lacking: Vec<&str> = containers
+        .iter()
+        .filter(|c| injection_of(c) == Injected::Nothing)
+        .map(|c| c.name.as_str())
+        .collect();
     if lacking.len() == containers.len() {
         let (why, fix) = why_not_injected(f, p);
-        return Check::fail(ID, format!("no container has AWS credentials variables: {why}"), fix);
+        return Check::fail(
+            ID,
+            format!("no container has AWS credentials variables: {why}"),
+            fix,
+        );
     }
     let mut problems = Vec::new();
     if !lacking.is_empty() {
-        problems.push(format!("containers without credentials variables: {}", lacking.join(", ")));
+        problems.push(format!(
+            "containers without credentials variables: {}",
+            lacking.join(", ")
+        ));
     }
     let token_volumes: Vec<&str> = p.token_volumes.iter().map(|v| v.name.as_str()).collect();
-    for c in containers.iter().filter(|c| injection_of(p, c) != Injected::Nothing) {
-        if !c.mounts.iter().any(|(v, _)| token_volumes.contains(&v.as_str())) {
-            problems.push(format!("container {} has the variables but no projected token volume mounted", c.name));
+    for c in containers
+        .iter()
+        .filter(|c| injection_of(c) != Injected::Nothing)
+    {
+        if !c
+            .mounts
+            .iter()
+            .any(|(v, _)| token_volumes.contains(&v.as_str()))
+        {
+            problems.push(format!(
+                "container {} has the variables but no projected token volume mounted",
+                c.name
+            ));
         }
     }
     if !problems.is_empty() {
-        return Check::fail(ID, problems.join("; "), "delete the pod so that it is recreated and mutated whole");
+        return Check::fail(
+            ID,
+            problems.join("; "),
+            "delete the pod so that it is recreated and mutated whole",
+        );
     }
     let kinds: Vec<String> = containers
         .iter()
-        .map(|c| match injection_of(p, c) {
+        .map(|c| match injection_of(c) {
             Injected::WebIdentity => format!("{} (web identity)", c.name),
             _ => format!("{} (container credentials)", c.name),
         })
         .collect();
-    Check::pass(ID, format!("credentials variables and token mount in {}; volume {}", kinds.join(", "), token_volumes.join(", ")))
+    Check::pass(
+        ID,
+        format!(
+            "credentials variables and token mount in {}; volume {}",
+            kinds.join(", "),
+            token_volumes.join(", ")
+        ),
+    )
 }
 
 /// The token audience STS will see.
@@ -282,11 +376,19 @@ fn audience(f: &Facts) -> String {
 fn token(f: &Facts, mutation: &Check, audience: &str) -> Check {
     const ID: &str = "token";
     match &f.pod {
-        None => Check::pass(ID, format!("pods of {} get tokens with audience {audience}", sa_ref(f))),
-        Some(_) if mutation.status != Status::Pass => Check::skip(ID, "the pod has no injected token"),
+        None => Check::pass(
+            ID,
+            format!("pods of {} get tokens with audience {audience}", sa_ref(f)),
+        ),
+        Some(_) if mutation.status != Status::Pass => {
+            Check::skip(ID, "the pod has no injected token")
+        }
         Some(p) => {
             let v = &p.token_volumes[0];
-            let lifetime = v.expiration_seconds.map(|s| format!("{s} s")).unwrap_or_else(|| "the default (1 h)".into());
+            let lifetime = v
+                .expiration_seconds
+                .map(|s| format!("{s} s"))
+                .unwrap_or_else(|| "the default (1 h)".into());
             Check::pass(ID, format!("volume {}: audience {audience}, lifetime {lifetime}, refreshed by the kubelet at 80%", v.name))
         }
     }
@@ -297,7 +399,13 @@ fn provider(f: &Facts, audience: &str) -> Check {
     const ID: &str = "provider";
     let issuer = match &f.issuer {
         Ok(i) => i,
-        Err(e) => return Check::fail(ID, format!("cannot read the cluster's issuer: {e}"), "check access to /.well-known/openid-configuration"),
+        Err(e) => {
+            return Check::fail(
+                ID,
+                format!("cannot read the cluster's issuer: {e}"),
+                "check access to /.well-known/openid-configuration",
+            )
+        }
     };
     match &f.provider {
         Lookup::Missing => Check::fail(
@@ -341,7 +449,12 @@ fn role_trust(f: &Facts, role: Option<&RoleArn>, audience: &str) -> Check {
         Lookup::Found(p) => p.arn.clone(),
         _ => {
             let parts: Vec<&str> = role.as_str().splitn(6, ':').collect();
-            format!("arn:{}:iam::{}:oidc-provider/{}", parts[1], parts[4], issuer_host_path(issuer))
+            format!(
+                "arn:{}:iam::{}:oidc-provider/{}",
+                parts[1],
+                parts[4],
+                issuer_host_path(issuer)
+            )
         }
     };
     let sub = service_account_subject(&f.namespace, &f.service_account_name);
@@ -381,20 +494,39 @@ fn agent(f: &Facts, mutation: &Check) -> Check {
     if mutation.status != Status::Pass {
         return Check::skip(ID, "the pod is not mutated");
     }
-    let container_credentials = p.containers.iter().any(|c| injection_of(p, c) == Injected::ContainerCredentials);
+    let container_credentials = p
+        .containers
+        .iter()
+        .any(|c| injection_of(c) == Injected::ContainerCredentials);
     if !container_credentials {
-        return Check::skip(ID, "web-identity mode: the SDK calls STS itself, no agent involved");
+        return Check::skip(
+            ID,
+            "web-identity mode: the SDK calls STS itself, no agent involved",
+        );
     }
     if let Some(sidecar) = p.containers.iter().find(|c| c.name == f.sidecar_name) {
         return match sidecar.ready {
             Some(true) => Check::pass(ID, format!("sidecar {} is ready", sidecar.name)),
-            _ => Check::fail(ID, format!("sidecar {} is not ready", sidecar.name), format!("kubectl logs -n {} {} -c {}", f.namespace, f.pod_name.as_deref().unwrap_or(""), sidecar.name)),
+            _ => Check::fail(
+                ID,
+                format!("sidecar {} is not ready", sidecar.name),
+                format!(
+                    "kubectl logs -n {} {} -c {}",
+                    f.namespace,
+                    f.pod_name.as_deref().unwrap_or(""),
+                    sidecar.name
+                ),
+            ),
         };
     }
     let node = p.node.as_deref().unwrap_or("");
     let pods = f.agent.as_ref().map(|a| a.pods.clone()).unwrap_or_default();
     if node.is_empty() {
-        return Check::warn(ID, "agent mode, but the pod is not scheduled on a node yet", "wait for scheduling");
+        return Check::warn(
+            ID,
+            "agent mode, but the pod is not scheduled on a node yet",
+            "wait for scheduling",
+        );
     }
     match pods.iter().find(|(_, ready)| *ready) {
         Some((name, _)) => Check::pass(ID, format!("credential agent {name} on node {node} is ready")),
@@ -407,7 +539,10 @@ fn agent(f: &Facts, mutation: &Check) -> Check {
 fn sdk(f: &Facts) -> Check {
     const ID: &str = "sdk";
     let observed = f.pod.as_ref().and_then(|p| {
-        p.containers.iter().map(|c| injection_of(p, c)).find(|i| *i != Injected::Nothing)
+        p.containers
+            .iter()
+            .map(|c| injection_of(c))
+            .find(|i| *i != Injected::Nothing)
     });
     let container = match observed {
         Some(i) => i == Injected::ContainerCredentials,
@@ -419,3 +554,7 @@ fn sdk(f: &Facts) -> Check {
         Check::pass(ID, "web identity needs: boto3 1.9.220 / botocore 1.12.200, AWS CLI 1.16.232 (any v2), Java v2 2.10.11, Java v1 1.11.704, Go v1 1.23.13 (any v2), JS v2 2.525.0 (any v3), .NET 3.3.659.1, Ruby 3.79.0, PHP 3.110.7, any Rust SDK")
     }
 }
+
+#[cfg(test)]
+#[path = "checks_tests.rs"]
+mod tests;

@@ -53,9 +53,15 @@ pub struct PodFacts {
 #[derive(Debug, Clone)]
 pub enum ServingCert {
     /// Presented by the URL the configuration names (DER chain).
-    Served { url: String, chain: Vec<Vec<u8>> },
+    Served {
+        url: String,
+        chain: Vec<Vec<u8>>,
+    },
     /// In a kubernetes.io/tls Secret beside the Service.
-    Secret { name: String, chain: Vec<Vec<u8>> },
+    Secret {
+        name: String,
+        chain: Vec<Vec<u8>>,
+    },
     NotFound(String),
 }
 

@@ -46,7 +46,10 @@ fn unix(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
 }
 
 /// When `key` of the object's annotations was last written, from managedFields.
-fn annotated_at(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key: &str) -> Option<i64> {
+fn annotated_at(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    key: &str,
+) -> Option<i64> {
     let field = format!("f:{key}");
     meta.managed_fields
         .iter()
@@ -65,26 +68,57 @@ fn annotated_at(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMet
 pub fn pod_facts(p: &Pod) -> PodFacts {
     let spec = p.spec.clone().unwrap_or_default();
     let status = p.status.clone().unwrap_or_default();
-    let ready = |name: &str, statuses: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
-        statuses.iter().flatten().find(|s| s.name == name).map(|s| s.ready)
-    };
+    let ready =
+        |name: &str, statuses: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
+            statuses
+                .iter()
+                .flatten()
+                .find(|s| s.name == name)
+                .map(|s| s.ready)
+        };
     let convert = |c: &k8s_openapi::api::core::v1::Container, init: bool| ContainerFacts {
         name: c.name.clone(),
-        env: c.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect(),
-        mounts: c.volume_mounts.iter().flatten().map(|m| (m.name.clone(), m.mount_path.clone())).collect(),
-        ready: if init { ready(&c.name, &status.init_container_statuses) } else { ready(&c.name, &status.container_statuses) },
+        env: c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect(),
+        mounts: c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.clone(), m.mount_path.clone()))
+            .collect(),
+        ready: if init {
+            ready(&c.name, &status.init_container_statuses)
+        } else {
+            ready(&c.name, &status.container_statuses)
+        },
         init,
     };
-    let mut containers: Vec<ContainerFacts> = spec.containers.iter().map(|c| convert(c, false)).collect();
-    containers.extend(spec.init_containers.iter().flatten().map(|c| convert(c, true)));
+    let mut containers: Vec<ContainerFacts> =
+        spec.containers.iter().map(|c| convert(c, false)).collect();
+    containers.extend(
+        spec.init_containers
+            .iter()
+            .flatten()
+            .map(|c| convert(c, true)),
+    );
     let token_volumes = spec
         .volumes
         .iter()
         .flatten()
         .filter_map(|v| {
             let sources = v.projected.as_ref()?.sources.as_ref()?;
-            let t = sources.iter().find_map(|s| s.service_account_token.as_ref())?;
-            Some(TokenVolume { name: v.name.clone(), audience: t.audience.clone(), expiration_seconds: t.expiration_seconds })
+            let t = sources
+                .iter()
+                .find_map(|s| s.service_account_token.as_ref())?;
+            Some(TokenVolume {
+                name: v.name.clone(),
+                audience: t.audience.clone(),
+                expiration_seconds: t.expiration_seconds,
+            })
         })
         // The API server's own kube-api-access volume has no audience.
         .filter(|v| v.audience.is_some())
@@ -95,7 +129,10 @@ pub fn pod_facts(p: &Pod) -> PodFacts {
         created: p.metadata.creation_timestamp.as_ref().map(unix),
         node: spec.node_name.clone(),
         host_network: spec.host_network.unwrap_or(false),
-        service_account: spec.service_account_name.clone().unwrap_or_else(|| "default".into()),
+        service_account: spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         containers,
         token_volumes,
     }
@@ -114,13 +151,30 @@ pub fn service_account_facts(sa: &ServiceAccount, prefix: &str) -> ServiceAccoun
 struct CaptureOnly(Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for CaptureOnly {
-    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> std::result::Result<ServerCertVerified, rustls::Error> {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -131,7 +185,12 @@ impl ServerCertVerifier for CaptureOnly {
 /// The certificate chain presented at `url` (https).
 async fn served_chain(url: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
-    let host = uri.host().ok_or("no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = uri
+        .host()
+        .ok_or("no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(443);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -142,34 +201,62 @@ async fn served_chain(url: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
         .with_no_client_auth();
     let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
     let connect = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
-        let chain: Vec<Vec<u8>> = tls.get_ref().1.peer_certificates().unwrap_or_default().iter().map(|c| c.to_vec()).collect();
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+        let chain: Vec<Vec<u8>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.to_vec())
+            .collect();
         Ok::<_, String>(chain)
     };
-    tokio::time::timeout(std::time::Duration::from_secs(10), connect).await.map_err(|_| "no TLS answer in 10 s".to_string())?
+    tokio::time::timeout(std::time::Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| "no TLS answer in 10 s".to_string())?
 }
 
 /// The serving certificate of a Service-backed webhook: the TLS Secret in
 /// its namespace whose certificate names the Service.
 async fn secret_chain(cluster: &Cluster, namespace: &str, server_name: &str) -> ServingCert {
     let api: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
-    let list = match api.list(&ListParams::default().fields("type=kubernetes.io/tls")).await {
+    let list = match api
+        .list(&ListParams::default().fields("type=kubernetes.io/tls"))
+        .await
+    {
         Ok(l) => l,
-        Err(e) => return ServingCert::NotFound(format!("cannot list TLS Secrets in {namespace}: {e}")),
+        Err(e) => {
+            return ServingCert::NotFound(format!("cannot list TLS Secrets in {namespace}: {e}"))
+        }
     };
     let mut first = None;
     for s in list.items {
-        let Some(crt) = s.data.as_ref().and_then(|d| d.get("tls.crt")) else { continue };
+        let Some(crt) = s.data.as_ref().and_then(|d| d.get("tls.crt")) else {
+            continue;
+        };
         let chain = pem_certs(&crt.0);
-        let name = format!("{namespace}/{}", s.metadata.name.clone().unwrap_or_default());
+        let name = format!(
+            "{namespace}/{}",
+            s.metadata.name.clone().unwrap_or_default()
+        );
         let names = super::cert::verify(&chain, b"", server_name, 0).dns_names;
         if names.iter().any(|n| n.contains(server_name)) {
             return ServingCert::Secret { name, chain };
         }
         first.get_or_insert(ServingCert::Secret { name, chain });
     }
-    first.unwrap_or_else(|| ServingCert::NotFound(format!("no kubernetes.io/tls Secret in namespace {namespace}")))
+    first.unwrap_or_else(|| {
+        ServingCert::NotFound(format!(
+            "no kubernetes.io/tls Secret in namespace {namespace}"
+        ))
+    })
 }
 
 /// Every pod-identity webhook for pods CREATE.
@@ -181,7 +268,9 @@ pub async fn webhooks(cluster: &Cluster, configuration: Option<&str>) -> Result<
         for w in config.webhooks.iter().flatten() {
             let ours = w.name == WEBHOOK_NAME || configuration == Some(config_name.as_str());
             let pods_create = w.rules.iter().flatten().any(|r| {
-                let has = |v: &Option<Vec<String>>, x: &str| v.iter().flatten().any(|s| s == x || s == "*");
+                let has = |v: &Option<Vec<String>>, x: &str| {
+                    v.iter().flatten().any(|s| s == x || s == "*")
+                };
                 has(&r.operations, "CREATE") && has(&r.resources, "pods") && has(&r.api_groups, "")
             });
             if !(ours && pods_create) {
@@ -189,19 +278,34 @@ pub async fn webhooks(cluster: &Cluster, configuration: Option<&str>) -> Result<
             }
             let (server_name, cert) = match (&w.client_config.url, &w.client_config.service) {
                 (Some(url), _) => {
-                    let host = url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string)).unwrap_or_default();
+                    let host = url
+                        .parse::<http::Uri>()
+                        .ok()
+                        .and_then(|u| u.host().map(str::to_string))
+                        .unwrap_or_default();
                     let cert = match served_chain(url).await {
-                        Ok(chain) => ServingCert::Served { url: url.clone(), chain },
+                        Ok(chain) => ServingCert::Served {
+                            url: url.clone(),
+                            chain,
+                        },
                         Err(e) => ServingCert::NotFound(format!("{url}: {e}")),
                     };
-                    (host.trim_start_matches('[').trim_end_matches(']').to_string(), cert)
+                    (
+                        host.trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_string(),
+                        cert,
+                    )
                 }
                 (None, Some(svc)) => {
                     let name = format!("{}.{}.svc", svc.name, svc.namespace);
                     let cert = secret_chain(cluster, &svc.namespace, &name).await;
                     (name, cert)
                 }
-                (None, None) => (String::new(), ServingCert::NotFound("clientConfig has neither url nor service".into())),
+                (None, None) => (
+                    String::new(),
+                    ServingCert::NotFound("clientConfig has neither url nor service".into()),
+                ),
             };
             out.push(WebhookFacts {
                 configuration: config_name.clone(),
@@ -209,7 +313,12 @@ pub async fn webhooks(cluster: &Cluster, configuration: Option<&str>) -> Result<
                 failure_policy: w.failure_policy.clone().unwrap_or_else(|| "Fail".into()),
                 namespace_selector: w.namespace_selector.clone(),
                 object_selector: w.object_selector.clone(),
-                ca_bundle: w.client_config.ca_bundle.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
+                ca_bundle: w
+                    .client_config
+                    .ca_bundle
+                    .as_ref()
+                    .map(|b| b.0.clone())
+                    .unwrap_or_default(),
                 server_name,
                 cert,
             });
@@ -223,9 +332,19 @@ fn unreadable<T>(e: Error) -> Lookup<T> {
 }
 
 /// Reads the facts of `namespace/name`: a pod when `pod` is set, else a ServiceAccount.
-pub async fn gather(aws: &Aws, cluster: &Cluster, opts: &Options, namespace: &str, name: &str, pod: bool) -> Result<Facts> {
+pub async fn gather(
+    aws: &Aws,
+    cluster: &Cluster,
+    opts: &Options,
+    namespace: &str,
+    name: &str,
+    pod: bool,
+) -> Result<Facts> {
     let ns_api: Api<Namespace> = Api::all(cluster.client.clone());
-    let namespace_labels = ns_api.get_opt(namespace).await?.map(|n| n.metadata.labels.unwrap_or_default());
+    let namespace_labels = ns_api
+        .get_opt(namespace)
+        .await?
+        .map(|n| n.metadata.labels.unwrap_or_default());
     let (pod_facts, sa_name) = if pod {
         let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
         let p = api
@@ -257,11 +376,19 @@ pub async fn gather(aws: &Aws, cluster: &Cluster, opts: &Options, namespace: &st
         None => Lookup::NotAsked,
         Some(arn) => {
             let account = arn.as_str().split(':').nth(4).unwrap_or_default();
-            let other_account = matches!(&provider, Lookup::Found(p) if p.arn.split(':').nth(4) != Some(account));
+            let other_account =
+                matches!(&provider, Lookup::Found(p) if p.arn.split(':').nth(4) != Some(account));
             if other_account {
-                Lookup::Unreadable(format!("the role is in account {account}, not the provider's"))
+                Lookup::Unreadable(format!(
+                    "the role is in account {account}, not the provider's"
+                ))
             } else {
-                match get_role(&aws.iam, arn.as_str().rsplit('/').next().unwrap_or_default()).await {
+                match get_role(
+                    &aws.iam,
+                    arn.as_str().rsplit('/').next().unwrap_or_default(),
+                )
+                .await
+                {
                     Ok(Some(r)) => Lookup::Found(r),
                     Ok(None) => Lookup::Missing,
                     Err(e) => unreadable(e),
@@ -270,7 +397,18 @@ pub async fn gather(aws: &Aws, cluster: &Cluster, opts: &Options, namespace: &st
         }
     };
     let exchange = match (&role_arn, opts.exchange && sa.is_some()) {
-        (Some(arn), true) => Some(exchange(aws, cluster, namespace, &sa_name, arn.as_str(), &opts.prefix, service_account.as_ref()).await),
+        (Some(arn), true) => Some(
+            exchange(
+                aws,
+                cluster,
+                namespace,
+                &sa_name,
+                arn.as_str(),
+                &opts.prefix,
+                service_account.as_ref(),
+            )
+            .await,
+        ),
         _ => None,
     };
     let agent = match pod_facts.as_ref().and_then(|p| p.node.clone()) {
@@ -311,13 +449,23 @@ async fn exchange(
         .unwrap_or_else(|| crate::policy::STS_AUDIENCE.to_string());
     let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                       "spec": {"audiences": [audience], "expirationSeconds": 600}});
-    let req = http::Request::post(format!("/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    let text = cluster.client.request_text(req).await.map_err(|e| format!("TokenRequest for {namespace}/{sa}: {e}"))?;
-    let resp: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("TokenRequest answer: {e}"))?;
-    let token = resp["status"]["token"].as_str().ok_or("TokenRequest returned no token")?.to_string();
+    let req = http::Request::post(format!(
+        "/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token"
+    ))
+    .header(http::header::CONTENT_TYPE, "application/json")
+    .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
+    .map_err(|e| e.to_string())?;
+    let text = cluster
+        .client
+        .request_text(req)
+        .await
+        .map_err(|e| format!("TokenRequest for {namespace}/{sa}: {e}"))?;
+    let resp: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("TokenRequest answer: {e}"))?;
+    let token = resp["status"]["token"]
+        .as_str()
+        .ok_or("TokenRequest returned no token")?
+        .to_string();
     let out = aws
         .sts
         .assume_role_with_web_identity()
@@ -329,7 +477,11 @@ async fn exchange(
         .map_err(|e| {
             use aws_sdk_sts::error::ProvideErrorMetadata;
             let e = e.into_service_error();
-            format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message"))
+            format!(
+                "{}: {}",
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("no message")
+            )
         })?;
     out.assumed_role_user()
         .map(|u| u.arn().to_string())
@@ -351,5 +503,7 @@ async fn agent_pods(cluster: &Cluster, node: &str) -> Result<AgentFacts> {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         by_name.insert(p.metadata.name.unwrap_or_default(), ready);
     }
-    Ok(AgentFacts { pods: by_name.into_iter().collect() })
+    Ok(AgentFacts {
+        pods: by_name.into_iter().collect(),
+    })
 }

@@ -40,16 +40,36 @@ pub struct Check {
 
 impl Check {
     pub fn pass(id: &'static str, evidence: impl Into<String>) -> Check {
-        Check { id, status: Status::Pass, evidence: evidence.into(), fix: None }
+        Check {
+            id,
+            status: Status::Pass,
+            evidence: evidence.into(),
+            fix: None,
+        }
     }
     pub fn skip(id: &'static str, evidence: impl Into<String>) -> Check {
-        Check { id, status: Status::Skip, evidence: evidence.into(), fix: None }
+        Check {
+            id,
+            status: Status::Skip,
+            evidence: evidence.into(),
+            fix: None,
+        }
     }
     pub fn fail(id: &'static str, evidence: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check { id, status: Status::Fail, evidence: evidence.into(), fix: Some(fix.into()) }
+        Check {
+            id,
+            status: Status::Fail,
+            evidence: evidence.into(),
+            fix: Some(fix.into()),
+        }
     }
     pub fn warn(id: &'static str, evidence: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check { id, status: Status::Warn, evidence: evidence.into(), fix: Some(fix.into()) }
+        Check {
+            id,
+            status: Status::Warn,
+            evidence: evidence.into(),
+            fix: Some(fix.into()),
+        }
     }
 }
 
@@ -63,21 +83,37 @@ pub struct Report {
 
 impl Report {
     pub fn failed(&self) -> usize {
-        self.checks.iter().filter(|c| c.status == Status::Fail).count()
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .count()
     }
     pub fn warnings(&self) -> usize {
-        self.checks.iter().filter(|c| c.status == Status::Warn).count()
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Warn)
+            .count()
     }
 
     pub fn render(&self) -> String {
         let mut out = format!("doctor {}\n", self.target);
         for (i, c) in self.checks.iter().enumerate() {
-            out.push_str(&format!("{:>2}. {} {:<14} {}\n", i + 1, c.status.label(), c.id, c.evidence));
+            out.push_str(&format!(
+                "{:>2}. {} {:<14} {}\n",
+                i + 1,
+                c.status.label(),
+                c.id,
+                c.evidence
+            ));
             if let Some(fix) = &c.fix {
                 out.push_str(&format!("{:>24}fix: {fix}\n", ""));
             }
         }
-        out.push_str(&format!("{} failed, {} warning(s)\n", self.failed(), self.warnings()));
+        out.push_str(&format!(
+            "{} failed, {} warning(s)\n",
+            self.failed(),
+            self.warnings()
+        ));
         out
     }
 }

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// Whether `labels` satisfy `selector`, or the requirement that fails.
-pub fn matches(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn matches(
+    selector: Option<&LabelSelector>,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), String> {
     let Some(s) = selector else {
         return Ok(());
     };
@@ -49,19 +52,45 @@ mod tests {
 
     #[test]
     fn table() {
-        let labels: BTreeMap<String, String> =
-            [("kubernetes.io/metadata.name".to_string(), "app".to_string()), ("team".into(), "a".into())].into();
+        let labels: BTreeMap<String, String> = [
+            ("kubernetes.io/metadata.name".to_string(), "app".to_string()),
+            ("team".into(), "a".into()),
+        ]
+        .into();
         let sel = |exprs: Vec<LabelSelectorRequirement>, ml: &[(&str, &str)]| LabelSelector {
             match_expressions: Some(exprs),
-            match_labels: Some(ml.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            match_labels: Some(
+                ml.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
         };
         let cases = [
-            (sel(vec![req("kubernetes.io/metadata.name", "NotIn", &["kube-system"])], &[]), true),
-            (sel(vec![req("kubernetes.io/metadata.name", "NotIn", &["app"])], &[]), false),
+            (
+                sel(
+                    vec![req(
+                        "kubernetes.io/metadata.name",
+                        "NotIn",
+                        &["kube-system"],
+                    )],
+                    &[],
+                ),
+                true,
+            ),
+            (
+                sel(
+                    vec![req("kubernetes.io/metadata.name", "NotIn", &["app"])],
+                    &[],
+                ),
+                false,
+            ),
             (sel(vec![req("team", "In", &["a", "b"])], &[]), true),
             (sel(vec![req("team", "In", &["b"])], &[]), false),
             (sel(vec![req("skip", "DoesNotExist", &[])], &[]), true),
-            (sel(vec![req("team", "Exists", &[])], &[("team", "a")]), true),
+            (
+                sel(vec![req("team", "Exists", &[])], &[("team", "a")]),
+                true,
+            ),
             (sel(vec![], &[("team", "b")]), false),
             (sel(vec![req("team", "Bogus", &[])], &[]), false),
         ];

@@ -1,0 +1,507 @@
+//! Table tests of the checklist: a healthy set of facts passes every check;
+//! each fault, planted in memory, fails exactly its check.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use serde_json::json;
+
+use super::*;
+use crate::doctor::facts::{AgentFacts, ContainerFacts, ServiceAccountFacts, TokenVolume};
+use crate::iam::{Provider, RoleState};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/app";
+const ISSUER: &str = "https://oidc.example/c1";
+const PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.example/c1";
+const NOW: i64 = 1_800_000_000;
+
+fn certs(not_after: (i32, u8, u8)) -> (String, Vec<Vec<u8>>) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut params =
+        rcgen::CertificateParams::new(vec!["pod-identity.kube-system.svc".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca.pem(), vec![cert.der().to_vec()])
+}
+
+fn skip_selector() -> LabelSelector {
+    LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: "pod-identity.amazonaws.com/skip".into(),
+            operator: "NotIn".into(),
+            values: Some(vec!["true".into()]),
+        }]),
+        match_labels: None,
+    }
+}
+
+fn webhook(ca: &str, chain: Vec<Vec<u8>>) -> WebhookFacts {
+    WebhookFacts {
+        configuration: "pod-identity".into(),
+        name: "pod-identity-webhook.amazonaws.com".into(),
+        failure_policy: "Fail".into(),
+        namespace_selector: Some(skip_selector()),
+        object_selector: Some(skip_selector()),
+        ca_bundle: ca.as_bytes().to_vec(),
+        server_name: "pod-identity.kube-system.svc".into(),
+        cert: ServingCert::Secret {
+            name: "kube-system/pod-identity".into(),
+            chain,
+        },
+    }
+}
+
+fn env(pairs: &[&str]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|k| (k.to_string(), "v".to_string()))
+        .collect()
+}
+
+fn web_identity_container(name: &str) -> ContainerFacts {
+    ContainerFacts {
+        name: name.into(),
+        env: env(&["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_REGION"]),
+        mounts: vec![(
+            "aws-iam-token".into(),
+            "/var/run/secrets/eks.amazonaws.com/serviceaccount".into(),
+        )],
+        ready: Some(true),
+        init: false,
+    }
+}
+
+fn healthy() -> Facts {
+    let (ca, chain) = certs((2030, 1, 1));
+    let trust = json!({"Statement": [{"Effect": "Allow", "Principal": {"Federated": PROVIDER},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {"oidc.example/c1:sub": "system:serviceaccount:app:reader", "oidc.example/c1:aud": "sts.amazonaws.com"}}}]});
+    Facts {
+        now: NOW,
+        prefix: "eks.amazonaws.com".into(),
+        namespace: "app".into(),
+        service_account_name: "reader".into(),
+        namespace_labels: Some(BTreeMap::new()),
+        service_account: Some(ServiceAccountFacts {
+            annotations: BTreeMap::from([("eks.amazonaws.com/role-arn".into(), ROLE.into())]),
+            role_annotated_at: Some(NOW - 1000),
+        }),
+        pod: Some(PodFacts {
+            created: Some(NOW - 500),
+            node: Some("node-1".into()),
+            service_account: "reader".into(),
+            containers: vec![web_identity_container("app")],
+            token_volumes: vec![TokenVolume {
+                name: "aws-iam-token".into(),
+                audience: Some("sts.amazonaws.com".into()),
+                expiration_seconds: Some(86400),
+            }],
+            ..Default::default()
+        }),
+        pod_name: Some("web".into()),
+        webhooks: vec![webhook(&ca, chain)],
+        issuer: Ok(ISSUER.into()),
+        provider: Lookup::Found(Provider {
+            arn: PROVIDER.into(),
+            client_ids: vec!["sts.amazonaws.com".into()],
+            thumbprints: vec![],
+            tags: BTreeMap::new(),
+        }),
+        role: Lookup::Found(RoleState {
+            arn: ROLE.into(),
+            trust,
+            ..Default::default()
+        }),
+        exchange: None,
+        agent: Some(AgentFacts::default()),
+        default_mode: "web-identity".into(),
+        sidecar_name: "aws-credential-agent".into(),
+    }
+}
+
+fn outcome(f: &Facts) -> (BTreeSet<&'static str>, BTreeSet<&'static str>, Vec<Check>) {
+    let checks = run(f);
+    let by = |s: Status| {
+        checks
+            .iter()
+            .filter(|c| c.status == s)
+            .map(|c| c.id)
+            .collect()
+    };
+    (by(Status::Fail), by(Status::Warn), checks)
+}
+
+fn set_annotation(f: &mut Facts, key: &str, value: Option<&str>) {
+    let sa = f.service_account.as_mut().unwrap();
+    sa.annotations.remove("eks.amazonaws.com/role-arn");
+    if let Some(v) = value {
+        sa.annotations.insert(key.into(), v.into());
+    }
+}
+
+fn uninjected(f: &mut Facts) {
+    let p = f.pod.as_mut().unwrap();
+    p.containers = vec![ContainerFacts {
+        name: "app".into(),
+        ..Default::default()
+    }];
+    p.token_volumes.clear();
+}
+
+#[test]
+fn healthy_passes_everything() {
+    let (failed, warned, checks) = outcome(&healthy());
+    assert!(failed.is_empty() && warned.is_empty(), "{checks:#?}");
+    let mut sa_only = healthy();
+    sa_only.pod = None;
+    sa_only.pod_name = None;
+    let (failed, warned, checks) = outcome(&sa_only);
+    assert!(failed.is_empty() && warned.is_empty(), "{checks:#?}");
+}
+
+type Plant = fn(&mut Facts);
+
+#[test]
+fn each_fault_fails_exactly_its_check() {
+    let faults: Vec<(&str, Plant, &str, &str)> = vec![
+        (
+            "namespace missing",
+            |f| f.namespace_labels = None,
+            "serviceaccount",
+            "namespace app does not exist",
+        ),
+        (
+            "ServiceAccount missing",
+            |f| f.service_account = None,
+            "serviceaccount",
+            "does not exist",
+        ),
+        (
+            "missing annotation",
+            |f| set_annotation(f, "", None),
+            "serviceaccount",
+            "has no annotation",
+        ),
+        (
+            "typo'd prefix",
+            |f| set_annotation(f, "eks.amazonaws.co/role-arn", Some(ROLE)),
+            "serviceaccount",
+            "looks like a typo",
+        ),
+        (
+            "invalid ARN",
+            |f| {
+                set_annotation(
+                    f,
+                    "eks.amazonaws.com/role-arn",
+                    Some("arn:aws:iam::1:role/x"),
+                )
+            },
+            "serviceaccount",
+            "not a role ARN",
+        ),
+        (
+            "no webhook",
+            |f| f.webhooks.clear(),
+            "webhook",
+            "no MutatingWebhookConfiguration",
+        ),
+        (
+            "namespace opted out",
+            |f| {
+                f.namespace_labels = Some(BTreeMap::from([(
+                    "pod-identity.amazonaws.com/skip".into(),
+                    "true".into(),
+                )]));
+            },
+            "webhook",
+            "namespaceSelector",
+        ),
+        (
+            "caBundle of another CA",
+            |f| f.webhooks[0].ca_bundle = certs((2030, 1, 1)).0.into_bytes(),
+            "webhook",
+            "another CA",
+        ),
+        (
+            "expired certificate",
+            |f| {
+                let (ca, chain) = certs((2026, 1, 1));
+                f.webhooks[0] = webhook(&ca, chain);
+            },
+            "webhook",
+            "expired",
+        ),
+        (
+            "certificate for another name",
+            |f| f.webhooks[0].server_name = "other.ns.svc".into(),
+            "webhook",
+            "not valid for other.ns.svc",
+        ),
+        (
+            "certificate not found",
+            |f| f.webhooks[0].cert = ServingCert::NotFound("no Secret".into()),
+            "webhook",
+            "no Secret",
+        ),
+        (
+            "created before the annotation",
+            |f| {
+                uninjected(f);
+                f.service_account.as_mut().unwrap().role_annotated_at = Some(NOW);
+            },
+            "mutation",
+            "before its ServiceAccount got the role annotation",
+        ),
+        (
+            "created while the webhook was down",
+            uninjected,
+            "mutation",
+            "while the webhook was unavailable",
+        ),
+        (
+            "hostNetwork in sidecar mode",
+            |f| {
+                uninjected(f);
+                f.default_mode = "sidecar".into();
+                f.pod.as_mut().unwrap().host_network = true;
+            },
+            "mutation",
+            "hostNetwork",
+        ),
+        (
+            "variables without the mount",
+            |f| f.pod.as_mut().unwrap().containers[0].mounts.clear(),
+            "mutation",
+            "no projected token volume mounted",
+        ),
+        (
+            "one container missed",
+            |f| {
+                f.pod.as_mut().unwrap().containers.push(ContainerFacts {
+                    name: "second".into(),
+                    ..Default::default()
+                })
+            },
+            "mutation",
+            "second",
+        ),
+        (
+            "issuer unreadable",
+            |f| f.issuer = Err("forbidden".into()),
+            "provider",
+            "forbidden",
+        ),
+        (
+            "no provider",
+            |f| f.provider = Lookup::Missing,
+            "provider",
+            "has no IAM OIDC provider",
+        ),
+        (
+            "provider without the audience",
+            |f| {
+                f.provider = Lookup::Found(Provider {
+                    arn: PROVIDER.into(),
+                    client_ids: vec!["other".into()],
+                    thumbprints: vec![],
+                    tags: BTreeMap::new(),
+                })
+            },
+            "provider",
+            "does not list the token audience",
+        ),
+        (
+            "role missing",
+            |f| f.role = Lookup::Missing,
+            "role",
+            "does not exist",
+        ),
+        (
+            "trust for another ServiceAccount",
+            |f| {
+                if let Lookup::Found(r) = &mut f.role {
+                    r.trust["Statement"][0]["Condition"]["StringEquals"]["oidc.example/c1:sub"] =
+                        json!("system:serviceaccount:app:other");
+                }
+            },
+            "role",
+            "system:serviceaccount:app:other",
+        ),
+        (
+            "trust for another audience",
+            |f| {
+                if let Lookup::Found(r) = &mut f.role {
+                    r.trust["Statement"][0]["Condition"]["StringEquals"]["oidc.example/c1:aud"] =
+                        json!("other");
+                }
+            },
+            "role",
+            "\"other\"",
+        ),
+        (
+            "trust for another provider",
+            |f| {
+                if let Lookup::Found(r) = &mut f.role {
+                    r.trust["Statement"][0]["Principal"]["Federated"] =
+                        json!("arn:aws:iam::123456789012:oidc-provider/x");
+                }
+            },
+            "role",
+            "principal",
+        ),
+        (
+            "explicit deny",
+            |f| {
+                if let Lookup::Found(r) = &mut f.role {
+                    let mut deny = r.trust["Statement"][0].clone();
+                    deny["Effect"] = json!("Deny");
+                    r.trust["Statement"].as_array_mut().unwrap().push(deny);
+                }
+            },
+            "role",
+            "denies",
+        ),
+        (
+            "STS refuses",
+            |f| f.exchange = Some(Err("AccessDenied: not authorized".into())),
+            "exchange",
+            "AccessDenied",
+        ),
+        (
+            "agent not ready",
+            |f| {
+                let p = f.pod.as_mut().unwrap();
+                p.containers[0].env = env(&[
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                ]);
+                f.agent = Some(AgentFacts {
+                    pods: vec![("agent-x".into(), false)],
+                });
+            },
+            "agent",
+            "not ready",
+        ),
+        (
+            "no agent on the node",
+            |f| {
+                let p = f.pod.as_mut().unwrap();
+                p.containers[0].env = env(&[
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                ]);
+            },
+            "agent",
+            "no credential agent pod runs on node node-1",
+        ),
+        (
+            "sidecar not ready",
+            |f| {
+                let p = f.pod.as_mut().unwrap();
+                p.containers[0].env = env(&[
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                ]);
+                p.containers.push(ContainerFacts {
+                    name: "aws-credential-agent".into(),
+                    ready: Some(false),
+                    init: true,
+                    ..Default::default()
+                });
+            },
+            "agent",
+            "sidecar aws-credential-agent is not ready",
+        ),
+    ];
+    for (name, plant, check, cause) in faults {
+        let mut f = healthy();
+        plant(&mut f);
+        let (failed, _, checks) = outcome(&f);
+        assert_eq!(failed, BTreeSet::from([check]), "{name}: {checks:#?}");
+        let c = checks.iter().find(|c| c.id == check).unwrap();
+        assert!(c.evidence.contains(cause), "{name}: {}", c.evidence);
+        assert!(c.fix.is_some(), "{name}: a failure says what to do");
+    }
+}
+
+#[test]
+fn warnings() {
+    let cases: Vec<(&str, Plant, &str)> = vec![
+        (
+            "failurePolicy Ignore",
+            |f| f.webhooks[0].failure_policy = "Ignore".into(),
+            "webhook",
+        ),
+        (
+            "certificate expiring soon",
+            |f| {
+                let (ca, chain) = certs((2027, 1, 20));
+                f.webhooks[0] = webhook(&ca, chain);
+            },
+            "webhook",
+        ),
+        (
+            "typo beside a valid annotation",
+            |f| {
+                f.service_account
+                    .as_mut()
+                    .unwrap()
+                    .annotations
+                    .insert("eks.amazonaws.con/audience".into(), "x".into());
+            },
+            "serviceaccount",
+        ),
+        (
+            "role unreadable",
+            |f| f.role = Lookup::Unreadable("AccessDenied".into()),
+            "role",
+        ),
+    ];
+    for (name, plant, check) in cases {
+        let mut f = healthy();
+        plant(&mut f);
+        let (failed, warned, checks) = outcome(&f);
+        assert!(failed.is_empty(), "{name}: {checks:#?}");
+        assert_eq!(warned, BTreeSet::from([check]), "{name}: {checks:#?}");
+    }
+}
+
+#[test]
+fn agent_and_sidecar_modes_pass_when_ready() {
+    let mut f = healthy();
+    f.pod.as_mut().unwrap().containers[0].env = env(&[
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    ]);
+    f.agent = Some(AgentFacts {
+        pods: vec![("agent-x".into(), true)],
+    });
+    let (failed, _, checks) = outcome(&f);
+    assert!(failed.is_empty(), "{checks:#?}");
+    assert!(checks
+        .iter()
+        .any(|c| c.id == "sdk" && c.evidence.contains("container credentials")));
+    // An opted-out pod is named as such.
+    let mut f = healthy();
+    uninjected(&mut f);
+    f.pod
+        .as_mut()
+        .unwrap()
+        .labels
+        .insert("pod-identity.amazonaws.com/skip".into(), "true".into());
+    let (failed, _, checks) = outcome(&f);
+    assert_eq!(
+        failed,
+        BTreeSet::from(["webhook", "mutation"]),
+        "{checks:#?}"
+    );
+    let m = checks.iter().find(|c| c.id == "mutation").unwrap();
+    assert!(m.evidence.contains("objectSelector"), "{}", m.evidence);
+}
