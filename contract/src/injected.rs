@@ -64,13 +64,38 @@ pub fn missing_injection(
     skip: &[&str],
     sidecar_name: &str,
 ) -> bool {
-    let wants = role_annotation.is_some_and(|a| RoleArn::parse(a.trim()).is_ok());
-    let candidates = candidates(containers, skip, sidecar_name);
-    wants
-        && !candidates.is_empty()
-        && candidates
+    missing(
+        role_annotation,
+        containers
             .iter()
-            .all(|c| container(c.env.iter().copied()) == Injected::Nothing)
+            .map(|c| (c.name, container(c.env.iter().copied()))),
+        skip,
+        sidecar_name,
+    )
+}
+
+/// [`missing_injection`] over containers already read with [`container`]
+/// (name, what its environment shows), for callers that keep only that.
+pub fn missing<'a>(
+    role_annotation: Option<&str>,
+    containers: impl IntoIterator<Item = (&'a str, Injected)>,
+    skip: &[&str],
+    sidecar_name: &str,
+) -> bool {
+    if role_annotation.is_none_or(|a| RoleArn::parse(a.trim()).is_err()) {
+        return false;
+    }
+    let mut any = false;
+    for (name, injected) in containers {
+        if skip.contains(&name) || name == sidecar_name {
+            continue;
+        }
+        if injected != Injected::Nothing {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 #[cfg(test)]
@@ -93,7 +118,14 @@ mod tests {
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
         ];
-        let cases: Vec<(&str, Option<&str>, Vec<Container>, Vec<&str>, bool)> = vec![
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Vec<Container<'a>>,
+            Vec<&'a str>,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
             ("injected", Some(ROLE), vec![c("app", &web)], vec![], false),
             ("agent mode", Some(ROLE), vec![c("app", &cc)], vec![], false),
             ("missed", Some(ROLE), vec![c("app", &["X"])], vec![], true),

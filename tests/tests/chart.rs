@@ -211,7 +211,12 @@ async fn rendered_flags_are_accepted_by_the_binaries() {
     use e2e_tests::agent::SigningKey;
     use e2e_tests::harness::{free_port, make_certs, workspace_bin};
     let agent_values = chart_dir().join("ci/agent-values.yaml");
-    let (_, docs) = render(&["-f", agent_values.to_str().unwrap()]);
+    let (_, docs) = render(&[
+        "-f",
+        agent_values.to_str().unwrap(),
+        "--set",
+        "webhook.missingInjectionAudit.enabled=true",
+    ]);
     let args_of = |kind: &str| -> Vec<String> {
         let d = docs.iter().find(|d| d["kind"] == kind).unwrap();
         d["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -250,6 +255,10 @@ async fn rendered_flags_are_accepted_by_the_binaries() {
             _ => a,
         })
         .collect();
+    assert!(
+        webhook.contains(&"--missing-injection-audit-interval=1m".to_string()),
+        "{webhook:?}"
+    );
     webhook.push("--bind-address=127.0.0.1".into());
     webhook.push(format!(
         "--service-accounts={}",

@@ -117,7 +117,7 @@ async fn setup() -> Result<Env> {
         .await?;
     let ca_flag = format!("--issuer-ca-file={}", cluster.serving_ca_file().display());
     tools.ok(&["oidc", "associate", &ca_flag, "--approve"])?;
-    let hook = Webhook::start(&cluster, &[]).await?;
+    let hook = Webhook::start(&cluster, &["--missing-injection-audit-interval=500ms"]).await?;
     register(&cluster, hook.port, &hook.ca_pem).await?;
     cluster.create_namespace("app").await?;
     tools.ok(&[
@@ -139,7 +139,10 @@ async fn setup() -> Result<Env> {
 }
 
 /// Runs doctor with JSON output: (exit code, checks by id).
-fn doctor(tools: &Tools, args: &[&str]) -> Result<(i32, Vec<(String, String, String)>)> {
+/// (id, status, evidence) of each check.
+type Checks = Vec<(String, String, String)>;
+
+fn doctor(tools: &Tools, args: &[&str]) -> Result<(i32, Checks)> {
     let out = tools.run(&[&["doctor"], args, &["-o", "json"]].concat())?;
     let report: Value =
         serde_json::from_str(&out.stdout).with_context(|| format!("doctor {args:?}: {out:?}"))?;
@@ -599,5 +602,30 @@ async fn audit_finds_the_pod_that_slipped_through() -> Result<()> {
     create_mutated_pod(cluster, "app", "recreated", "reader").await?;
     let clean = tools.run(&["doctor", "cluster"])?;
     assert_eq!(clean.code, 0, "{clean:?}");
+    wait_for_gauge(&env.hook, 0).await?;
     Ok(())
+}
+
+/// Waits until the webhook's missing-injection gauge reads `want`.
+async fn wait_for_gauge(hook: &Webhook, want: i64) -> Result<()> {
+    let name = "pod_identity_webhook_pods_missing_injection";
+    let mut last = String::new();
+    for _ in 0..100 {
+        let text = hook.metrics().await?;
+        last = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string();
+        if last
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<i64>().ok())
+            == Some(want)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("{name} never read {want}; last: {last:?}\n{}", hook.log())
 }

@@ -272,6 +272,13 @@ pub struct ServeArgs {
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_WATCH_CONFIG_MAP", default_value_t = false,
           num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub watch_config_map: bool,
+    /// Count live pods whose ServiceAccount asks for a role but that have no
+    /// injected credentials, at this interval, as the metric
+    /// pod_identity_webhook_pods_missing_injection (needs list/watch on pods;
+    /// 0s: off).
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_MISSING_INJECTION_AUDIT_INTERVAL",
+          default_value = "0s", value_parser = parse_duration)]
+    pub missing_injection_audit_interval: Duration,
     /// How long a pod whose ServiceAccount is not in the cache waits for a direct
     /// lookup before it is answered. Keep it well under the webhook timeout.
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD",

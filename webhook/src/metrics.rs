@@ -45,6 +45,9 @@ pub struct Metrics {
     /// Connections to the metrics port closed at once because a cap was
     /// reached, by kind (max_connections, max_connections_per_peer).
     pub connections_rejected: Family<KindLabel, Counter>,
+    /// Live pods whose ServiceAccount asks for a role but that have no
+    /// injected credentials (--missing-injection-audit-interval; 0 when off).
+    pub pods_missing_injection: Gauge,
 }
 
 impl Default for Metrics {
@@ -105,8 +108,15 @@ impl Metrics {
             "Connections to the metrics port closed at once because a cap was reached, by kind",
             connections_rejected.clone(),
         );
+        let pods_missing_injection = Gauge::default();
+        registry.register(
+            "pods_missing_injection",
+            "Live pods whose ServiceAccount asks for a role but that have no injected credentials (refreshed every --missing-injection-audit-interval when on)",
+            pods_missing_injection.clone(),
+        );
         Metrics {
             registry,
+            pods_missing_injection,
             connections_rejected,
             mutations,
             warnings,

@@ -541,7 +541,7 @@ fn sdk(f: &Facts) -> Check {
     let observed = f.pod.as_ref().and_then(|p| {
         p.containers
             .iter()
-            .map(|c| injection_of(c))
+            .map(injection_of)
             .find(|i| *i != Injected::Nothing)
     });
     let container = match observed {

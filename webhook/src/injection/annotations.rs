@@ -1,6 +1,8 @@
 //! Reading annotations: the pod's own (`<prefix>/token-expiration`,
-//! `skip-containers`, `credential-mode`), Go booleans, and the near-miss rule
-//! that turns a mistyped annotation domain into a warning.
+//! `skip-containers`, `credential-mode`) and Go booleans. The near-miss rule
+//! that turns a mistyped annotation domain into a warning is
+//! `contract::annotations::is_near_miss` (re-exported here), shared with
+//! `pod-identity doctor`.
 
 use std::collections::HashSet;
 
@@ -85,6 +87,8 @@ pub fn parse_go_bool(v: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const P: &str = "eks.amazonaws.com";
 
     #[test]
     fn go_bool_table() {

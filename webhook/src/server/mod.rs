@@ -219,7 +219,7 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
             }
             let cache = ServiceAccountCache::for_cluster(
                 &config.annotation_prefix,
-                client,
+                client.clone(),
                 LookupLimits {
                     timeout: args.service_account_lookup_grace_period,
                     not_found_ttl: args.service_account_not_found_ttl,
@@ -229,6 +229,16 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
                 metrics.clone(),
             );
             cache.spawn_watchers(args.watch_config_map.then_some(args.namespace.as_str()))?;
+            if !args.missing_injection_audit_interval.is_zero() {
+                crate::sources::audit::spawn(
+                    client.clone(),
+                    Arc::clone(&cache),
+                    metrics.clone(),
+                    args.missing_injection_audit_interval,
+                    config.annotation_prefix.clone(),
+                    config.sidecar.name.clone(),
+                );
+            }
             cache
         }
     };
