@@ -263,6 +263,35 @@ async fn doctor_table_of_planted_faults() -> Result<()> {
                 .contains(":assumed-role/pod-identity-app-reader/"),
         "{exchange:?}"
     );
+    // Secrets stay out of every output, even with trace logging: the minted
+    // token (a JWT, "eyJ..."), STS's credentials, the caller's secret key.
+    let traced = tools.run_env(
+        &[
+            "doctor",
+            "serviceaccount",
+            "app/reader",
+            "--exchange",
+            "--log-level",
+            "trace",
+        ],
+        &[("AWS_SECRET_ACCESS_KEY", "SECRET-MARKER-4f1c")],
+    )?;
+    assert_eq!(traced.code, 0, "{traced:?}");
+    ensure!(
+        traced.stderr.len() > 1000,
+        "trace logging printed little: {traced:?}"
+    );
+    for marker in [
+        "eyJ",
+        "SECRET-MARKER-4f1c",
+        "SecretAccessKey",
+        "SessionToken",
+    ] {
+        ensure!(
+            !traced.stdout.contains(marker) && !traced.stderr.contains(marker),
+            "{marker} was printed"
+        );
+    }
 
     // The faults that need pods go first, while the webhook is registered.
     // Pod created before its ServiceAccount was annotated.

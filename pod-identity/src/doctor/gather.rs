@@ -2,6 +2,8 @@
 //! ServiceAccount, pod, webhook configurations and the webhook's serving
 //! certificate, agent pods), IAM (provider, role) and, with `--exchange`,
 //! STS. Nothing is changed; tokens minted for `--exchange` are never printed.
+//! Long because it is every read doctor makes (cluster, IAM, STS, the
+//! webhook's TLS), kept apart from the pure checks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -13,6 +13,9 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::plan::{Change, Plan};
 
+/// Largest published document read back (a key set of hundreds of keys fits).
+const MAX_DOCUMENT_BYTES: i64 = 1 << 20;
+
 /// What `publish` was asked.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -37,6 +40,15 @@ pub struct Outcome {
 async fn read_object(aws: &Aws, bucket: &str, key: &str) -> Result<Option<Value>> {
     match aws.s3.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => {
+            if o.content_length().unwrap_or(0) > MAX_DOCUMENT_BYTES {
+                return Err(Error::Aws {
+                    action: "s3:GetObject".into(),
+                    resource: format!("arn:aws:s3:::{bucket}/{key}"),
+                    message: format!(
+                        "the published document is larger than {MAX_DOCUMENT_BYTES} bytes: not a discovery document or key set"
+                    ),
+                });
+            }
             let bytes = o.body.collect().await.map_err(|e| Error::Aws {
                 action: "s3:GetObject".into(),
                 resource: format!("arn:aws:s3:::{bucket}/{key}"),
