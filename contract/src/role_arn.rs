@@ -26,6 +26,14 @@ impl RoleArn {
     /// Longest role name IAM allows.
     pub const MAX_NAME_LEN: usize = 64;
 
+    /// `s` with every character IAM does not allow in a role or session
+    /// name (outside `[A-Za-z0-9_+=,.@-]`) replaced by `-`.
+    pub fn sanitize_name(s: &str) -> String {
+        s.chars()
+            .map(|c| if is_name_char(c) { c } else { '-' })
+            .collect()
+    }
+
     /// Checks `arn` and keeps it as written (no trimming: callers decide
     /// whether surrounding whitespace is tolerated).
     pub fn parse(arn: &str) -> Result<RoleArn, RoleArnError> {

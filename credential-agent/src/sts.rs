@@ -295,16 +295,7 @@ pub fn session_name(namespace: &str, service_account: &str, pod: Option<&str>) -
         raw.push('.');
         raw.push_str(p);
     }
-    let clean: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let clean = contract::RoleArn::sanitize_name(&raw);
     let mut out = if clean.len() > 64 {
         // FNV-1a: stable across releases, unlike DefaultHasher.
         let mut h: u32 = 0x811c9dc5;

@@ -122,6 +122,21 @@ impl Tools {
     }
 }
 
+/// Lets anyone read the API server's discovery document and keys, as a
+/// public issuer must (the documented RBAC binding for this).
+pub async fn public_discovery(cluster: &Cluster) -> Result<()> {
+    cluster
+        .create(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            &serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "oidc-reviewer"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:service-account-issuer-discovery"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}]}),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Compares `actual` with the golden file `tests/golden/<name>`; with
 /// UPDATE_GOLDEN=1 writes it instead.
 pub fn golden(name: &str, actual: &str) -> Result<()> {

@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use base64::Engine as _;
 use e2e_tests::agent::Moto;
 use e2e_tests::harness::{make_certs, make_certs_until, Cluster, Webhook};
-use e2e_tests::iam::{golden, Tools};
+use e2e_tests::iam::{golden, public_discovery, Tools};
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "123456789012";
@@ -106,15 +106,7 @@ async fn setup() -> Result<Env> {
     let cluster = Cluster::start_self_issuer().await?;
     let moto = Moto::start().await?;
     let tools = Tools::new(&cluster, &moto)?;
-    cluster
-        .create(
-            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": "oidc-reviewer"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:service-account-issuer-discovery"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}]}),
-        )
-        .await?;
+    public_discovery(&cluster).await?;
     let ca_flag = format!("--issuer-ca-file={}", cluster.serving_ca_file().display());
     tools.ok(&["oidc", "associate", &ca_flag, "--approve"])?;
     let hook = Webhook::start(&cluster, &["--missing-injection-audit-interval=500ms"]).await?;

@@ -12,7 +12,7 @@ use anyhow::{ensure, Context, Result};
 use e2e_tests::agent::Moto;
 use e2e_tests::clients::{caller_arn, Client};
 use e2e_tests::harness::{wait_for_webhook, Cluster, Webhook};
-use e2e_tests::iam::{golden, top_cert_sha1, Tools};
+use e2e_tests::iam::{golden, public_discovery, top_cert_sha1, Tools};
 use pod_identity::policy::evaluate::{evaluate, Request};
 use serde_json::{json, Value};
 
@@ -37,21 +37,6 @@ impl Env {
         }
         s.replace(self.cluster.dir.path().to_str().unwrap(), "TMP")
     }
-}
-
-/// Lets anyone read the API server's discovery document and keys, as a
-/// public issuer must (the documented RBAC binding for this).
-async fn public_discovery(cluster: &Cluster) -> Result<()> {
-    cluster
-        .create(
-            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": "oidc-reviewer"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:service-account-issuer-discovery"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}]}),
-        )
-        .await?;
-    Ok(())
 }
 
 /// A cluster and moto, with the issuer associated.

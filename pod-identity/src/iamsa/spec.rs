@@ -114,16 +114,7 @@ impl Spec {
             Some(c) => format!("pod-identity-{c}-{}-{}", self.namespace, self.name),
             None => format!("pod-identity-{}-{}", self.namespace, self.name),
         };
-        let clean: String = full
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
+        let clean = contract::RoleArn::sanitize_name(&full);
         if clean.len() <= 64 {
             return clean;
         }

@@ -162,8 +162,8 @@ pub async fn plan(aws: &Aws, cluster: Option<&Cluster>, req: &Request) -> Result
 /// The kube-apiserver flags that make the cluster issue tokens for `issuer`.
 pub fn apiserver_flags(o: &Outcome) -> String {
     let issuer = o.issuer.trim_end_matches('/');
-    let mut s = String::from(
-        "Set these kube-apiserver flags (then restart it) so that its tokens name this issuer:\n",
+    let mut s = format!(
+        "Issuer URL: {issuer}\nSet these kube-apiserver flags (then restart it) so that its tokens name this issuer:\n"
     );
     s.push_str(&format!("  --service-account-issuer={issuer}\n"));
     if let Some(old) = o.current_issuer.as_deref().filter(|c| *c != issuer) {
