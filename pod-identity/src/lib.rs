@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod aws;
+pub mod clock;
 pub mod cluster;
 pub mod doctor;
 pub mod error;
