@@ -47,7 +47,9 @@ fn module_of(src: &Path, file: &Path) -> Vec<String> {
 }
 
 fn is_test_file(parts: &[String]) -> bool {
-    parts.last().is_some_and(|p| p == "tests" || p == "testing")
+    parts
+        .last()
+        .is_some_and(|p| p == "tests" || p == "testing" || p.ends_with("_tests"))
 }
 
 /// The text before the file's `#[cfg(test)]` module, if any.
