@@ -1,7 +1,7 @@
 //! The checklist, pure: [`Facts`] in, one [`Check`] per step out, in the
 //! order a user would debug by hand. A check whose input an earlier check
-//! found missing is skipped, so one fault fails exactly one check. Long
-//! because all nine checks live here in their order, each with its fix
+//! found missing is skipped, so one fault fails exactly one check.
+//! Long because all nine checks live here in their order, each with its fix
 //! text: the skip rules between them only stay right when read together.
 
 use contract::annotations::{
