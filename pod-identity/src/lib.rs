@@ -157,9 +157,9 @@ async fn run_doctor(
     region: Option<String>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let cluster = cluster::Cluster::connect(kube).await?;
     let (target, exchange, flags, pod) = match cmd {
         args::Doctor::Cluster { flags } => {
+            let cluster = cluster::Cluster::connect(kube).await?;
             let audit = doctor::audit::run(&cluster, &doctor_options(&flags, false)).await?;
             let text = match flags.output {
                 Output::Text | Output::Table => audit.render(),
@@ -186,6 +186,7 @@ async fn run_doctor(
         } => (target, exchange, flags, false),
     };
     let (namespace, name) = split_target(&target)?;
+    let cluster = cluster::Cluster::connect(kube).await?;
     let aws = aws::Aws::load(region.as_deref()).await;
     let facts = doctor::gather::gather(
         &aws,
