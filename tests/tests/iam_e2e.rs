@@ -237,6 +237,30 @@ async fn oidc_publish_show_and_associate() -> Result<()> {
     let show: Value = serde_json::from_str(&tools.ok(&["oidc", "show", "-o", "json"])?)?;
     assert_eq!(show["provider"]["arn"], json!(arn));
     assert_eq!(show["provider"]["stsClientId"], json!(true));
+    // The issuer's certificate chain changed (the provider still has the
+    // old thumbprint): associate adds the new one first, keeping the old.
+    let old = "0".repeat(40);
+    tools.aws(&[
+        "iam",
+        "update-open-id-connect-provider-thumbprint",
+        "--open-id-connect-provider-arn",
+        &arn,
+        "--thumbprint-list",
+        &old,
+    ])?;
+    let plan = tools.ok(&["oidc", "associate", &ca])?;
+    ensure!(plan.contains("~ set the thumbprints"), "{plan}");
+    tools.ok(&["oidc", "associate", &ca, "--approve"])?;
+    let provider = tools.aws(&[
+        "iam",
+        "get-open-id-connect-provider",
+        "--open-id-connect-provider-arn",
+        &arn,
+    ])?;
+    assert_eq!(provider["ThumbprintList"], json!([thumbprint, old]));
+    ensure!(tools
+        .ok(&["oidc", "associate", &ca, "--approve"])?
+        .contains(NO_CHANGES));
 
     // An issuer that is not HTTPS-reachable, or not trusted, says so.
     let dead = tools.run(&[
@@ -912,5 +936,101 @@ async fn partial_runs_say_what_was_done_and_resume() -> Result<()> {
             "arn:aws:iam::{ACCOUNT}:role/pod-identity-later-app"
         ))
     );
+    Ok(())
+}
+
+/// One role for a ServiceAccount in each of two clusters (two issuers): the
+/// second cluster gets a statement of its own beside the first's, and
+/// deleting it from one cluster leaves the other's trust as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_shared_by_two_clusters() -> Result<()> {
+    let moto = Moto::start().await?;
+    let (a, b) = (
+        Cluster::start_self_issuer().await?,
+        Cluster::start_self_issuer().await?,
+    );
+    let (ta, tb) = (Tools::new(&a, &moto)?, Tools::new(&b, &moto)?);
+    for (cluster, tools) in [(&a, &ta), (&b, &tb)] {
+        public_discovery(cluster).await?;
+        let ca = format!("--issuer-ca-file={}", cluster.serving_ca_file().display());
+        tools.ok(&["oidc", "associate", &ca, "--approve"])?;
+        cluster.create_namespace("app").await?;
+    }
+    let create = [
+        "iamserviceaccount",
+        "create",
+        "--namespace",
+        "app",
+        "--name",
+        "reader",
+        "--role-name",
+        "shared",
+        "--approve",
+    ];
+    ta.ok(&create)?;
+    tb.ok(&create)?;
+    let provider = |c: &Cluster| {
+        format!(
+            "arn:aws:iam::{ACCOUNT}:oidc-provider/{}",
+            c.url.trim_start_matches("https://")
+        )
+    };
+    let allows = |trust: &Value, c: &Cluster| {
+        let doc =
+            pod_identity::policy::parse_document(trust.as_str().unwrap_or(&trust.to_string()))
+                .unwrap();
+        evaluate(
+            &doc,
+            &Request::web_identity(
+                &provider(c),
+                &c.url,
+                "system:serviceaccount:app:reader",
+                "sts.amazonaws.com",
+            ),
+        )
+        .is_allowed()
+    };
+    let trust = ta.role("shared")?.context("role")?["AssumeRolePolicyDocument"].clone();
+    let doc =
+        pod_identity::policy::parse_document(trust.as_str().unwrap_or(&trust.to_string())).unwrap();
+    assert_eq!(doc["Statement"].as_array().unwrap().len(), 2, "{doc}");
+    assert!(allows(&trust, &a) && allows(&trust, &b));
+    // Each cluster's ServiceAccount names the same role.
+    for c in [&a, &b] {
+        let sa = c
+            .get("/api/v1/namespaces/app/serviceaccounts/reader")
+            .await?;
+        assert_eq!(
+            sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+            json!(format!("arn:aws:iam::{ACCOUNT}:role/shared"))
+        );
+    }
+    ensure!(tb.ok(&create)?.contains(NO_CHANGES));
+    tb.ok(&[
+        "iamserviceaccount",
+        "delete",
+        "--namespace",
+        "app",
+        "--name",
+        "reader",
+        "--role-name",
+        "shared",
+        "--approve",
+    ])?;
+    let trust =
+        ta.role("shared")?.context("still used by cluster a")?["AssumeRolePolicyDocument"].clone();
+    assert!(allows(&trust, &a) && !allows(&trust, &b));
+    ta.ok(&[
+        "iamserviceaccount",
+        "delete",
+        "--namespace",
+        "app",
+        "--name",
+        "reader",
+        "--role-name",
+        "shared",
+        "--approve",
+    ])?;
+    assert!(ta.role("shared")?.is_none());
     Ok(())
 }
