@@ -190,3 +190,22 @@ impl Cluster {
         }
     }
 }
+
+/// Every object of `api`, listed in pages of 500 (a large cluster's pods
+/// never arrive as one response).
+pub async fn list_all<K>(api: &kube::Api<K>) -> Result<Vec<K>>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    let mut params = kube::api::ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        out.extend(page.items);
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}

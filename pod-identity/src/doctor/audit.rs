@@ -8,7 +8,7 @@ use contract::annotations::{is_near_miss, ROLE_ARN, SERVICE_ACCOUNT_NAMES, SKIP_
 use contract::injected::{missing_injection, Container};
 use contract::RoleArn;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use serde::Serialize;
 
 use super::checks::{webhook_health, why_not_injected};
@@ -158,10 +158,8 @@ fn facts_for(
 pub async fn run(cluster: &Cluster, opts: &Options) -> Result<Audit> {
     let hooks = webhooks(cluster, opts.webhook_configuration.as_deref()).await?;
     let namespaces: BTreeMap<String, BTreeMap<String, String>> =
-        Api::<Namespace>::all(cluster.client.clone())
-            .list(&ListParams::default())
+        crate::cluster::list_all(&Api::<Namespace>::all(cluster.client.clone()))
             .await?
-            .items
             .into_iter()
             .map(|n| {
                 (
@@ -172,11 +170,7 @@ pub async fn run(cluster: &Cluster, opts: &Options) -> Result<Audit> {
             .collect();
     let mut accounts: BTreeMap<(String, String), ServiceAccountFacts> = BTreeMap::new();
     let mut problems = Vec::new();
-    for sa in Api::<ServiceAccount>::all(cluster.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-    {
+    for sa in crate::cluster::list_all(&Api::<ServiceAccount>::all(cluster.client.clone())).await? {
         let key = (
             sa.metadata.namespace.clone().unwrap_or_default(),
             sa.metadata.name.clone().unwrap_or_default(),
@@ -192,11 +186,7 @@ pub async fn run(cluster: &Cluster, opts: &Options) -> Result<Audit> {
         accounts.insert(key, facts);
     }
     let mut missed = Vec::new();
-    for pod in Api::<Pod>::all(cluster.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-    {
+    for pod in crate::cluster::list_all(&Api::<Pod>::all(cluster.client.clone())).await? {
         let phase = pod
             .status
             .as_ref()

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use serde::Serialize;
 
 use super::plan::role_annotation;
@@ -46,10 +46,10 @@ pub async fn run(
         Some(ns) => Api::namespaced(cluster.client.clone(), ns),
         None => Api::all(cluster.client.clone()),
     };
-    let sas = api.list(&ListParams::default()).await?;
+    let sas = crate::cluster::list_all(&api).await?;
     // (namespace, name) -> annotated role ARN.
     let mut annotated: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
-    for sa in sas.items {
+    for sa in sas {
         let key = (
             sa.metadata.namespace.clone().unwrap_or_default(),
             sa.metadata.name.clone().unwrap_or_default(),
