@@ -24,6 +24,10 @@ struct Webhook {
 
 impl Webhook {
     async fn start() -> Result<Webhook> {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Result<Webhook> {
         let dir = tempfile::tempdir()?;
         let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()])?;
         params
@@ -44,6 +48,10 @@ impl Webhook {
             format!("--tls-key={}", dir.path().join("tls.key").display()),
             format!("--service-accounts={}", sas.display()),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
         let proc = spawn(
             "webhook",
             &workspace_bin("pod-identity-webhook")?,
@@ -215,5 +223,77 @@ async fn connection_flood_does_not_block_the_api_server() -> Result<()> {
         webhook.peak_mib()
     );
     ensure!(webhook.peak_mib() < CHART_LIMIT_MIB);
+    Ok(())
+}
+
+/// Opens a TLS connection negotiating HTTP/2, sends the client preface and
+/// an empty SETTINGS frame, then goes silent. Returns how long the server
+/// kept it open, or `None` if it was still open after `wait`.
+async fn silent_http2(hook: &Webhook, wait: Duration) -> Result<Option<Duration>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for block in hook
+        .ca_pem
+        .split("-----END CERTIFICATE-----")
+        .filter(|b| b.contains("BEGIN"))
+    {
+        use base64::Engine as _;
+        let b64: String = block
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>();
+        roots.add(rustls::pki_types::CertificateDer::from(
+            base64::engine::general_purpose::STANDARD.decode(b64.trim())?,
+        ))?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", hook.port)).await?;
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(rustls::pki_types::ServerName::try_from("localhost")?, tcp)
+        .await?;
+    ensure!(
+        tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()),
+        "the webhook did not negotiate HTTP/2"
+    );
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+    tls.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await?; // empty SETTINGS
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = wait.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, tls.read(&mut buf)).await {
+            Err(_) => return Ok(None),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(Some(started.elapsed())),
+            Ok(Ok(_)) => continue, // the server's SETTINGS and ACK
+        }
+    }
+}
+
+/// hyper's header-read timeout covers HTTP/1.1 only; --idle-timeout closes
+/// an HTTP/2 connection on which nothing moves, and only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_http2_connection_is_closed_after_the_idle_timeout() -> Result<()> {
+    let hook = Webhook::start_with(&["--idle-timeout=1s"]).await?;
+    let open_for = silent_http2(&hook, Duration::from_secs(15))
+        .await?
+        .context("a silent HTTP/2 connection was still open after 15 s")?;
+    ensure!(
+        open_for >= Duration::from_millis(900) && open_for < Duration::from_secs(10),
+        "closed after {open_for:?}"
+    );
+    // With the default (5 minutes) the same connection stays open.
+    let default = Webhook::start().await?;
+    ensure!(
+        silent_http2(&default, Duration::from_secs(3))
+            .await?
+            .is_none(),
+        "closed before any idle timeout"
+    );
     Ok(())
 }

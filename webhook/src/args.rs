@@ -325,6 +325,12 @@ pub struct ServeArgs {
     /// an idle HTTP/1.1 keep-alive connection is closed after it (both ports).
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+    /// An HTTPS connection on which nothing was read or written for this
+    /// long is closed, whatever its protocol (HTTP/2 connections, which the
+    /// header-read timeout does not cover, included). Longer than any one
+    /// review takes.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
     /// Connections open at once on each port; more are closed at once.
     #[arg(
         long,

@@ -3,21 +3,28 @@
 //! per peer address) before its TLS handshake; one over a cap is closed at
 //! once and counted. The handshake itself is bounded by axum-server's
 //! timeout, and request heads by hyper's header-read timeout (set in
-//! `mod.rs`).
+//! `mod.rs`). An admitted connection on which no byte moves either way for
+//! `idle_timeout` is closed, so an HTTP/2 connection (which hyper's
+//! header-read timeout does not cover) cannot sit open forever.
 
-use std::future::{ready, Ready};
+use std::future::{ready, Future, Ready};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum_server::accept::Accept;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use crate::clock::Clock;
 
 #[derive(Clone)]
 pub struct LimitAcceptor {
     pub limiter: listener::Limiter,
     pub on_reject: listener::OnReject,
+    pub idle_timeout: Duration,
 }
 
 impl<S> Accept<TcpStream, S> for LimitAcceptor {
@@ -33,13 +40,7 @@ impl<S> Accept<TcpStream, S> for LimitAcceptor {
         match self.limiter.admit(peer) {
             Ok(slot) => {
                 let _ = stream.set_nodelay(true);
-                ready(Ok((
-                    Counted {
-                        stream,
-                        _slot: slot,
-                    },
-                    service,
-                )))
+                ready(Ok((Counted::new(stream, slot, self.idle_timeout), service)))
             }
             Err(why) => {
                 (self.on_reject)(why);
@@ -49,29 +50,86 @@ impl<S> Accept<TcpStream, S> for LimitAcceptor {
     }
 }
 
-/// An admitted connection; its slot is given back when it closes.
-pub struct Counted {
-    stream: TcpStream,
-    _slot: listener::Slot,
+/// An admitted connection; its slot is given back when it closes. Closed
+/// with `TimedOut` once no byte has moved for `idle`.
+pub struct Counted<S = TcpStream> {
+    stream: S,
+    _slot: Option<listener::Slot>,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
 }
 
-impl AsyncRead for Counted {
+impl<S> Counted<S> {
+    fn new(stream: S, slot: listener::Slot, idle: Duration) -> Self {
+        Self::with_idle(stream, Some(slot), idle)
+    }
+
+    /// Wraps any stream (tests use an in-memory duplex).
+    pub fn with_idle(stream: S, slot: Option<listener::Slot>, idle: Duration) -> Self {
+        Counted {
+            stream,
+            _slot: slot,
+            idle,
+            timer: Box::pin(tokio::time::sleep_until(Clock.now() + idle)),
+        }
+    }
+
+    fn touch(&mut self) {
+        let deadline = Clock.now() + self.idle;
+        self.timer.as_mut().reset(deadline);
+    }
+
+    /// `Pending` from the stream: still pending, unless the connection has
+    /// been idle too long.
+    fn idle_or_pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle for longer than --idle-timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.touch();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => this.idle_or_pending(cx),
+            other => other,
+        }
     }
 }
 
-impl AsyncWrite for Counted {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    this.touch();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => this.idle_or_pending(cx),
+            other => other,
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -87,10 +145,46 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    this.touch();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => this.idle_or_pending(cx),
+            other => other,
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_and_traffic_keeps_it_open() {
+        let (client, server) = tokio::io::duplex(1024);
+        let mut conn = Counted::with_idle(server, None, Duration::from_secs(60));
+        let mut client = client;
+        // Traffic every 50 s keeps it open past several idle periods.
+        let mut buf = [0u8; 8];
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(50)).await;
+            client.write_all(b"ping").await.unwrap();
+            let n = conn.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"ping");
+        }
+        // Then silence: the read fails with TimedOut after the idle period.
+        let started = Clock.now();
+        let e = conn.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(Clock.now() - started, Duration::from_secs(60));
     }
 }

@@ -329,6 +329,9 @@ pub async fn start(args: &ServeArgs) -> Result<Running> {
             "--header-read-timeout must be positive".into(),
         ));
     }
+    if args.idle_timeout.is_zero() {
+        return Err(Error::Config("--idle-timeout must be positive".into()));
+    }
     let limits = listener::Limits {
         header_read_timeout: args.header_read_timeout,
         max_connections: args.max_connections.max(1),
@@ -341,6 +344,7 @@ pub async fn start(args: &ServeArgs) -> Result<Running> {
         axum_server::tls_rustls::RustlsAcceptor::new(tls_config).acceptor(limit::LimitAcceptor {
             limiter: listener::Limiter::new(limits),
             on_reject: counted.clone(),
+            idle_timeout: args.idle_timeout,
         });
     let mut server = axum_server::from_tcp(https)?
         .acceptor(acceptor)
