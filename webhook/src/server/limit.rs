@@ -56,6 +56,9 @@ pub struct Counted<S = TcpStream> {
     stream: S,
     _slot: Option<listener::Slot>,
     idle: Duration,
+    /// When a byte last moved. The timer is only re-armed when it fires, so
+    /// traffic costs a clock read, not a timer-wheel update, per read/write.
+    last: tokio::time::Instant,
     timer: Pin<Box<Sleep>>,
 }
 
@@ -66,28 +69,38 @@ impl<S> Counted<S> {
 
     /// Wraps any stream (tests use an in-memory duplex).
     pub fn with_idle(stream: S, slot: Option<listener::Slot>, idle: Duration) -> Self {
+        let now = Clock.now();
         Counted {
             stream,
             _slot: slot,
             idle,
-            timer: Box::pin(tokio::time::sleep_until(Clock.now() + idle)),
+            last: now,
+            timer: Box::pin(tokio::time::sleep_until(now + idle)),
         }
     }
 
     fn touch(&mut self) {
-        let deadline = Clock.now() + self.idle;
-        self.timer.as_mut().reset(deadline);
+        self.last = Clock.now();
     }
 
     /// `Pending` from the stream: still pending, unless the connection has
     /// been idle too long.
     fn idle_or_pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle for longer than --idle-timeout",
-            ))),
-            Poll::Pending => Poll::Pending,
+        loop {
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    let deadline = self.last + self.idle;
+                    if Clock.now() >= deadline {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connection idle for longer than --idle-timeout",
+                        )));
+                    }
+                    // Traffic since the timer was armed: wait for the rest.
+                    self.timer.as_mut().reset(deadline);
+                }
+            }
         }
     }
 }
