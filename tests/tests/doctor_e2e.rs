@@ -580,6 +580,25 @@ async fn audit_finds_the_pod_that_slipped_through() -> Result<()> {
     register(cluster, env.hook.port, &env.hook.ca_pem).await?;
     create_mutated_pod(cluster, "app", "after", "reader").await?;
 
+    // More ServiceAccounts than one page of a list (500): the audit reads
+    // every page.
+    cluster.create_namespace("many").await?;
+    use futures::StreamExt as _;
+    let created: Vec<Result<()>> = futures::stream::iter(0..600)
+        .map(|i| async move {
+            let name = format!("sa-{i}");
+            service_account(
+                cluster,
+                "many",
+                &name,
+                json!({"role-arn": "arn:aws:iam::123456789012:role/x"}),
+            )
+            .await
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    created.into_iter().collect::<Result<Vec<()>>>()?;
     let out = tools.run(&["doctor", "cluster", "-o", "json"])?;
     assert_eq!(out.code, 1, "{out:?}");
     let audit: Value = serde_json::from_str(&out.stdout)?;
@@ -608,6 +627,11 @@ async fn audit_finds_the_pod_that_slipped_through() -> Result<()> {
     ensure!(
         sas.contains("typo") && sas.contains("eks.amazon.com/role-arn"),
         "{audit}"
+    );
+    assert_eq!(
+        audit["serviceAccounts"].as_array().unwrap().len(),
+        601,
+        "600 in namespace many, and typo"
     );
     let text = tools.run(&["doctor", "cluster"])?;
     ensure!(
