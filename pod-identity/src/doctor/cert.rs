@@ -28,6 +28,25 @@ pub fn pem_certs(pem: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The leaf's notAfter (Unix seconds) and subject alternative names.
+pub fn leaf_facts(leaf: &[u8]) -> Result<(i64, Vec<String>), String> {
+    let (_, c) = X509Certificate::from_der(leaf)
+        .map_err(|e| format!("the serving certificate is not X.509: {e}"))?;
+    let names = c
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .map(|g| g.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((c.validity().not_after.timestamp(), names))
+}
+
 pub fn verify(chain: &[Vec<u8>], ca_bundle_pem: &[u8], name: &str, now: i64) -> CertVerdict {
     let Some(leaf) = chain.first() else {
         return CertVerdict {
@@ -36,27 +55,13 @@ pub fn verify(chain: &[Vec<u8>], ca_bundle_pem: &[u8], name: &str, now: i64) -> 
             result: Err("no serving certificate".into()),
         };
     };
-    let (not_after, dns_names) = match X509Certificate::from_der(leaf) {
-        Ok((_, c)) => {
-            let names = c
-                .subject_alternative_name()
-                .ok()
-                .flatten()
-                .map(|san| {
-                    san.value
-                        .general_names
-                        .iter()
-                        .map(|g| g.to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            (Some(c.validity().not_after.timestamp()), names)
-        }
+    let (not_after, dns_names) = match leaf_facts(leaf) {
+        Ok((t, names)) => (Some(t), names),
         Err(e) => {
             return CertVerdict {
                 not_after: None,
                 dns_names: Vec::new(),
-                result: Err(format!("the serving certificate is not X.509: {e}")),
+                result: Err(e),
             }
         }
     };

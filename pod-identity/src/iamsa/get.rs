@@ -105,12 +105,16 @@ pub async fn run(
         marker = page.marker().map(str::to_string);
     }
     let mut rows = Vec::new();
+    let mut roles: BTreeMap<String, Option<crate::iam::RoleState>> = BTreeMap::new();
     for ((ns, n), role_arn) in bindings {
         if name.is_some_and(|x| x != n) {
             continue;
         }
         let role_name = role_arn.rsplit('/').next().unwrap_or_default();
-        let role = get_role(&aws.iam, role_name).await?;
+        if !roles.contains_key(role_name) {
+            roles.insert(role_name.to_string(), get_role(&aws.iam, role_name).await?);
+        }
+        let role = &roles[role_name];
         let sub = crate::policy::service_account_subject(&ns, &n);
         let trust_ok = role.as_ref().is_some_and(|r| {
             evaluate(

@@ -63,12 +63,7 @@ impl Spec {
         valid_name("namespace", &self.namespace, 63)?;
         valid_name("ServiceAccount name", &self.name, 253)?;
         if let Some(r) = &self.role_name {
-            if r.is_empty()
-                || r.len() > 64
-                || !r
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
-            {
+            if r.is_empty() || r.len() > 64 || contract::RoleArn::sanitize_name(r) != *r {
                 return Err(Error::Usage(format!(
                     "role name {r:?} is not 1-64 characters of [A-Za-z0-9_+=,.@-]"
                 )));
