@@ -137,6 +137,22 @@ pub async fn public_discovery(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
+/// A kube-apiserver whose issuer is its own HTTPS URL, readable by anyone,
+/// with its IAM OIDC provider created in `moto` by `pod-identity oidc
+/// associate --approve`.
+pub async fn associated_cluster(moto: &Moto) -> Result<(Cluster, Tools)> {
+    let cluster = Cluster::start_self_issuer().await?;
+    let tools = Tools::new(&cluster, moto)?;
+    public_discovery(&cluster).await?;
+    tools.ok(&["oidc", "associate", &ca_flag(&cluster), "--approve"])?;
+    Ok((cluster, tools))
+}
+
+/// `--issuer-ca-file` for the cluster's self-signed serving certificate.
+pub fn ca_flag(cluster: &Cluster) -> String {
+    format!("--issuer-ca-file={}", cluster.serving_ca_file().display())
+}
+
 /// Compares `actual` with the golden file `tests/golden/<name>`; with
 /// UPDATE_GOLDEN=1 writes it instead.
 pub fn golden(name: &str, actual: &str) -> Result<()> {

@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use base64::Engine as _;
 use e2e_tests::agent::Moto;
 use e2e_tests::harness::{make_certs, make_certs_until, Cluster, Webhook};
-use e2e_tests::iam::{golden, public_discovery, Tools};
+use e2e_tests::iam::{associated_cluster, ca_flag, golden, Tools};
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "123456789012";
@@ -47,13 +47,8 @@ async fn register(cluster: &Cluster, port: u16, ca_pem: &str) -> Result<()> {
 /// configuration informer takes a moment); returns the stored pod. Pods
 /// created before that are deleted again.
 async fn create_mutated_pod(cluster: &Cluster, ns: &str, name: &str, sa: &str) -> Result<Value> {
-    for i in 0..150 {
-        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"serviceAccountName": sa, "automountServiceAccountToken": false,
-                     "containers": [{"name": "app", "image": "amazon/aws-cli"}]}});
-        let (stored, _) = cluster
-            .create(&format!("/api/v1/namespaces/{ns}/pods"), &pod)
-            .await?;
+    for _ in 0..150 {
+        let stored = create_pod(cluster, ns, name, sa).await?;
         if stored["spec"]["volumes"]
             .as_array()
             .is_some_and(|v| !v.is_empty())
@@ -63,7 +58,6 @@ async fn create_mutated_pod(cluster: &Cluster, ns: &str, name: &str, sa: &str) -
         cluster
             .delete(&format!("/api/v1/namespaces/{ns}/pods/{name}"))
             .await?;
-        let _ = i;
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     anyhow::bail!("the webhook never mutated {ns}/{name}")
@@ -103,12 +97,9 @@ struct Env {
 }
 
 async fn setup() -> Result<Env> {
-    let cluster = Cluster::start_self_issuer().await?;
     let moto = Moto::start().await?;
-    let tools = Tools::new(&cluster, &moto)?;
-    public_discovery(&cluster).await?;
-    let ca_flag = format!("--issuer-ca-file={}", cluster.serving_ca_file().display());
-    tools.ok(&["oidc", "associate", &ca_flag, "--approve"])?;
+    let (cluster, tools) = associated_cluster(&moto).await?;
+    let ca_flag = ca_flag(&cluster);
     let hook = Webhook::start(&cluster, &["--missing-injection-audit-interval=500ms"]).await?;
     register(&cluster, hook.port, &hook.ca_pem).await?;
     cluster.create_namespace("app").await?;

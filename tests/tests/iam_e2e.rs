@@ -12,7 +12,7 @@ use anyhow::{ensure, Context, Result};
 use e2e_tests::agent::Moto;
 use e2e_tests::clients::{caller_arn, Client};
 use e2e_tests::harness::{wait_for_webhook, Cluster, Webhook};
-use e2e_tests::iam::{golden, public_discovery, top_cert_sha1, Tools};
+use e2e_tests::iam::{associated_cluster, golden, public_discovery, top_cert_sha1, Tools};
 use pod_identity::policy::evaluate::{evaluate, Request};
 use serde_json::{json, Value};
 
@@ -41,13 +41,9 @@ impl Env {
 
 /// A cluster and moto, with the issuer associated.
 async fn setup() -> Result<Env> {
-    let cluster = Cluster::start_self_issuer().await?;
     let moto = Moto::start_with_managed_policies().await?;
-    let tools = Tools::new(&cluster, &moto)?;
-    public_discovery(&cluster).await?;
+    let (cluster, tools) = associated_cluster(&moto).await?;
     let issuer = cluster.url.clone();
-    let ca = format!("--issuer-ca-file={}", cluster.serving_ca_file().display());
-    tools.ok(&["oidc", "associate", &ca, "--approve"])?;
     let provider_arn = format!(
         "arn:aws:iam::{ACCOUNT}:oidc-provider/{}",
         issuer.trim_start_matches("https://")
@@ -945,15 +941,9 @@ async fn partial_runs_say_what_was_done_and_resume() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_shared_by_two_clusters() -> Result<()> {
     let moto = Moto::start().await?;
-    let (a, b) = (
-        Cluster::start_self_issuer().await?,
-        Cluster::start_self_issuer().await?,
-    );
-    let (ta, tb) = (Tools::new(&a, &moto)?, Tools::new(&b, &moto)?);
-    for (cluster, tools) in [(&a, &ta), (&b, &tb)] {
-        public_discovery(cluster).await?;
-        let ca = format!("--issuer-ca-file={}", cluster.serving_ca_file().display());
-        tools.ok(&["oidc", "associate", &ca, "--approve"])?;
+    let (a, ta) = associated_cluster(&moto).await?;
+    let (b, tb) = associated_cluster(&moto).await?;
+    for cluster in [&a, &b] {
         cluster.create_namespace("app").await?;
     }
     let create = [
