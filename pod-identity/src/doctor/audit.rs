@@ -120,7 +120,7 @@ pub fn pod_missed(
         .iter()
         .map(|c| Container {
             name: &c.name,
-            env: c.env.iter().map(|(k, _)| k.as_str()).collect(),
+            env: c.env.iter().map(String::as_str).collect(),
         })
         .collect();
     missing_injection(role, &containers, &skip, sidecar)

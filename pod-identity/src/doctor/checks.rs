@@ -278,7 +278,7 @@ pub fn why_not_injected(f: &Facts, p: &PodFacts) -> (String, String) {
 }
 
 fn injection_of(c: &super::facts::ContainerFacts) -> Injected {
-    injected::container(c.env.iter().map(|(k, _)| k.as_str()))
+    injected::container(c.env.iter().map(String::as_str))
 }
 
 /// 3. The pod got the variables, mount and volume of its credential mode.

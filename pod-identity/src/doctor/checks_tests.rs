@@ -57,11 +57,8 @@ fn webhook(ca: &str, chain: Vec<Vec<u8>>) -> WebhookFacts {
     }
 }
 
-fn env(pairs: &[&str]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|k| (k.to_string(), "v".to_string()))
-        .collect()
+fn env(names: &[&str]) -> Vec<String> {
+    names.iter().map(|k| k.to_string()).collect()
 }
 
 fn web_identity_container(name: &str) -> ContainerFacts {

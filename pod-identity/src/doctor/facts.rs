@@ -27,7 +27,8 @@ pub struct TokenVolume {
 #[derive(Debug, Clone, Default)]
 pub struct ContainerFacts {
     pub name: String,
-    pub env: Vec<(String, String)>,
+    /// Variable names only: values (which may be secrets) are never kept.
+    pub env: Vec<String>,
     /// (volume name, mount path).
     pub mounts: Vec<(String, String)>,
     pub ready: Option<bool>,

@@ -77,12 +77,7 @@ pub fn pod_facts(p: &Pod) -> PodFacts {
         };
     let convert = |c: &k8s_openapi::api::core::v1::Container, init: bool| ContainerFacts {
         name: c.name.clone(),
-        env: c
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-            .collect(),
+        env: c.env.iter().flatten().map(|e| e.name.clone()).collect(),
         mounts: c
             .volume_mounts
             .iter()
