@@ -59,10 +59,11 @@ if [ ! -d "$tree" ]; then
   cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$r2"/ 2>/dev/null || true
 fi
 log "building kube-apiserver and kube-controller-manager (several minutes, once)"
-(cd "$tree" && make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2)
+# Go's build cache inside the cache folder, removed with the source tree below.
+(cd "$tree" && GOCACHE="$src/gocache" make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2)
 mkdir -p "$out.tmp"
 cp "$tree/_output/bin/kube-apiserver" "$tree/_output/bin/kube-controller-manager" "$out.tmp/"
 ln -sf /usr/bin/etcd "$out.tmp/etcd"
 rm -rf "$out"; mv "$out.tmp" "$out"
-rm -rf "$tree" "$src/cache"
+rm -rf "$tree" "$src/cache" "$src/gocache"
 echo "$out"

@@ -29,5 +29,8 @@ if [ ! -d "$fixtures" ]; then
   echo "upstream fixtures not found at $fixtures: the 24 upstream fixtures are not compared (webhook/tests/conformance.rs); the repository's own conformance cases still run" >&2
 fi
 
-cargo build --locked --workspace --bins
+# Bins and tests in one invocation, so that both resolve the dev-dependencies
+# features (tokio's test-util among them) the same way: the dependency set is
+# built once, and `cargo test` below reuses it.
+cargo build --locked --workspace --bins --tests
 cargo test --locked --workspace
