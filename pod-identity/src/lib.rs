@@ -316,8 +316,14 @@ async fn run_iamsa(
             let aws = aws::Aws::load(region.as_deref()).await;
             let cluster = cluster::Cluster::connect(kube).await?;
             let specs = vec![spec];
-            let mut world =
-                iamsa::state::read(&aws, &cluster, sa.cluster.as_deref(), &specs).await?;
+            let mut world = iamsa::state::read(
+                &aws,
+                &cluster,
+                sa.cluster.as_deref(),
+                &specs,
+                iamsa::state::ProviderNeed::ArnOnly,
+            )
+            .await?;
             let plan = iamsa::plan::plan_delete(&mut world, &specs)?;
             let subject = format!(
                 "delete iamserviceaccount {}/{}",
@@ -342,7 +348,14 @@ async fn create(
     }
     let aws = aws::Aws::load(region.as_deref()).await;
     let cluster = cluster::Cluster::connect(kube).await?;
-    let mut world = iamsa::state::read(&aws, &cluster, cluster_name.as_deref(), &specs).await?;
+    let mut world = iamsa::state::read(
+        &aws,
+        &cluster,
+        cluster_name.as_deref(),
+        &specs,
+        iamsa::state::ProviderNeed::Existing,
+    )
+    .await?;
     let plan = iamsa::plan::plan_create(
         &mut world,
         &specs,

@@ -1024,3 +1024,51 @@ async fn a_role_shared_by_two_clusters() -> Result<()> {
     assert!(ta.role("shared")?.is_none());
     Ok(())
 }
+
+/// A user who removed the issuer's IAM OIDC provider first (tearing a cluster
+/// down) can still delete: the provider's ARN is derived from the caller's
+/// account, the trust entry naming it goes, and so does the owned role and the
+/// ServiceAccount's annotation. `create` still refuses without a provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_after_the_provider_is_gone() -> Result<()> {
+    let env = setup().await?;
+    let (cluster, tools) = (&env.cluster, &env.tools);
+    cluster.create_namespace("gone").await?;
+    let sa = ["--namespace", "gone", "--name", "app"];
+    tools.ok(&[&["iamserviceaccount", "create"], &sa[..], &["--approve"]].concat())?;
+    assert!(tools.role("pod-identity-gone-app")?.is_some());
+    tools.aws(&[
+        "iam",
+        "delete-open-id-connect-provider",
+        "--open-id-connect-provider-arn",
+        &env.provider_arn,
+    ])?;
+
+    let refused = tools.run(&[
+        "iamserviceaccount",
+        "create",
+        "--namespace",
+        "gone",
+        "--name",
+        "other",
+    ])?;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    ensure!(
+        refused.stderr.contains("no IAM OIDC provider")
+            && refused.stderr.contains("oidc associate"),
+        "{refused:?}"
+    );
+
+    let plan = tools.ok(&[&["iamserviceaccount", "delete"], &sa[..]].concat())?;
+    ensure!(
+        plan.contains("delete IAM role pod-identity-gone-app"),
+        "the plan deletes the owned role:\n{plan}"
+    );
+    tools.ok(&[&["iamserviceaccount", "delete"], &sa[..], &["--approve"]].concat())?;
+    assert!(tools.role("pod-identity-gone-app")?.is_none());
+    let sa = cluster
+        .get("/api/v1/namespaces/gone/serviceaccounts/app")
+        .await;
+    ensure!(sa.is_err(), "the ServiceAccount it created is gone: {sa:?}");
+    Ok(())
+}

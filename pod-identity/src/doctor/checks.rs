@@ -15,7 +15,7 @@ use super::facts::{Facts, Lookup, PodFacts, ServingCert, WebhookFacts};
 use super::report::{Check, Status};
 use super::selector;
 use crate::policy::evaluate::{evaluate, Decision, Request};
-use crate::policy::{issuer_host_path, service_account_subject, STS_AUDIENCE};
+use crate::policy::{provider_arn_for, service_account_subject, STS_AUDIENCE};
 
 /// Warn when the serving certificate expires sooner than this.
 const CERT_WARN_DAYS: i64 = 30;
@@ -449,15 +449,7 @@ fn role_trust(f: &Facts, role: Option<&RoleArn>, audience: &str) -> Check {
     };
     let provider_arn = match &f.provider {
         Lookup::Found(p) => p.arn.clone(),
-        _ => {
-            let parts: Vec<&str> = role.as_str().splitn(6, ':').collect();
-            format!(
-                "arn:{}:iam::{}:oidc-provider/{}",
-                parts[1],
-                parts[4],
-                issuer_host_path(issuer)
-            )
-        }
+        _ => provider_arn_for(role.partition(), role.account(), issuer),
     };
     let sub = service_account_subject(&f.namespace, &f.service_account_name);
     match evaluate(&state.trust, &Request::web_identity(&provider_arn, issuer, &sub, audience)) {

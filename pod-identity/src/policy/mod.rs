@@ -19,6 +19,14 @@ pub fn issuer_host_path(issuer: &str) -> &str {
     s.trim_end_matches('/')
 }
 
+/// The ARN IAM gives the OIDC provider of `issuer` in an account.
+pub fn provider_arn_for(partition: &str, account: &str, issuer: &str) -> String {
+    format!(
+        "arn:{partition}:iam::{account}:oidc-provider/{}",
+        issuer_host_path(issuer)
+    )
+}
+
 /// The `sub` of a ServiceAccount's tokens.
 pub fn service_account_subject(namespace: &str, name: &str) -> String {
     format!("system:serviceaccount:{namespace}:{name}")
