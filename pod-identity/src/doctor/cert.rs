@@ -101,8 +101,11 @@ fn check(
     .map_err(|e| e.to_string())?;
     let server_name =
         ServerName::try_from(name.to_string()).map_err(|e| format!("{name:?}: {e}"))?;
-    let end = CertificateDer::from(chain[0].clone());
-    let intermediates: Vec<CertificateDer> = chain[1..]
+    let [leaf, rest @ ..] = chain else {
+        return Err("no serving certificate".into());
+    };
+    let end = CertificateDer::from(leaf.clone());
+    let intermediates: Vec<CertificateDer> = rest
         .iter()
         .map(|c| CertificateDer::from(c.clone()))
         .collect();

@@ -386,7 +386,9 @@ fn token(f: &Facts, mutation: &Check, audience: &str) -> Check {
             Check::skip(ID, "the pod has no injected token")
         }
         Some(p) => {
-            let v = &p.token_volumes[0];
+            let Some(v) = p.token_volumes.first() else {
+                return Check::skip(ID, "the pod has no projected token volume");
+            };
             let lifetime = v
                 .expiration_seconds
                 .map(|s| format!("{s} s"))
