@@ -570,6 +570,12 @@ async fn audit_finds_the_pod_that_slipped_through() -> Result<()> {
     let slipped = slipped.context("the API server kept calling the deleted webhook")?;
     register(cluster, env.hook.port, &env.hook.ca_pem).await?;
     create_mutated_pod(cluster, "app", "after", "reader").await?;
+    let text = tools.run(&["doctor", "cluster"])?;
+    assert_eq!(text.code, 1, "{text:?}");
+    golden(
+        "doctor-cluster.txt",
+        &redact(&text.stdout, cluster, env.hook.port).replace(&slipped, "slipped-I"),
+    )?;
 
     // More ServiceAccounts than one page of a list (500): the audit reads
     // every page.
@@ -610,7 +616,7 @@ async fn audit_finds_the_pod_that_slipped_through() -> Result<()> {
         audit["podsMissingInjection"][0]["reason"]
             .as_str()
             .unwrap()
-            .contains("while the webhook was unavailable"),
+            .contains("while the webhook was not registered"),
         "{audit}"
     );
     assert_eq!(audit["webhook"]["status"], json!("pass"), "{audit}");

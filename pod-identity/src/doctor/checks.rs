@@ -271,10 +271,12 @@ pub fn why_not_injected(f: &Facts, p: &PodFacts) -> (String, String) {
             "use the agent or web-identity mode for this pod (annotation credential-mode)".into(),
         );
     }
-    (
-        format!("the pod was created while the webhook was unavailable or not yet registered (failurePolicy {} admits pods unmutated)", w.failure_policy),
-        restart.into(),
-    )
+    let why = if w.failure_policy == "Ignore" {
+        "the pod was created while the webhook was unavailable (failurePolicy Ignore admits pods unmutated) or not yet registered".to_string()
+    } else {
+        format!("the pod was created while the webhook was not registered (with failurePolicy {} an unavailable webhook rejects pods instead of admitting them unmutated)", w.failure_policy)
+    };
+    (why, restart.into())
 }
 
 fn injection_of(c: &super::facts::ContainerFacts) -> Injected {

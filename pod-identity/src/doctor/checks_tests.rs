@@ -257,10 +257,19 @@ fn each_fault_fails_exactly_its_check() {
             "before its ServiceAccount got the role annotation",
         ),
         (
-            "created while the webhook was down",
+            "created while the webhook was unregistered (failurePolicy Fail)",
             uninjected,
             "mutation",
-            "while the webhook was unavailable",
+            "while the webhook was not registered (with failurePolicy Fail an unavailable webhook rejects pods",
+        ),
+        (
+            "created while the webhook was down (failurePolicy Ignore)",
+            |f| {
+                uninjected(f);
+                f.webhooks[0].failure_policy = "Ignore".into();
+            },
+            "mutation",
+            "while the webhook was unavailable (failurePolicy Ignore admits pods unmutated)",
         ),
         (
             "hostNetwork in sidecar mode",
