@@ -247,7 +247,8 @@ async fn doctor_table_of_planted_faults() -> Result<()> {
         "{exchange:?}"
     );
     // Secrets stay out of every output, even with trace logging: the minted
-    // token (a JWT, "eyJ..."), STS's credentials, the caller's secret key.
+    // token (a JWT, "eyJ..."), STS's credentials, the caller's secret key and
+    // session token, the kubeconfig's bearer token.
     let traced = tools.run_env(
         &[
             "doctor",
@@ -257,7 +258,10 @@ async fn doctor_table_of_planted_faults() -> Result<()> {
             "--log-level",
             "trace",
         ],
-        &[("AWS_SECRET_ACCESS_KEY", "SECRET-MARKER-4f1c")],
+        &[
+            ("AWS_SECRET_ACCESS_KEY", "SECRET-MARKER-4f1c"),
+            ("AWS_SESSION_TOKEN", "SESSION-MARKER-9b2e"),
+        ],
     )?;
     assert_eq!(traced.code, 0, "{traced:?}");
     ensure!(
@@ -267,6 +271,9 @@ async fn doctor_table_of_planted_faults() -> Result<()> {
     for marker in [
         "eyJ",
         "SECRET-MARKER-4f1c",
+        "SESSION-MARKER-9b2e",
+        // The kubeconfig's bearer token.
+        e2e_tests::harness::ADMIN_TOKEN,
         "SecretAccessKey",
         "SessionToken",
     ] {
