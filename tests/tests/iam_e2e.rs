@@ -1072,3 +1072,50 @@ async fn delete_after_the_provider_is_gone() -> Result<()> {
     ensure!(sa.is_err(), "the ServiceAccount it created is gone: {sa:?}");
     Ok(())
 }
+
+/// Many ServiceAccounts bound to one role: a trust policy over IAM's default
+/// quota (2,048 characters) is noted in the plan; one over the most IAM ever
+/// allows (4,096) is refused before anything is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_policy_too_long_for_iam_is_refused_up_front() -> Result<()> {
+    let env = setup().await?;
+    let (cluster, tools) = (&env.cluster, &env.tools);
+    let config = |n: usize| -> Result<String> {
+        let mut yaml = String::from(
+            "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\nmetadata: {name: prod, region: us-east-1}\niam:\n  serviceAccounts:\n",
+        );
+        for i in 0..n {
+            yaml.push_str(&format!(
+                "  - metadata: {{name: app-{i:03}, namespace: team}}\n    roleName: shared\n"
+            ));
+        }
+        let path = cluster.dir.path().join(format!("many-{n}.yaml"));
+        std::fs::write(&path, yaml)?;
+        Ok(format!("--file={}", path.display()))
+    };
+
+    let refused = tools.run(&["iamserviceaccount", "apply", &config(120)?, "--approve"])?;
+    assert_eq!(refused.code, 3, "{refused:?}");
+    ensure!(
+        refused.stderr.contains("IAM role shared would be")
+            && refused.stderr.contains("(120 ServiceAccounts)")
+            && refused.stderr.contains("nothing was changed"),
+        "{refused:?}"
+    );
+    assert!(tools.role("shared")?.is_none(), "no role was created");
+    let sas = cluster.get("/api/v1/namespaces/team/serviceaccounts").await;
+    ensure!(
+        sas.as_ref()
+            .map(|l| l["items"].as_array().is_none_or(Vec::is_empty))
+            .unwrap_or(true),
+        "no ServiceAccount was created: {sas:?}"
+    );
+
+    let plan = tools.ok(&["iamserviceaccount", "apply", &config(60)?])?;
+    ensure!(
+        plan.contains("note: the trust policy of IAM role shared will be")
+            && plan.contains("(60 ServiceAccounts), over IAM's default quota of 2048"),
+        "{plan}"
+    );
+    Ok(())
+}

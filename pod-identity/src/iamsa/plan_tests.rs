@@ -213,3 +213,70 @@ fn role_only_attach_role_and_boundaries() {
     let p = plan_create(&mut w, &[changed], CreateOptions::default()).unwrap();
     assert_eq!(kinds(&p), ["boundary"]);
 }
+
+/// `n` ServiceAccounts of one namespace bound to the role `shared`.
+fn sharing(n: usize) -> Vec<Spec> {
+    (0..n)
+        .map(|i| Spec {
+            role_name: Some("shared".into()),
+            ..spec("team", &format!("app-{i:03}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_trust_policy_over_the_default_quota_is_noted() {
+    let mut w = world();
+    let p = plan_create(&mut w, &sharing(10), CreateOptions::default()).unwrap();
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
+    let len = |w: &World| trust::counted_len(&w.roles["shared"].as_ref().unwrap().trust);
+    assert!(len(&w) <= trust::DEFAULT_MAX_LEN, "{}", len(&w));
+
+    let mut w = world();
+    let p = plan_create(&mut w, &sharing(60), CreateOptions::default()).unwrap();
+    let over = len(&w);
+    assert!(
+        (trust::DEFAULT_MAX_LEN..=trust::MAX_LEN).contains(&over),
+        "{over}"
+    );
+    assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+    assert!(
+        p.notes[0].contains(&format!(
+            "shared will be {over} characters (60 ServiceAccounts)"
+        )) && p.notes[0].contains("LimitExceeded"),
+        "{}",
+        p.notes[0]
+    );
+    assert!(allows(&w, "shared", "team", "app-059"));
+}
+
+#[test]
+fn a_trust_policy_over_the_most_iam_allows_is_refused_changing_nothing() {
+    let mut w = world();
+    let before = w.clone();
+    let err = plan_create(&mut w, &sharing(120), CreateOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Refused(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("IAM role shared")
+            && msg.contains("120 ServiceAccounts")
+            && msg.contains("4096"),
+        "{msg}"
+    );
+    assert_eq!(w, before, "a refusal leaves the world as it was");
+    // An existing owned role growing past it is refused the same way.
+    plan_create(&mut w, &sharing(60), CreateOptions::default()).unwrap();
+    let grown = w.clone();
+    assert!(plan_create(&mut w, &sharing(120), CreateOptions::default()).is_err());
+    assert_eq!(w, grown);
+}
+
+#[test]
+fn the_counted_length_ignores_whitespace() {
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Sid": "a b"}]});
+    assert_eq!(
+        trust::counted_len(&doc),
+        doc.to_string().len() - 1,
+        "the space inside \"a b\" is not counted"
+    );
+}

@@ -125,6 +125,20 @@ pub fn remove(doc: &Value, b: &Binding) -> Option<Value> {
     Some(doc)
 }
 
+/// IAM's default quota for a role's trust policy, in characters.
+pub const DEFAULT_MAX_LEN: usize = 2048;
+/// The most the quota can be raised to.
+pub const MAX_LEN: usize = 4096;
+
+/// The length IAM counts against the trust-policy quota: the document's
+/// characters without whitespace.
+pub fn counted_len(doc: &Value) -> usize {
+    doc.to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .count()
+}
+
 /// Whether any statement is left: a role with an empty trust policy is no
 /// longer used by anyone.
 pub fn is_empty(doc: &Value) -> bool {
