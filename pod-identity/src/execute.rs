@@ -2,6 +2,9 @@
 //! it is done. When a change fails, the error says which were made: every
 //! command re-reads the state and plans again, so re-running it finishes.
 
+use std::future::Future;
+use std::time::Duration;
+
 use aws_sdk_iam::types::Tag;
 
 use crate::aws::{sdk_error, Aws};
@@ -120,15 +123,20 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
             permissions_boundary,
             ..
         } => {
-            iam.create_role()
-                .role_name(name)
-                .assume_role_policy_document(trust.to_string())
-                .set_tags(Some(iam_tags(tags)?))
-                .set_permissions_boundary(permissions_boundary.clone())
-                .description("Bound to Kubernetes ServiceAccounts by pod-identity")
-                .send()
-                .await
-                .map_err(|e| sdk_error("iam:CreateRole", name, e))?;
+            let tags = iam_tags(tags)?;
+            retry_while_propagating(PROPAGATION_BUDGET, || async {
+                iam.create_role()
+                    .role_name(name)
+                    .assume_role_policy_document(trust.to_string())
+                    .set_tags(Some(tags.clone()))
+                    .set_permissions_boundary(permissions_boundary.clone())
+                    .description("Bound to Kubernetes ServiceAccounts by pod-identity")
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| sdk_error("iam:CreateRole", name, e))
+            })
+            .await?;
         }
         Change::TagRole { name, tags } => {
             iam.tag_role()
@@ -139,12 +147,16 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .map_err(|e| sdk_error("iam:TagRole", name, e))?;
         }
         Change::UpdateTrust { name, trust } => {
-            iam.update_assume_role_policy()
-                .role_name(name)
-                .policy_document(trust.to_string())
-                .send()
-                .await
-                .map_err(|e| sdk_error("iam:UpdateAssumeRolePolicy", name, e))?;
+            retry_while_propagating(PROPAGATION_BUDGET, || async {
+                iam.update_assume_role_policy()
+                    .role_name(name)
+                    .policy_document(trust.to_string())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| sdk_error("iam:UpdateAssumeRolePolicy", name, e))
+            })
+            .await?;
         }
         Change::AttachPolicy { role, policy_arn } => {
             iam.attach_role_policy()
@@ -227,4 +239,159 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
         }
     }
     Ok(())
+}
+
+/// How long a trust policy naming an OIDC provider IAM does not know yet is
+/// retried. IAM is eventually consistent: right after `oidc associate`
+/// creates the provider, CreateRole can fail with "Invalid principal in
+/// policy" for some seconds.
+const PROPAGATION_BUDGET: Duration = Duration::from_secs(60);
+
+/// The waits between attempts: 1, 2, 4, 8 s, then every 10 s, as long as the
+/// total stays within `budget`.
+fn propagation_delays(budget: Duration) -> Vec<Duration> {
+    let mut out = Vec::new();
+    let mut total = Duration::ZERO;
+    let mut next = Duration::from_secs(1);
+    while total + next <= budget {
+        out.push(next);
+        total += next;
+        next = (next * 2).min(Duration::from_secs(10));
+    }
+    out
+}
+
+/// IAM's answer while a just-created principal has not propagated.
+fn is_propagation(e: &Error) -> bool {
+    matches!(e, Error::Aws { message, .. }
+        if message.starts_with("MalformedPolicyDocument") && message.contains("Invalid principal"))
+}
+
+/// Runs `op` until it succeeds, fails otherwise than [`is_propagation`], or
+/// the waits of [`propagation_delays`] are used up; the last error then says
+/// how long it waited.
+async fn retry_while_propagating<F, Fut>(budget: Duration, mut op: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut delays = propagation_delays(budget).into_iter();
+    let mut waited = Duration::ZERO;
+    loop {
+        match op().await {
+            Err(e) if is_propagation(&e) => match delays.next() {
+                Some(d) => {
+                    tracing::info!(wait = ?d, "IAM does not know the OIDC provider yet; retrying");
+                    tokio::time::sleep(d).await;
+                    waited += d;
+                }
+                None => {
+                    return Err(match e {
+                        Error::Aws { action, resource, message } => Error::Aws {
+                            action,
+                            resource,
+                            message: format!(
+                                "{message} (still after retrying for {} s: check that the IAM OIDC provider exists, `pod-identity oidc show`, then re-run)",
+                                waited.as_secs()
+                            ),
+                        },
+                        other => other,
+                    })
+                }
+            },
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn aws_error(message: &str) -> Error {
+        Error::Aws {
+            action: "iam:CreateRole".into(),
+            resource: "r".into(),
+            message: message.into(),
+        }
+    }
+
+    const INVALID_PRINCIPAL: &str = "MalformedPolicyDocument: Invalid principal in policy: \"FEDERATED\":\"arn:aws:iam::1:oidc-provider/x\"";
+
+    #[test]
+    fn the_waits_back_off_and_stay_within_the_budget() {
+        let secs = |b| -> Vec<u64> {
+            propagation_delays(Duration::from_secs(b))
+                .iter()
+                .map(Duration::as_secs)
+                .collect()
+        };
+        assert_eq!(secs(60), [1, 2, 4, 8, 10, 10, 10, 10]);
+        assert_eq!(secs(3), [1, 2]);
+        assert!(secs(0).is_empty());
+    }
+
+    #[test]
+    fn only_an_unknown_principal_is_retried() {
+        assert!(is_propagation(&aws_error(INVALID_PRINCIPAL)));
+        for other in [
+            "MalformedPolicyDocument: Syntax errors in policy.",
+            "LimitExceeded: Cannot exceed quota for ACLSizePerRole: 2048",
+            "EntityAlreadyExists: Role with name r already exists.",
+        ] {
+            assert!(!is_propagation(&aws_error(other)), "{other}");
+        }
+        assert!(!is_propagation(&Error::AccessDenied {
+            action: "iam:CreateRole".into(),
+            resource: "r".into(),
+            message: "Invalid principal".into(),
+        }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    // Paused time: the clock only moves by the sleeps being measured.
+    #[allow(clippy::disallowed_methods)]
+    async fn retries_until_iam_knows_the_provider() {
+        let calls = AtomicUsize::new(0);
+        let started = tokio::time::Instant::now();
+        let r = retry_while_propagating(PROPAGATION_BUDGET, || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0..=2 => Err(aws_error(INVALID_PRINCIPAL)),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert_eq!(started.elapsed(), Duration::from_secs(1 + 2 + 4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_the_budget_saying_how_long_it_waited() {
+        let calls = AtomicUsize::new(0);
+        let r = retry_while_propagating(PROPAGATION_BUDGET, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(aws_error(INVALID_PRINCIPAL))
+        })
+        .await;
+        let msg = r.unwrap_err().to_string();
+        assert!(msg.contains("still after retrying for 55 s"), "{msg}");
+        assert_eq!(calls.load(Ordering::SeqCst), 9, "first try and 8 retries");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_fail_at_once() {
+        let calls = AtomicUsize::new(0);
+        let r = retry_while_propagating(PROPAGATION_BUDGET, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(aws_error(
+                "MalformedPolicyDocument: Syntax errors in policy.",
+            ))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
 }

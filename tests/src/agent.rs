@@ -203,6 +203,16 @@ pub enum Fault {
     /// Answer with this status and code, and a message that echoes the
     /// web identity token the request carried.
     EchoToken(u16, &'static str),
+    /// The first `times` requests of this Query API action (the `Action=`
+    /// form field) are answered with this status, code and message; the
+    /// rest are forwarded.
+    FailAction {
+        action: &'static str,
+        times: usize,
+        status: u16,
+        code: &'static str,
+        message: &'static str,
+    },
 }
 
 /// An AssumeRoleWithWebIdentity success document with the given secrets.
@@ -219,6 +229,9 @@ struct ProxyState {
     fault: Mutex<Option<Fault>>,
     assume_calls: AtomicUsize,
     all_calls: AtomicUsize,
+    /// Requests answered by [`Fault::FailAction`], and all requests of its action.
+    failed: AtomicUsize,
+    action_calls: AtomicUsize,
     /// The WebIdentityToken of each AssumeRoleWithWebIdentity call.
     tokens: Mutex<Vec<String>>,
     upstream: String,
@@ -270,6 +283,30 @@ async fn proxy_handler(
                 xml,
             )
                 .into_response();
+        }
+        Fault::FailAction {
+            action,
+            times,
+            status,
+            code,
+            message,
+        } => {
+            let form = String::from_utf8_lossy(&body).to_string();
+            if form.split('&').any(|kv| kv == format!("Action={action}")) {
+                s.action_calls.fetch_add(1, Ordering::SeqCst);
+                if s.failed.load(Ordering::SeqCst) < times {
+                    s.failed.fetch_add(1, Ordering::SeqCst);
+                    let xml = format!(
+                        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+                    );
+                    return (
+                        http::StatusCode::from_u16(status).unwrap(),
+                        [("content-type", "text/xml")],
+                        xml,
+                    )
+                        .into_response();
+                }
+            }
         }
         Fault::Garbage => {
             return (http::StatusCode::OK, "<html>captive portal</html>").into_response();
@@ -372,6 +409,15 @@ impl FaultProxy {
     /// AssumeRoleWithWebIdentity calls seen so far.
     pub fn assume_calls(&self) -> usize {
         self.state.assume_calls.load(Ordering::SeqCst)
+    }
+
+    /// Requests of the [`Fault::FailAction`] action: (all seen, answered
+    /// with the injected error).
+    pub fn action_calls(&self) -> (usize, usize) {
+        (
+            self.state.action_calls.load(Ordering::SeqCst),
+            self.state.failed.load(Ordering::SeqCst),
+        )
     }
 
     /// The WebIdentityToken each of those calls carried, in order.

@@ -9,7 +9,7 @@
 //! match golden files.
 
 use anyhow::{ensure, Context, Result};
-use e2e_tests::agent::Moto;
+use e2e_tests::agent::{Fault, FaultProxy, Moto};
 use e2e_tests::clients::{caller_arn, Client};
 use e2e_tests::harness::{wait_for_webhook, Cluster, Webhook};
 use e2e_tests::iam::{associated_cluster, golden, public_discovery, top_cert_sha1, Tools};
@@ -21,7 +21,7 @@ const NO_CHANGES: &str = "no changes; everything is already in place";
 
 struct Env {
     cluster: Cluster,
-    _moto: Moto,
+    moto: Moto,
     tools: Tools,
     issuer: String,
     provider_arn: String,
@@ -50,7 +50,7 @@ async fn setup() -> Result<Env> {
     );
     Ok(Env {
         cluster,
-        _moto: moto,
+        moto,
         tools,
         issuer,
         provider_arn,
@@ -1117,5 +1117,67 @@ async fn a_trust_policy_too_long_for_iam_is_refused_up_front() -> Result<()> {
             && plan.contains("(60 ServiceAccounts), over IAM's default quota of 2048"),
         "{plan}"
     );
+    Ok(())
+}
+
+/// Right after `oidc associate`, IAM may not know the provider yet and
+/// refuses a trust policy naming it ("Invalid principal in policy"): create
+/// waits and retries (1 s, 2 s, ...) instead of failing half-way. Any other
+/// malformed-policy answer fails at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_waits_for_iam_to_know_a_new_provider() -> Result<()> {
+    let env = setup().await?;
+    let (cluster, tools) = (&env.cluster, &env.tools);
+    cluster.create_namespace("fresh").await?;
+    let proxy = FaultProxy::start(&env.moto.url).await?;
+    let through_proxy = [("AWS_ENDPOINT_URL_IAM", proxy.url.as_str())];
+    proxy.set(Fault::FailAction {
+        action: "CreateRole",
+        times: 2,
+        status: 400,
+        code: "MalformedPolicyDocument",
+        message: "Invalid principal in policy: \"FEDERATED\":\"arn:aws:iam::123456789012:oidc-provider/x\"",
+    });
+    let create = [
+        "iamserviceaccount",
+        "create",
+        "--namespace",
+        "fresh",
+        "--name",
+        "app",
+        "--approve",
+    ];
+    let out = tools.run_env(&create, &through_proxy)?;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(proxy.action_calls(), (3, 2), "two refusals, then created");
+    assert!(tools.role("pod-identity-fresh-app")?.is_some());
+
+    let proxy = FaultProxy::start(&env.moto.url).await?;
+    proxy.set(Fault::FailAction {
+        action: "CreateRole",
+        times: 100,
+        status: 400,
+        code: "MalformedPolicyDocument",
+        message: "Syntax errors in policy.",
+    });
+    let through_proxy = [("AWS_ENDPOINT_URL_IAM", proxy.url.as_str())];
+    let out = tools.run_env(
+        &[
+            "iamserviceaccount",
+            "create",
+            "--namespace",
+            "fresh",
+            "--name",
+            "other",
+            "--approve",
+        ],
+        &through_proxy,
+    )?;
+    assert_eq!(out.code, 1, "{out:?}");
+    ensure!(
+        out.stderr.contains("iam:CreateRole") && out.stderr.contains("Syntax errors in policy"),
+        "{out:?}"
+    );
+    assert_eq!(proxy.action_calls(), (1, 1), "not retried");
     Ok(())
 }
