@@ -248,6 +248,20 @@ pub struct FaultProxy {
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// An error answer of the AWS Query protocol (STS, IAM).
+fn query_error(status: u16, code: &str, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let xml = format!(
+        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    );
+    (
+        http::StatusCode::from_u16(status).unwrap(),
+        [("content-type", "text/xml")],
+        xml,
+    )
+        .into_response()
+}
+
 async fn proxy_handler(
     axum::extract::State(s): axum::extract::State<Arc<ProxyState>>,
     req: axum::extract::Request,
@@ -274,15 +288,7 @@ async fn proxy_handler(
         Fault::Pass => {}
         Fault::Latency(d) => tokio::time::sleep(d).await,
         Fault::Error(status, code) => {
-            let xml = format!(
-                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>injected {code}</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
-            );
-            return (
-                http::StatusCode::from_u16(status).unwrap(),
-                [("content-type", "text/xml")],
-                xml,
-            )
-                .into_response();
+            return query_error(status, code, &format!("injected {code}"));
         }
         Fault::FailAction {
             action,
@@ -296,15 +302,7 @@ async fn proxy_handler(
                 s.action_calls.fetch_add(1, Ordering::SeqCst);
                 if s.failed.load(Ordering::SeqCst) < times {
                     s.failed.fetch_add(1, Ordering::SeqCst);
-                    let xml = format!(
-                        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
-                    );
-                    return (
-                        http::StatusCode::from_u16(status).unwrap(),
-                        [("content-type", "text/xml")],
-                        xml,
-                    )
-                        .into_response();
+                    return query_error(status, code, message);
                 }
             }
         }
