@@ -168,6 +168,21 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                     sdk_error("iam:AttachRolePolicy", &format!("{role} ({policy_arn})"), e)
                 })?;
         }
+        Change::PutInlinePolicy {
+            role,
+            policy_name,
+            document,
+        } => {
+            iam.put_role_policy()
+                .role_name(role)
+                .policy_name(policy_name)
+                .policy_document(document.to_string())
+                .send()
+                .await
+                .map_err(|e| {
+                    sdk_error("iam:PutRolePolicy", &format!("{role} ({policy_name})"), e)
+                })?;
+        }
         Change::PutPermissionsBoundary { role, policy_arn } => {
             iam.put_role_permissions_boundary()
                 .role_name(role)

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::aws::{code, sdk_error};
 use crate::error::{Error, Result};
+use crate::iamsa::spec::INLINE_POLICY_NAME;
 use crate::policy::{issuer_host_path, parse_document};
 
 /// Tag on IAM roles and OIDC providers this tool created (and so may change
@@ -22,6 +23,9 @@ pub struct RoleState {
     pub tags: BTreeMap<String, String>,
     pub attached: Vec<String>,
     pub inline: Vec<String>,
+    /// The document of the inline policy this tool writes
+    /// ([`crate::iamsa::spec::INLINE_POLICY_NAME`]), when the role has it.
+    pub inline_document: Option<Value>,
     pub boundary: Option<String>,
 }
 
@@ -130,6 +134,23 @@ pub async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<Ro
         .send()
         .await
         .map_err(|e| sdk_error("iam:ListRolePolicies", name, e))?;
+    let names = inline.policy_names().to_vec();
+    let inline_document = if names.iter().any(|n| n == INLINE_POLICY_NAME) {
+        let p = iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(INLINE_POLICY_NAME)
+            .send()
+            .await
+            .map_err(|e| sdk_error("iam:GetRolePolicy", name, e))?;
+        Some(parse_document(p.policy_document()).map_err(|m| Error::Aws {
+            action: "iam:GetRolePolicy".into(),
+            resource: name.into(),
+            message: format!("unreadable inline policy {INLINE_POLICY_NAME}: {m}"),
+        })?)
+    } else {
+        None
+    };
     Ok(Some(RoleState {
         arn: role.arn().to_string(),
         trust,
@@ -143,7 +164,8 @@ pub async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<Ro
             .iter()
             .filter_map(|p| p.policy_arn().map(str::to_string))
             .collect(),
-        inline: inline.policy_names().to_vec(),
+        inline: names,
+        inline_document,
         boundary: role
             .permissions_boundary()
             .and_then(|b| b.permissions_boundary_arn())

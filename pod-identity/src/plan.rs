@@ -45,6 +45,11 @@ pub enum Change {
         role: String,
         policy_arn: String,
     },
+    PutInlinePolicy {
+        role: String,
+        policy_name: String,
+        document: Value,
+    },
     PutPermissionsBoundary {
         role: String,
         policy_arn: String,
@@ -134,6 +139,10 @@ impl Change {
             Change::AttachPolicy { role, policy_arn } => {
                 format!("+ attach policy {policy_arn} to IAM role {role}")
             }
+            Change::PutInlinePolicy { role, policy_name, document } => format!(
+                "+ put inline policy {policy_name} on IAM role {role}:\n{}",
+                pretty(document, "      ")
+            ),
             Change::PutPermissionsBoundary { role, policy_arn } => {
                 format!("~ set the permissions boundary of IAM role {role} to {policy_arn}")
             }

@@ -764,6 +764,12 @@ iam:
       name: cache
       namespace: team
     roleOnly: true
+    attachPolicy:
+      Version: "2012-10-17"
+      Statement:
+      - Effect: Allow
+        Action: ["elasticache:Connect"]
+        Resource: "*"
 "#,
     )?;
     let file = format!("--file={}", config.display());
@@ -788,6 +794,20 @@ iam:
         "cache",
         "sts.amazonaws.com"
     ));
+    // attachPolicy became the role's inline policy "pod-identity".
+    let inline = tools.aws(&[
+        "iam",
+        "get-role-policy",
+        "--role-name",
+        "pod-identity-prod-team-cache",
+        "--policy-name",
+        "pod-identity",
+    ])?;
+    assert_eq!(
+        inline["PolicyDocument"]["Statement"][0]["Action"],
+        json!(["elasticache:Connect"]),
+        "{inline}"
+    );
     let sa = cluster
         .get("/api/v1/namespaces/team/serviceaccounts/s3-reader")
         .await?;
@@ -804,13 +824,17 @@ iam:
         .contains(NO_CHANGES));
 
     // Bad input changes nothing and says why.
-    std::fs::write(&config, "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {name: x}\n    attachPolicy: {Statement: []}\n")?;
+    std::fs::write(&config, "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {name: x}\n    wellKnownPolicies: {autoScaler: true}\n")?;
     let bad = tools.run(&["iamserviceaccount", "apply", &file, "--approve"])?;
     assert_eq!(bad.code, 2, "{bad:?}");
     ensure!(
-        bad.stderr.contains("attachPolicy is not supported"),
+        bad.stderr.contains("wellKnownPolicies is not supported"),
         "{bad:?}"
     );
+    std::fs::write(&config, "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {name: x}\n    attachPolicy: {Statement: []}\n")?;
+    let bad = tools.run(&["iamserviceaccount", "apply", &file, "--approve"])?;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    ensure!(bad.stderr.contains("at least one Statement"), "{bad:?}");
     let bad = tools.run(&[
         "iamserviceaccount",
         "create",

@@ -134,7 +134,10 @@ pub async fn run(
             name: n,
             policies: role
                 .as_ref()
-                .map(|r| r.attached.clone())
+                .map(|r| {
+                    let inline = r.inline.iter().map(|n| format!("inline:{n}"));
+                    r.attached.iter().cloned().chain(inline).collect()
+                })
                 .unwrap_or_default(),
             managed: role.as_ref().is_some_and(|r| r.owned()),
             trust_ok,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use contract::annotations::{DEFAULT_PREFIX, ROLE_ARN};
 
-use super::spec::Spec;
+use super::spec::{Spec, INLINE_POLICY_NAME};
 use crate::cluster::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::error::{Error, Result};
 pub use crate::iam::RoleState;
@@ -119,6 +119,23 @@ fn check_trust_lengths(world: &World, changes: &[Change], notes: &mut Vec<String
 }
 
 fn plan_create_all(world: &mut World, specs: &[Spec], opts: CreateOptions) -> Result<Plan> {
+    // A role has one inline policy of ours: two ServiceAccounts of one run
+    // asking for different ones is a contradiction, not a last-one-wins.
+    let mut inline: BTreeMap<String, (&Spec, &serde_json::Value)> = BTreeMap::new();
+    for spec in specs {
+        if let Some(doc) = &spec.inline_policy {
+            let role = spec.role_name(world.cluster.as_deref());
+            if let Some((first, other)) = inline.get(&role) {
+                if *other != doc {
+                    return Err(Error::Refused(format!(
+                        "{}/{} and {}/{} share IAM role {role} but ask for different attachPolicy documents; nothing was changed",
+                        first.namespace, first.name, spec.namespace, spec.name
+                    )));
+                }
+            }
+            inline.insert(role, (spec, doc));
+        }
+    }
     let mut plan = Plan::default();
     for spec in specs {
         let role_name = spec.role_name(world.cluster.as_deref());
@@ -166,12 +183,24 @@ fn plan_role(
                     policy_arn: p.clone(),
                 });
             }
+            if let Some(doc) = &spec.inline_policy {
+                changes.push(Change::PutInlinePolicy {
+                    role: name.into(),
+                    policy_name: INLINE_POLICY_NAME.into(),
+                    document: doc.clone(),
+                });
+            }
             *entry = Some(RoleState {
                 arn: role_arn.clone(),
                 trust: trust::new_document(&binding),
                 tags: wanted_tags.into_iter().collect(),
                 attached: spec.policy_arns.clone(),
-                inline: Vec::new(),
+                inline: spec
+                    .inline_policy
+                    .iter()
+                    .map(|_| INLINE_POLICY_NAME.to_string())
+                    .collect(),
+                inline_document: spec.inline_policy.clone(),
                 boundary: spec.permissions_boundary.clone(),
             });
             Ok(role_arn)
@@ -218,6 +247,19 @@ fn plan_role(
                         policy_arn: p.clone(),
                     });
                     role.attached.push(p.clone());
+                }
+            }
+            if let Some(doc) = &spec.inline_policy {
+                if role.inline_document.as_ref() != Some(doc) {
+                    changes.push(Change::PutInlinePolicy {
+                        role: name.into(),
+                        policy_name: INLINE_POLICY_NAME.into(),
+                        document: doc.clone(),
+                    });
+                    role.inline_document = Some(doc.clone());
+                    if !role.inline.iter().any(|n| n == INLINE_POLICY_NAME) {
+                        role.inline.push(INLINE_POLICY_NAME.into());
+                    }
                 }
             }
             Ok(role.arn.clone())

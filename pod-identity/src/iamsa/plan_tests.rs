@@ -47,6 +47,7 @@ fn kinds(p: &Plan) -> Vec<&'static str> {
             Change::UpdateTrust { .. } => "trust",
             Change::TagRole { .. } => "tag",
             Change::PutPermissionsBoundary { .. } => "boundary",
+            Change::PutInlinePolicy { .. } => "inline",
             Change::ApplyServiceAccount { create: true, .. } => "create-sa",
             Change::ApplyServiceAccount { force: true, .. } => "override-sa",
             Change::ApplyServiceAccount { .. } => "annotate-sa",
@@ -278,5 +279,74 @@ fn the_counted_length_ignores_whitespace() {
         trust::counted_len(&doc),
         doc.to_string().len() - 1,
         "the space inside \"a b\" is not counted"
+    );
+}
+
+#[test]
+fn an_inline_policy_is_put_once_and_replaced_when_it_changes() {
+    let read = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]});
+    let write = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]});
+    let mut w = world();
+    let s = Spec {
+        inline_policy: Some(read.clone()),
+        ..spec("ns", "app")
+    };
+    let p = plan_create(&mut w, std::slice::from_ref(&s), CreateOptions::default()).unwrap();
+    assert_eq!(kinds(&p), ["create-role", "inline", "create-sa"]);
+    assert!(p.changes.iter().any(|c| matches!(c,
+        Change::PutInlinePolicy { policy_name, document, .. } if policy_name == "pod-identity" && *document == read)));
+    assert!(
+        plan_create(&mut w, std::slice::from_ref(&s), CreateOptions::default())
+            .unwrap()
+            .is_empty()
+    );
+    let changed = Spec {
+        inline_policy: Some(write.clone()),
+        ..s.clone()
+    };
+    let p = plan_create(&mut w, &[changed], CreateOptions::default()).unwrap();
+    assert_eq!(kinds(&p), ["inline"]);
+    // Deleting the last ServiceAccount deletes the inline policy with the role.
+    let d = plan_delete(&mut w, &[s]).unwrap();
+    assert_eq!(kinds(&d), ["delete-sa", "delete-inline", "delete-role"]);
+}
+
+#[test]
+fn two_service_accounts_asking_one_role_for_different_inline_policies_are_refused() {
+    let mut w = world();
+    let before = w.clone();
+    let a = Spec {
+        role_name: Some("shared".into()),
+        inline_policy: Some(
+            json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}),
+        ),
+        ..spec("ns", "a")
+    };
+    let b = Spec {
+        inline_policy: Some(
+            json!({"Statement": [{"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}]}),
+        ),
+        ..Spec {
+            name: "b".into(),
+            ..a.clone()
+        }
+    };
+    let err = plan_create(&mut w, &[a.clone(), b], CreateOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Refused(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("ns/a and ns/b share IAM role shared"),
+        "{err}"
+    );
+    assert_eq!(w, before);
+    // The same document twice is fine.
+    let same = Spec {
+        name: "c".into(),
+        ..a.clone()
+    };
+    let p = plan_create(&mut w, &[a, same], CreateOptions::default()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        ["create-role", "inline", "create-sa", "trust", "create-sa"]
     );
 }

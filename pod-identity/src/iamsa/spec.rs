@@ -21,12 +21,29 @@ pub struct Spec {
     /// `attachRoleARN`).
     pub attach_role_arn: Option<String>,
     pub policy_arns: Vec<String>,
+    /// An inline policy document for the role (eksctl's `attachPolicy`),
+    /// written as the role's inline policy [`INLINE_POLICY_NAME`].
+    pub inline_policy: Option<serde_json::Value>,
     pub permissions_boundary: Option<String>,
     pub role_only: bool,
     pub override_existing: bool,
     pub tags: Vec<(String, String)>,
     pub labels: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
+}
+
+/// The name of the inline policy written for `attachPolicy`.
+pub const INLINE_POLICY_NAME: &str = "pod-identity";
+
+/// An `attachPolicy` document: a JSON object with a `Statement`.
+fn inline_policy(v: &serde_yaml::Value) -> Result<serde_json::Value, String> {
+    let doc: serde_json::Value = serde_json::to_value(v)
+        .map_err(|e| format!("attachPolicy is not a policy document: {e}"))?;
+    match doc.get("Statement") {
+        Some(serde_json::Value::Array(a)) if !a.is_empty() => Ok(doc),
+        Some(serde_json::Value::Object(_)) => Ok(doc),
+        _ => Err("attachPolicy must be an IAM policy document with at least one Statement".into()),
+    }
 }
 
 fn valid_name(what: &str, s: &str, max: usize) -> Result<()> {
@@ -173,8 +190,8 @@ struct IamServiceAccount {
     permissions_boundary: Option<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    // Read so that they are named in the error below, not as unknown fields.
     attach_policy: Option<serde_yaml::Value>,
+    // Read so that they are named in the error below, not as unknown fields.
     well_known_policies: Option<serde_yaml::Value>,
     status: Option<serde_yaml::Value>,
 }
@@ -234,20 +251,24 @@ pub fn parse_cluster_config(text: &str) -> Result<ConfigFile, String> {
     for (i, sa) in accounts.into_iter().enumerate() {
         let at = format!("iam.serviceAccounts[{i}] ({})", sa.metadata.name);
         for (field, present) in [
-            ("attachPolicy", sa.attach_policy.is_some()),
             ("wellKnownPolicies", sa.well_known_policies.is_some()),
             ("status", sa.status.is_some()),
         ] {
             if present {
-                return Err(format!("{at}: {field} is not supported by pod-identity; use attachPolicyARNs with a managed policy"));
+                return Err(format!("{at}: {field} is not supported by pod-identity; use attachPolicyARNs with a managed policy, or attachPolicy with a policy document"));
             }
         }
+        let inline = match &sa.attach_policy {
+            Some(v) => Some(inline_policy(v).map_err(|e| format!("{at}: {e}"))?),
+            None => None,
+        };
         let spec = Spec {
             namespace: sa.metadata.namespace.unwrap_or_else(|| "default".into()),
             name: sa.metadata.name,
             role_name: sa.role_name,
             attach_role_arn: sa.attach_role_arn,
             policy_arns: sa.attach_policy_arns,
+            inline_policy: inline,
             permissions_boundary: sa.permissions_boundary,
             role_only: sa.role_only,
             override_existing: false,
@@ -422,6 +443,26 @@ iam:
         ] {
             let e = parse_cluster_config(bad).unwrap_err();
             assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn attach_policy_is_read_as_the_role_inline_policy() {
+        let text = "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {name: app, namespace: ns}\n    attachPolicy:\n      Version: \"2012-10-17\"\n      Statement:\n      - Effect: Allow\n        Action: [\"s3:GetObject\"]\n        Resource: \"arn:aws:s3:::b/*\"\n";
+        let c = parse_cluster_config(text).unwrap();
+        assert_eq!(
+            c.specs[0].inline_policy,
+            Some(serde_json::json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b/*"}]}))
+        );
+        for bad in [
+            "attachPolicy: {Statement: []}",
+            "attachPolicy: [1]",
+            "attachPolicy: {Version: x}",
+        ] {
+            let text = format!("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {{name: app}}\n    {bad}\n");
+            let err = parse_cluster_config(&text).unwrap_err();
+            assert!(err.contains("at least one Statement"), "{bad}: {err}");
         }
     }
 }
