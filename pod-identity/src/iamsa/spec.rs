@@ -40,11 +40,26 @@ fn inline_policy(v: &serde_yaml::Value) -> Result<serde_json::Value, String> {
     let doc: serde_json::Value = serde_json::to_value(v)
         .map_err(|e| format!("attachPolicy is not a policy document: {e}"))?;
     match doc.get("Statement") {
-        Some(serde_json::Value::Array(a)) if !a.is_empty() => Ok(doc),
-        Some(serde_json::Value::Object(_)) => Ok(doc),
-        _ => Err("attachPolicy must be an IAM policy document with at least one Statement".into()),
+        Some(serde_json::Value::Array(a)) if !a.is_empty() => {}
+        Some(serde_json::Value::Object(_)) => {}
+        _ => {
+            return Err(
+                "attachPolicy must be an IAM policy document with at least one Statement".into(),
+            )
+        }
     }
+    let len = crate::policy::trust::counted_len(&doc);
+    if len > MAX_INLINE_POLICY_LEN {
+        return Err(format!(
+            "attachPolicy is {len} characters; IAM allows at most {MAX_INLINE_POLICY_LEN} for a role's inline policies (use attachPolicyARNs with managed policies)"
+        ));
+    }
+    Ok(doc)
 }
+
+/// IAM's limit on the total size of a role's inline policies (characters,
+/// whitespace not counted).
+const MAX_INLINE_POLICY_LEN: usize = 10_240;
 
 fn valid_name(what: &str, s: &str, max: usize) -> Result<()> {
     let ok = !s.is_empty()
@@ -464,5 +479,11 @@ iam:
             let err = parse_cluster_config(&text).unwrap_err();
             assert!(err.contains("at least one Statement"), "{bad}: {err}");
         }
+        let huge = format!(
+            "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {{name: app}}\n    attachPolicy: {{Statement: [{{Effect: Allow, Action: \"s3:*\", Resource: [{}]}}]}}\n",
+            (0..400).map(|i| format!("\"arn:aws:s3:::bucket-{i}/*\"")).collect::<Vec<_>>().join(", ")
+        );
+        let err = parse_cluster_config(&huge).unwrap_err();
+        assert!(err.contains("IAM allows at most 10240"), "{err}");
     }
 }
