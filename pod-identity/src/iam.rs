@@ -7,13 +7,15 @@ use serde_json::Value;
 
 use crate::aws::{code, sdk_error};
 use crate::error::{Error, Result};
-use crate::iamsa::spec::INLINE_POLICY_NAME;
 use crate::policy::{issuer_host_path, parse_document};
 
 /// Tag on IAM roles and OIDC providers this tool created (and so may change
 /// or delete).
 pub const OWNER_TAG: &str = "pod-identity.io/managed-by";
 pub const OWNER_VALUE: &str = "pod-identity";
+
+/// The name of the inline policy written for eksctl's `attachPolicy`.
+pub const INLINE_POLICY_NAME: &str = "pod-identity";
 
 /// An IAM role as read.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,7 +26,7 @@ pub struct RoleState {
     pub attached: Vec<String>,
     pub inline: Vec<String>,
     /// The document of the inline policy this tool writes
-    /// ([`crate::iamsa::spec::INLINE_POLICY_NAME`]), when the role has it.
+    /// ([`INLINE_POLICY_NAME`]), when the role has it.
     pub inline_document: Option<Value>,
     pub boundary: Option<String>,
 }

@@ -3,6 +3,7 @@
 //! planning against the state read by [`state`], [`get`] the report.
 
 pub mod get;
+pub mod limits;
 pub mod plan;
 pub mod spec;
 pub mod state;

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use contract::annotations::{DEFAULT_PREFIX, ROLE_ARN};
 
-use super::spec::{Spec, INLINE_POLICY_NAME};
+use super::spec::Spec;
 use crate::cluster::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::error::{Error, Result};
 pub use crate::iam::RoleState;
-use crate::iam::{OWNER_TAG, OWNER_VALUE};
+use crate::iam::{INLINE_POLICY_NAME, OWNER_TAG, OWNER_VALUE};
 use crate::plan::{Change, Plan};
 use crate::policy::service_account_subject;
 use crate::policy::trust::{self, Binding};
@@ -71,51 +71,13 @@ pub fn plan_create(world: &mut World, specs: &[Spec], opts: CreateOptions) -> Re
     // All or nothing: a refusal leaves the world as it was.
     let before = world.clone();
     let planned = plan_create_all(world, specs, opts).and_then(|mut plan| {
-        check_trust_lengths(world, &plan.changes, &mut plan.notes)?;
+        super::limits::check_trust_lengths(&world.roles, &plan.changes, &mut plan.notes)?;
         Ok(plan)
     });
     if planned.is_err() {
         *world = before;
     }
     planned
-}
-
-/// Refuses a trust policy longer than IAM ever allows, before anything is
-/// changed, and notes one over the default quota (which IAM would refuse
-/// half-way through the run unless the account's quota was raised).
-fn check_trust_lengths(world: &World, changes: &[Change], notes: &mut Vec<String>) -> Result<()> {
-    let mut roles: Vec<&str> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::CreateRole { name, .. } | Change::UpdateTrust { name, .. } => {
-                Some(name.as_str())
-            }
-            _ => None,
-        })
-        .collect();
-    roles.sort_unstable();
-    roles.dedup();
-    for name in roles {
-        let Some(Some(role)) = world.roles.get(name) else {
-            continue;
-        };
-        let len = trust::counted_len(&role.trust);
-        let subjects = trust::all_subjects(&role.trust).len();
-        if len > trust::MAX_LEN {
-            return Err(Error::Refused(format!(
-                "the trust policy of IAM role {name} would be {len} characters ({subjects} ServiceAccounts), over the {} IAM allows at most, so nothing was changed: bind some of these ServiceAccounts to another role (--role-name)",
-                trust::MAX_LEN
-            )));
-        }
-        if len > trust::DEFAULT_MAX_LEN {
-            notes.push(format!(
-                "the trust policy of IAM role {name} will be {len} characters ({subjects} ServiceAccounts), over IAM's default quota of {} (\"Role trust policy length\", adjustable up to {} in Service Quotas): unless the quota was raised, IAM refuses it with LimitExceeded; then raise the quota or bind some ServiceAccounts to another role",
-                trust::DEFAULT_MAX_LEN,
-                trust::MAX_LEN
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn plan_create_all(world: &mut World, specs: &[Spec], opts: CreateOptions) -> Result<Plan> {

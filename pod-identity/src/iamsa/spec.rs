@@ -22,7 +22,7 @@ pub struct Spec {
     pub attach_role_arn: Option<String>,
     pub policy_arns: Vec<String>,
     /// An inline policy document for the role (eksctl's `attachPolicy`),
-    /// written as the role's inline policy [`INLINE_POLICY_NAME`].
+    /// written as the role's inline policy [`crate::iam::INLINE_POLICY_NAME`].
     pub inline_policy: Option<serde_json::Value>,
     pub permissions_boundary: Option<String>,
     pub role_only: bool,
@@ -31,9 +31,6 @@ pub struct Spec {
     pub labels: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
 }
-
-/// The name of the inline policy written for `attachPolicy`.
-pub const INLINE_POLICY_NAME: &str = "pod-identity";
 
 /// An `attachPolicy` document: a JSON object with a `Statement`.
 fn inline_policy(v: &serde_yaml::Value) -> Result<serde_json::Value, String> {
