@@ -69,12 +69,22 @@ pub async fn connect_from(
     s.connect(to).await
 }
 
+/// A loopback port nothing listens on now, and that this process has not
+/// handed out before: the OS may offer the same free port twice in a row,
+/// and two processes of one test (etcd and kube-apiserver) must not get it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 pub struct Proc {
@@ -84,6 +94,16 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Whether the process has exited (a zombie until it is reaped).
+    pub fn exited(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/status", self.child.id())) {
+            Ok(status) => status
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z')),
+            Err(_) => true,
+        }
+    }
+
     /// A line of /proc/<pid>/status in KiB (`VmRSS`, `VmHWM`: the peak).
     pub fn memory_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -158,7 +178,22 @@ impl Cluster {
         Self::start_with(true).await
     }
 
+    /// Starts etcd and kube-apiserver; again with other ports when one was
+    /// taken between choosing it and binding it (by a process outside this
+    /// one).
     async fn start_with(self_issuer: bool) -> Result<Cluster> {
+        let mut attempt = 0;
+        loop {
+            match Self::start_once(self_issuer).await {
+                Err(e) if attempt < 2 && format!("{e:#}").contains("address already in use") => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(self_issuer: bool) -> Result<Cluster> {
         let assets = kube_assets()?;
         let dir = tempfile::tempdir()?;
         let d = dir.path();
@@ -268,6 +303,13 @@ impl Cluster {
                         return Ok(());
                     }
                 }
+            }
+            if let Some(p) = self.procs.iter().find(|p| p.exited()) {
+                bail!(
+                    "{} exited before the cluster was ready:\n{}",
+                    p.name,
+                    self.logs()
+                );
             }
             if Instant::now() > deadline {
                 bail!("kube-apiserver not ready in 90 s:\n{}", self.logs());
