@@ -133,6 +133,26 @@ fn check(
         })
 }
 
+/// Test certificates: a CA (PEM) and a serving chain for `names`, valid
+/// from 2020 until `not_after` (year, month, day). Shared by the tests of
+/// this file and of the checks.
+#[cfg(test)]
+pub(crate) fn test_pki(names: &[&str], not_after: (i32, u8, u8)) -> (String, Vec<Vec<u8>>) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca.pem(), vec![cert.der().to_vec()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,22 +163,8 @@ mod tests {
     }
 
     fn pki(names: &[&str], not_after: (i32, u8, u8)) -> Pki {
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            chain: vec![cert.der().to_vec()],
-        }
+        let (ca_pem, chain) = test_pki(names, not_after);
+        Pki { ca_pem, chain }
     }
 
     const NOW: i64 = 1_800_000_000; // 2027-01-15

@@ -16,18 +16,7 @@ const PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.example/c1"
 const NOW: i64 = 1_800_000_000;
 
 fn certs(not_after: (i32, u8, u8)) -> (String, Vec<Vec<u8>>) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut params =
-        rcgen::CertificateParams::new(vec!["pod-identity.kube-system.svc".to_string()]).unwrap();
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (ca.pem(), vec![cert.der().to_vec()])
+    super::cert::test_pki(&["pod-identity.kube-system.svc"], not_after)
 }
 
 fn skip_selector() -> LabelSelector {
