@@ -148,33 +148,57 @@ pub enum Oidc {
 /// The flags of one ServiceAccount (eksctl's names).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SaFlags {
+    /// The ServiceAccount's namespace.
     #[arg(long, default_value = "default")]
     pub namespace: String,
+    /// The ServiceAccount's name.
     #[arg(long)]
     pub name: String,
-    /// A name for this cluster, part of the default role name.
+    /// A name for this cluster, part of the default role name
+    /// (pod-identity_<cluster>_<namespace>_<name>); eksctl's --cluster.
     #[arg(long)]
     pub cluster: Option<String>,
+    /// The IAM role's name (default: pod-identity_[<cluster>_]<namespace>_<name>,
+    /// with a hash when over 64 characters). Naming a role another
+    /// ServiceAccount uses shares it on purpose.
     #[arg(long)]
     pub role_name: Option<String>,
+    /// Only the IAM role: the ServiceAccount is neither created nor annotated.
     #[arg(long)]
     pub role_only: bool,
+}
+
+/// What a role is granted (eksctl's flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GrantFlags {
+    /// Managed policy ARN(s) to attach to the role: repeat the flag or
+    /// separate with commas (arn:aws:iam::aws:policy/A,arn:aws:iam::aws:policy/B).
+    #[arg(long, value_delimiter = ',')]
+    pub attach_policy_arn: Vec<String>,
+    /// A managed policy ARN to set as the role's permissions boundary.
+    #[arg(long)]
+    pub permissions_boundary: Option<String>,
+    /// Create or keep the role with no policy at all, on purpose (without
+    /// it, a role needs --attach-policy-arn or --attach-role-arn).
+    #[arg(long)]
+    pub allow_no_policy: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum IamSa {
     /// Create the role (or add this ServiceAccount to its trust policy) and
-    /// annotate or create the ServiceAccount.
+    /// annotate or create the ServiceAccount. Adds what is asked; removes
+    /// nothing (see update).
     Create {
         #[command(flatten)]
         sa: SaFlags,
-        /// Use this existing role as it is (no IAM change).
+        /// Use this existing role as it is (no IAM change); eksctl refuses it
+        /// with --role-name, --attach-policy-arn, --permissions-boundary,
+        /// --role-only and --tags, and so does this tool.
         #[arg(long)]
         attach_role_arn: Option<String>,
-        #[arg(long)]
-        attach_policy_arn: Vec<String>,
-        #[arg(long)]
-        permissions_boundary: Option<String>,
+        #[command(flatten)]
+        grants: GrantFlags,
         /// Replace another role's annotation on an existing ServiceAccount.
         #[arg(long)]
         override_existing_serviceaccounts: bool,
@@ -185,35 +209,94 @@ pub enum IamSa {
         /// change its trust policy, delete it once unused).
         #[arg(long)]
         adopt_role: bool,
+        /// Make the changes (without it, print them and change nothing).
+        #[arg(long)]
+        approve: bool,
+    },
+    /// Set a role's policies to exactly those given (eksctl's `update
+    /// iamserviceaccount`): on a role pod-identity owns, policies,
+    /// pod-identity's inline policies and the boundary no longer asked for
+    /// are removed. With -f, every ServiceAccount of a ClusterConfig.
+    Update {
+        /// The ServiceAccount's namespace.
+        #[arg(long, default_value = "default", conflicts_with = "file")]
+        namespace: String,
+        /// The ServiceAccount's name.
+        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+        name: Option<String>,
+        /// A name for this cluster, part of the default role name.
+        #[arg(long, conflicts_with = "file")]
+        cluster: Option<String>,
+        /// The IAM role's name, when not the default one.
+        #[arg(long, conflicts_with = "file")]
+        role_name: Option<String>,
+        #[command(flatten)]
+        grants: GrantFlags,
+        /// An eksctl ClusterConfig: update each of its iam.serviceAccounts.
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        /// Make the changes (without it, print them and change nothing).
         #[arg(long)]
         approve: bool,
     },
     /// ServiceAccounts bound to roles, with whether the trust policy and the
     /// annotation are right.
     Get {
+        /// Only this namespace (default: all).
         #[arg(long)]
         namespace: Option<String>,
+        /// Only this ServiceAccount.
         #[arg(long)]
         name: Option<String>,
+        /// Output format.
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Output,
     },
-    /// Remove what create made, in the safe order.
+    /// Remove what create made, in the safe order: the annotation (or the
+    /// ServiceAccount pod-identity created), the trust entry, then the role
+    /// once unused. Finds the role through the annotation, --role-name, the
+    /// role's ownership record, or the default name.
     Delete {
-        #[command(flatten)]
-        sa: SaFlags,
+        /// The ServiceAccount's namespace.
+        #[arg(long, default_value = "default", conflicts_with = "file")]
+        namespace: String,
+        /// The ServiceAccount's name.
+        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+        name: Option<String>,
+        /// A name for this cluster, part of the default role name.
+        #[arg(long, conflicts_with = "file")]
+        cluster: Option<String>,
+        /// The IAM role's name, when not found otherwise.
+        #[arg(long, conflicts_with = "file")]
+        role_name: Option<String>,
+        /// Leave the ServiceAccount and its annotation alone.
+        #[arg(long, conflicts_with = "file")]
+        role_only: bool,
+        /// An eksctl ClusterConfig: delete each of its iam.serviceAccounts.
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        /// Make the changes (without it, print them and change nothing).
         #[arg(long)]
         approve: bool,
     },
-    /// Create every ServiceAccount of an eksctl ClusterConfig's
-    /// iam.serviceAccounts.
+    /// Make every ServiceAccount of an eksctl ClusterConfig's
+    /// iam.serviceAccounts exist as the file says: created, and on roles
+    /// pod-identity owns, what the file no longer lists removed.
     Apply {
+        /// The ClusterConfig file.
         #[arg(long, short = 'f')]
         file: PathBuf,
+        /// Replace another role's annotation on existing ServiceAccounts.
         #[arg(long)]
         override_existing_serviceaccounts: bool,
+        /// Manage existing roles pod-identity did not create.
         #[arg(long)]
         adopt_role: bool,
+        /// With iam.withOIDC: extra CA certificates (PEM) to verify the
+        /// issuer's HTTPS with when planning its IAM OIDC provider.
+        #[arg(long)]
+        issuer_ca_file: Option<PathBuf>,
+        /// Make the changes (without it, print them and change nothing).
         #[arg(long)]
         approve: bool,
     },

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{json, Value};
 
@@ -106,6 +106,31 @@ impl Cluster {
             .get_opt(name)
             .await
             .map_err(|e| Error::Kube(format!("reading ServiceAccount {namespace}/{name}: {e}")))
+    }
+
+    pub async fn namespace_exists(&self, name: &str) -> Result<bool> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.get_opt(name)
+            .await
+            .map(|n| n.is_some())
+            .map_err(|e| Error::Kube(format!("reading namespace {name}: {e}")))
+    }
+
+    /// Creates a namespace (one that exists already is fine).
+    pub async fn create_namespace(&self, name: &str) -> Result<()> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match api.create(&kube::api::PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(Error::Kube(format!("creating namespace {name}: {e}"))),
+        }
     }
 
     /// Sets the annotation by server-side apply; `create` also labels the

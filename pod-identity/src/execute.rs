@@ -215,6 +215,16 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                     )
                 })?;
         }
+        Change::DeletePermissionsBoundary { role, .. } => {
+            iam.delete_role_permissions_boundary()
+                .role_name(role)
+                .send()
+                .await
+                .map_err(|e| sdk_error("iam:DeleteRolePermissionsBoundary", role, e))?;
+        }
+        Change::CreateNamespace { name } => {
+            need_cluster(cluster)?.create_namespace(name).await?;
+        }
         Change::DeleteRole { name } => {
             iam.delete_role()
                 .role_name(name)

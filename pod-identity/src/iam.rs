@@ -17,6 +17,65 @@ pub const OWNER_VALUE: &str = "pod-identity";
 /// The name of the inline policy written for eksctl's `attachPolicy`.
 pub const INLINE_POLICY_NAME: &str = "pod-identity";
 
+/// Whether an inline policy is one this tool writes (`attachPolicy`, or a
+/// well-known set's `pod-identity-<name>`), so one it may replace or delete.
+pub fn owned_inline_policy(name: &str) -> bool {
+    name == INLINE_POLICY_NAME || name.starts_with("pod-identity-")
+}
+
+/// Every tag this tool sets on roles starts with this.
+pub const RECORD_TAG_PREFIX: &str = "pod-identity.io/";
+/// The ownership record on a role this tool created: which cluster (by its
+/// issuer), namespace and ServiceAccount it was made for.
+pub const ISSUER_TAG: &str = "pod-identity.io/issuer";
+pub const NAMESPACE_TAG: &str = "pod-identity.io/namespace";
+pub const SERVICE_ACCOUNT_TAG: &str = "pod-identity.io/service-account";
+pub const RECORD_TAGS: [&str; 3] = [ISSUER_TAG, NAMESPACE_TAG, SERVICE_ACCOUNT_TAG];
+
+/// Which ServiceAccount of which cluster an owned role was made for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The issuer as a tag value: `host/path`, or `sha256:<hex>` of it when
+    /// longer than IAM's 256 characters for a tag value.
+    pub issuer: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Record {
+    pub fn new(issuer: &str, namespace: &str, name: &str) -> Record {
+        let host_path = issuer_host_path(issuer);
+        let issuer = if host_path.chars().count() <= 256 {
+            host_path.to_string()
+        } else {
+            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, host_path.as_bytes());
+            let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        };
+        Record {
+            issuer,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn tags(&self) -> Vec<(String, String)> {
+        vec![
+            (ISSUER_TAG.into(), self.issuer.clone()),
+            (NAMESPACE_TAG.into(), self.namespace.clone()),
+            (SERVICE_ACCOUNT_TAG.into(), self.name.clone()),
+        ]
+    }
+
+    /// `namespace/name of issuer` for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "ServiceAccount {}/{} of the cluster with issuer {}",
+            self.namespace, self.name, self.issuer
+        )
+    }
+}
+
 /// An IAM role as read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoleState {
@@ -25,15 +84,24 @@ pub struct RoleState {
     pub tags: BTreeMap<String, String>,
     pub attached: Vec<String>,
     pub inline: Vec<String>,
-    /// The document of the inline policy this tool writes
-    /// ([`INLINE_POLICY_NAME`]), when the role has it.
-    pub inline_document: Option<Value>,
+    /// The documents of the inline policies this tool writes
+    /// ([`owned_inline_policy`]) that the role has.
+    pub inline_documents: BTreeMap<String, Value>,
     pub boundary: Option<String>,
 }
 
 impl RoleState {
     pub fn owned(&self) -> bool {
         self.tags.get(OWNER_TAG).map(String::as_str) == Some(OWNER_VALUE)
+    }
+
+    /// The ownership record, when the role carries all of it.
+    pub fn record(&self) -> Option<Record> {
+        Some(Record {
+            issuer: self.tags.get(ISSUER_TAG)?.clone(),
+            namespace: self.tags.get(NAMESPACE_TAG)?.clone(),
+            name: self.tags.get(SERVICE_ACCOUNT_TAG)?.clone(),
+        })
     }
 }
 
@@ -137,22 +205,22 @@ pub async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<Ro
         .await
         .map_err(|e| sdk_error("iam:ListRolePolicies", name, e))?;
     let names = inline.policy_names().to_vec();
-    let inline_document = if names.iter().any(|n| n == INLINE_POLICY_NAME) {
+    let mut inline_documents = BTreeMap::new();
+    for policy in names.iter().filter(|n| owned_inline_policy(n)) {
         let p = iam
             .get_role_policy()
             .role_name(name)
-            .policy_name(INLINE_POLICY_NAME)
+            .policy_name(policy)
             .send()
             .await
-            .map_err(|e| sdk_error("iam:GetRolePolicy", name, e))?;
-        Some(parse_document(p.policy_document()).map_err(|m| Error::Aws {
+            .map_err(|e| sdk_error("iam:GetRolePolicy", &format!("{name} ({policy})"), e))?;
+        let doc = parse_document(p.policy_document()).map_err(|m| Error::Aws {
             action: "iam:GetRolePolicy".into(),
             resource: name.into(),
-            message: format!("unreadable inline policy {INLINE_POLICY_NAME}: {m}"),
-        })?)
-    } else {
-        None
-    };
+            message: format!("unreadable inline policy {policy}: {m}"),
+        })?;
+        inline_documents.insert(policy.clone(), doc);
+    }
     Ok(Some(RoleState {
         arn: role.arn().to_string(),
         trust,
@@ -167,7 +235,7 @@ pub async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<Ro
             .filter_map(|p| p.policy_arn().map(str::to_string))
             .collect(),
         inline: names,
-        inline_document,
+        inline_documents,
         boundary: role
             .permissions_boundary()
             .and_then(|b| b.permissions_boundary_arn())

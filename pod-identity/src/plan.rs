@@ -54,6 +54,10 @@ pub enum Change {
         role: String,
         policy_arn: String,
     },
+    DeletePermissionsBoundary {
+        role: String,
+        policy_arn: String,
+    },
     DetachPolicy {
         role: String,
         policy_arn: String,
@@ -65,11 +69,15 @@ pub enum Change {
     DeleteRole {
         name: String,
     },
+    CreateNamespace {
+        name: String,
+    },
     ApplyServiceAccount {
         namespace: String,
         name: String,
         annotation: (String, String),
-        /// Further annotations of a created ServiceAccount (ClusterConfig metadata).
+        /// Further annotations (ClusterConfig metadata), merged with what
+        /// the ServiceAccount has.
         extra_annotations: Vec<(String, String)>,
         labels: Vec<(String, String)>,
         create: bool,
@@ -146,6 +154,9 @@ impl Change {
             Change::PutPermissionsBoundary { role, policy_arn } => {
                 format!("~ set the permissions boundary of IAM role {role} to {policy_arn}")
             }
+            Change::DeletePermissionsBoundary { role, policy_arn } => {
+                format!("- remove the permissions boundary {policy_arn} of IAM role {role}")
+            }
             Change::DetachPolicy { role, policy_arn } => {
                 format!("- detach policy {policy_arn} from IAM role {role}")
             }
@@ -153,10 +164,18 @@ impl Change {
                 format!("- delete inline policy {policy_name} of IAM role {role}")
             }
             Change::DeleteRole { name } => format!("- delete IAM role {name}"),
-            Change::ApplyServiceAccount { namespace, name, annotation, create, force, .. } => {
+            Change::CreateNamespace { name } => format!("+ create namespace {name}"),
+            Change::ApplyServiceAccount { namespace, name, annotation, extra_annotations, labels, create, force } => {
                 let verb = if *create { "+ create ServiceAccount" } else { "~ annotate ServiceAccount" };
                 let forced = if *force { " (taking the annotation over: --override-existing-serviceaccounts)" } else { "" };
-                format!("{verb} {namespace}/{name} with {}={}{forced}", annotation.0, annotation.1)
+                let mut s = format!("{verb} {namespace}/{name} with {}={}{forced}", annotation.0, annotation.1);
+                if !labels.is_empty() {
+                    s.push_str(&format!("\n    labels: {}", tags(labels)));
+                }
+                if !extra_annotations.is_empty() {
+                    s.push_str(&format!("\n    annotations: {}", tags(extra_annotations)));
+                }
+                s
             }
             Change::RemoveAnnotation { namespace, name, key, .. } => {
                 format!("- remove annotation {key} from ServiceAccount {namespace}/{name}")

@@ -32,12 +32,21 @@ pub struct Row {
     pub managed: bool,
 }
 
+/// What `get` found: the rows, and the roles it could not read (reported,
+/// not fatal: the other rows are still right).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    /// (role name, why it could not be read).
+    pub unreadable: Vec<(String, String)>,
+}
+
 pub async fn run(
     aws: &Aws,
     cluster: &Cluster,
     namespace: Option<&str>,
     name: Option<&str>,
-) -> Result<Vec<Row>> {
+) -> Result<Report> {
     let issuer = cluster.issuer().await?;
     let provider = crate::iam::find_provider(&aws.iam, &issuer).await?;
     let provider_arn = provider.map(|p| p.arn).unwrap_or_default();
@@ -105,16 +114,34 @@ pub async fn run(
         marker = page.marker().map(str::to_string);
     }
     let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
     let mut roles: BTreeMap<String, Option<crate::iam::RoleState>> = BTreeMap::new();
+    let account = crate::iam::arn_account(&provider_arn).ok().map(|(_, a)| a);
     for ((ns, n), role_arn) in bindings {
         if name.is_some_and(|x| x != n) {
             continue;
         }
-        let role_name = role_arn.rsplit('/').next().unwrap_or_default();
-        if !roles.contains_key(role_name) {
-            roles.insert(role_name.to_string(), get_role(&aws.iam, role_name).await?);
+        let parsed = contract::RoleArn::parse(&role_arn).ok();
+        let role_name = parsed
+            .as_ref()
+            .map(|r| r.name().to_string())
+            .unwrap_or_else(|| role_arn.rsplit('/').next().unwrap_or_default().to_string());
+        // A role of another account cannot be read with these credentials.
+        let ours = parsed
+            .as_ref()
+            .is_some_and(|r| account.as_deref().is_none_or(|a| a == r.account()));
+        if ours && !roles.contains_key(&role_name) {
+            match get_role(&aws.iam, &role_name).await {
+                Ok(r) => {
+                    roles.insert(role_name.clone(), r);
+                }
+                Err(e) => {
+                    unreadable.push((role_name.clone(), e.to_string()));
+                    roles.insert(role_name.clone(), None);
+                }
+            }
         }
-        let role = &roles[role_name];
+        let role = roles.get(&role_name).cloned().flatten();
         let sub = crate::policy::service_account_subject(&ns, &n);
         let trust_ok = role.as_ref().is_some_and(|r| {
             evaluate(
@@ -129,7 +156,7 @@ pub async fn run(
                 .cloned()
                 .flatten()
                 .as_deref()
-                == Some(role_arn.as_str()),
+                .is_some_and(|a| super::plan::same_role(a, &role_arn)),
             namespace: ns,
             name: n,
             policies: role
@@ -144,11 +171,28 @@ pub async fn run(
             role_arn,
         });
     }
-    Ok(rows)
+    unreadable.dedup();
+    Ok(Report { rows, unreadable })
 }
 
-/// The rows as a table.
-pub fn table(rows: &[Row]) -> String {
+/// The error `get` ends with when some roles could not be read (after
+/// printing every row).
+pub fn unreadable(report: &Report) -> Error {
+    Error::Precondition(format!(
+        "{} role(s) could not be read; their rows show NO for trust and no policies:\n{}",
+        report.unreadable.len(),
+        report
+            .unreadable
+            .iter()
+            .map(|(r, e)| format!("  {r}: {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
+}
+
+/// The report as a table.
+pub fn table(report: &Report) -> String {
+    let rows = &report.rows;
     let yes = |b: bool| if b { "yes" } else { "NO" };
     let mut lines = vec![[
         "NAMESPACE".to_string(),

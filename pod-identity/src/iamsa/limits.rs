@@ -50,3 +50,31 @@ pub fn check_trust_lengths(
     }
     Ok(())
 }
+
+/// IAM's limit on the total size of a role's inline policies (characters,
+/// whitespace not counted).
+pub const MAX_INLINE_TOTAL: usize = 10_240;
+
+/// Refuses, before any change, a role whose inline policies (attachPolicy
+/// plus well-known sets) would add up to more than IAM allows.
+pub fn check_inline_lengths(
+    roles: &BTreeMap<String, Option<RoleState>>,
+    changes: &[Change],
+) -> Result<()> {
+    for change in changes {
+        let Change::PutInlinePolicy { role: name, .. } = change else {
+            continue;
+        };
+        let Some(Some(role)) = roles.get(name) else {
+            continue;
+        };
+        let total: usize = role.inline_documents.values().map(trust::counted_len).sum();
+        if total > MAX_INLINE_TOTAL {
+            return Err(Error::Refused(format!(
+                "the inline policies of IAM role {name} ({}) would be {total} characters, over the {MAX_INLINE_TOTAL} IAM allows for a role, so nothing was changed: use managed policies (attachPolicyARNs) for some of them",
+                role.inline_documents.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(())
+}

@@ -25,8 +25,13 @@ pub struct Spec {
     /// written as the role's inline policy [`crate::iam::INLINE_POLICY_NAME`].
     pub inline_policy: Option<serde_json::Value>,
     pub permissions_boundary: Option<String>,
+    /// eksctl's `wellKnownPolicies`, by set name ([`super::well_known::NAMES`]).
+    pub well_known: Vec<String>,
     pub role_only: bool,
     pub override_existing: bool,
+    /// Create the role with no permissions on purpose (eksctl refuses a role
+    /// without any policy).
+    pub allow_no_policy: bool,
     pub tags: Vec<(String, String)>,
     pub labels: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
@@ -58,39 +63,96 @@ fn inline_policy(v: &serde_yaml::Value) -> Result<serde_json::Value, String> {
 /// whitespace not counted).
 const MAX_INLINE_POLICY_LEN: usize = 10_240;
 
-fn valid_name(what: &str, s: &str, max: usize) -> Result<()> {
-    let ok = !s.is_empty()
-        && s.len() <= max
+/// A DNS-1123 label, as Kubernetes requires of a namespace: at most 63
+/// lower-case letters, digits and '-', starting and ending alphanumeric.
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
         && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// A DNS-1123 subdomain, as Kubernetes requires of a ServiceAccount name:
+/// at most 253 characters of '.'-separated labels.
+fn dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(dns_label)
+}
+
+/// Checks a namespace and a ServiceAccount name as the API server would.
+pub fn validate_names(namespace: &str, name: &str) -> Result<()> {
+    if !dns_label(namespace) {
+        return Err(Error::Usage(format!(
+            "namespace {namespace:?} is not a valid Kubernetes namespace name (a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
+        )));
+    }
+    if !dns_subdomain(name) {
+        return Err(Error::Usage(format!(
+            "ServiceAccount name {name:?} is not a valid Kubernetes name (a DNS-1123 subdomain: '.'-separated labels of lower-case letters, digits and '-', at most 253 characters)"
+        )));
+    }
+    Ok(())
+}
+
+/// A cluster name as eksctl accepts it: a letter, then letters, digits and
+/// '-', at most 100 characters. It is part of default role names, where
+/// this rule keeps them unambiguous.
+pub fn validate_cluster_name(s: &str) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 100
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if ok {
         Ok(())
     } else {
         Err(Error::Usage(format!(
-            "{what} {s:?} is not a valid Kubernetes name (lower-case letters, digits, '-' and '.', at most {max} characters)"
+            "cluster name {s:?} is not valid (a letter, then letters, digits and '-', at most 100 characters)"
         )))
     }
 }
 
 fn valid_policy_arn(s: &str) -> Result<()> {
     let parts: Vec<&str> = s.splitn(6, ':').collect();
-    if parts.len() == 6 && parts[0] == "arn" && parts[2] == "iam" && parts[5].starts_with("policy/")
-    {
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && !parts[1].is_empty()
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && (parts[4] == "aws"
+            || (parts[4].len() == 12 && parts[4].bytes().all(|b| b.is_ascii_digit())))
+        && parts[5]
+            .strip_prefix("policy/")
+            .and_then(|rest| rest.rsplit('/').next())
+            .is_some_and(|name| {
+                !name.is_empty()
+                    && name.len() <= 128
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
+            });
+    if ok {
         Ok(())
     } else {
         Err(Error::Usage(format!(
-            "{s:?} is not an IAM policy ARN (arn:aws:iam::<account>:policy/<name>)"
+            "{s:?} is not an IAM policy ARN (arn:aws:iam::<account>:policy/<name>, or arn:aws:iam::aws:policy/<name> for an AWS managed policy)"
         )))
     }
+}
+
+/// IAM's limit on tags per role.
+pub const MAX_ROLE_TAGS: usize = 50;
+
+/// Characters IAM allows in tag keys and values.
+fn tag_chars(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
 }
 
 impl Spec {
     /// Checks every field; called before anything is read from AWS.
     pub fn validate(&self) -> Result<()> {
-        valid_name("namespace", &self.namespace, 63)?;
-        valid_name("ServiceAccount name", &self.name, 253)?;
+        validate_names(&self.namespace, &self.name)?;
         if let Some(r) = &self.role_name {
             if r.is_empty() || r.len() > 64 || contract::RoleArn::sanitize_name(r) != *r {
                 return Err(Error::Usage(format!(
@@ -100,33 +162,108 @@ impl Spec {
         }
         if let Some(a) = &self.attach_role_arn {
             RoleArn::parse(a).map_err(|e| Error::Usage(format!("--attach-role-arn {a:?}: {e}")))?;
-            if self.role_name.is_some()
-                || !self.policy_arns.is_empty()
-                || self.permissions_boundary.is_some()
-            {
-                return Err(Error::Usage("--attach-role-arn uses an existing role as it is: it cannot be combined with --role-name, --attach-policy-arn or --permissions-boundary".into()));
+            // eksctl's rule: an attached role is used as it is, so nothing
+            // that would shape a role may come with it.
+            let conflicts: Vec<&str> = [
+                ("roleName (--role-name)", self.role_name.is_some()),
+                (
+                    "attachPolicyARNs (--attach-policy-arn)",
+                    !self.policy_arns.is_empty(),
+                ),
+                ("attachPolicy", self.inline_policy.is_some()),
+                ("wellKnownPolicies", !self.well_known.is_empty()),
+                (
+                    "permissionsBoundary (--permissions-boundary)",
+                    self.permissions_boundary.is_some(),
+                ),
+                ("roleOnly (--role-only)", self.role_only),
+                ("tags (--tags)", !self.tags.is_empty()),
+            ]
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| name)
+            .collect();
+            if !conflicts.is_empty() {
+                return Err(Error::Usage(format!(
+                    "attachRoleARN (--attach-role-arn) uses an existing role as it is: it cannot be combined with {}",
+                    conflicts.join(", ")
+                )));
             }
         }
         for p in self.policy_arns.iter().chain(&self.permissions_boundary) {
             valid_policy_arn(p)?;
         }
-        for (k, v) in &self.tags {
-            if k.is_empty() || k.len() > 128 || v.len() > 256 || k.starts_with("aws:") {
-                return Err(Error::Usage(format!("tag {k:?}={v:?}: keys are 1-128 characters and may not start with aws:, values at most 256")));
-            }
-            if k == super::OWNER_TAG {
+        for w in &self.well_known {
+            if !super::well_known::NAMES.contains(&w.as_str()) {
                 return Err(Error::Usage(format!(
-                    "tag {k} is set by pod-identity itself"
+                    "wellKnownPolicies: {w:?} is not one of eksctl's sets ({})",
+                    super::well_known::NAMES.join(", ")
                 )));
             }
+        }
+        let reserved = super::RECORD_TAGS.len() + 1;
+        if self.tags.len() + reserved > MAX_ROLE_TAGS {
+            return Err(Error::Usage(format!(
+                "{} tags: IAM allows {MAX_ROLE_TAGS} per role and pod-identity writes {reserved} of its own, so at most {} may be given",
+                self.tags.len(),
+                MAX_ROLE_TAGS - reserved
+            )));
+        }
+        for (k, v) in &self.tags {
+            if k.is_empty()
+                || k.chars().count() > 128
+                || v.chars().count() > 256
+                || !tag_chars(k)
+                || !tag_chars(v)
+                || k.to_ascii_lowercase().starts_with("aws:")
+            {
+                return Err(Error::Usage(format!("tag {k:?}={v:?}: keys are 1-128 characters and may not start with aws: (in any case), values at most 256; both only letters, digits, spaces and _ . : / = + - @")));
+            }
+            if k.to_ascii_lowercase().starts_with(super::RECORD_TAG_PREFIX) {
+                return Err(Error::Usage(format!(
+                    "tag {k}: tags under {} are set by pod-identity itself",
+                    super::RECORD_TAG_PREFIX
+                )));
+            }
+        }
+        if self.attach_role_arn.is_none()
+            && self.policy_arns.is_empty()
+            && self.inline_policy.is_none()
+            && self.well_known.is_empty()
+            && !self.allow_no_policy
+        {
+            return Err(Error::Usage(format!(
+                "{}/{}: the role would have no permissions. Give --attach-policy-arn (or attachPolicyARNs, attachPolicy, wellKnownPolicies in a file), use an existing role with --attach-role-arn, or pass --allow-no-policy to create it without permissions on purpose",
+                self.namespace, self.name
+            )));
         }
         Ok(())
     }
 
-    /// The IAM role's name: `--role-name`, else
-    /// `pod-identity-[<cluster>-]<namespace>-<name>`, cut to 64 characters
-    /// with a hash of the full name when longer. The same inputs always give
-    /// the same name, so re-running finds the same role.
+    /// The IAM role's default name when `--role-name` is not given:
+    /// `pod-identity_[<cluster>_]<namespace>_<name>`. '_' occurs in no
+    /// namespace, ServiceAccount or cluster name, so two different
+    /// ServiceAccounts never get one name (`a-b/c` and `a/b-c` differ).
+    /// Over IAM's 64 characters, the first 55 and a hash of the whole.
+    pub fn default_role_name(&self, cluster: Option<&str>) -> String {
+        let full = match cluster {
+            Some(c) => format!("pod-identity_{c}_{}_{}", self.namespace, self.name),
+            None => format!("pod-identity_{}_{}", self.namespace, self.name),
+        };
+        if full.len() <= 64 {
+            return full;
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, full.as_bytes());
+        let hash: String = digest.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}-{hash}", &full[..55])
+    }
+
+    /// The IAM role's name: `--role-name`, the attached role's, else the
+    /// [default](Spec::default_role_name). The same inputs always give the
+    /// same name, so re-running finds the same role.
     pub fn role_name(&self, cluster: Option<&str>) -> String {
         if let Some(r) = &self.role_name {
             return r.clone();
@@ -134,20 +271,7 @@ impl Spec {
         if let Some(a) = &self.attach_role_arn {
             return a.rsplit('/').next().unwrap_or_default().to_string();
         }
-        let full = match cluster {
-            Some(c) => format!("pod-identity-{c}-{}-{}", self.namespace, self.name),
-            None => format!("pod-identity-{}-{}", self.namespace, self.name),
-        };
-        let clean = contract::RoleArn::sanitize_name(&full);
-        if clean.len() <= 64 {
-            return clean;
-        }
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, full.as_bytes());
-        let hash: String = digest.as_ref()[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("{}-{hash}", &clean[..55])
+        self.default_role_name(cluster)
     }
 }
 
@@ -184,8 +308,13 @@ struct ClusterMetadata {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Iam {
+    #[serde(default, rename = "withOIDC")]
+    with_oidc: bool,
     #[serde(default)]
     service_accounts: Vec<IamServiceAccount>,
+    /// Read so that it is refused by name, never ignored.
+    #[serde(default)]
+    pod_identity_associations: Vec<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,8 +332,9 @@ struct IamServiceAccount {
     #[serde(default)]
     tags: BTreeMap<String, String>,
     attach_policy: Option<serde_yaml::Value>,
-    // Read so that they are named in the error below, not as unknown fields.
-    well_known_policies: Option<serde_yaml::Value>,
+    #[serde(default)]
+    well_known_policies: BTreeMap<String, bool>,
+    // Read so that it is named in the error below, not as an unknown field.
     status: Option<serde_yaml::Value>,
 }
 
@@ -224,6 +354,8 @@ struct SaMetadata {
 pub struct ConfigFile {
     pub cluster: Option<String>,
     pub region: Option<String>,
+    /// `iam.withOIDC`: make sure the issuer's IAM OIDC provider exists.
+    pub with_oidc: bool,
     pub specs: Vec<Spec>,
 }
 
@@ -255,20 +387,32 @@ pub fn parse_cluster_config(text: &str) -> Result<ConfigFile, String> {
                 .into(),
         );
     }
-    let accounts = config.iam.map(|i| i.service_accounts).unwrap_or_default();
+    if let Some(name) = &config.metadata.name {
+        validate_cluster_name(name).map_err(|e| format!("metadata.name: {e}"))?;
+    }
+    let iam = config.iam.unwrap_or(Iam {
+        with_oidc: false,
+        service_accounts: Vec::new(),
+        pod_identity_associations: Vec::new(),
+    });
+    if !iam.pod_identity_associations.is_empty() {
+        return Err(format!(
+            "iam.podIdentityAssociations ({} entries) is not supported by `iamserviceaccount`: nothing was applied. Remove it from this file (EKS Pod Identity associations are not IAM roles for ServiceAccounts)",
+            iam.pod_identity_associations.len()
+        ));
+    }
+    let with_oidc = iam.with_oidc;
+    let accounts = iam.service_accounts;
     if accounts.is_empty() {
         return Err("iam.serviceAccounts is empty: nothing to apply".into());
     }
-    let mut specs = Vec::new();
+    let mut specs: Vec<Spec> = Vec::new();
     for (i, sa) in accounts.into_iter().enumerate() {
         let at = format!("iam.serviceAccounts[{i}] ({})", sa.metadata.name);
-        for (field, present) in [
-            ("wellKnownPolicies", sa.well_known_policies.is_some()),
-            ("status", sa.status.is_some()),
-        ] {
-            if present {
-                return Err(format!("{at}: {field} is not supported by pod-identity; use attachPolicyARNs with a managed policy, or attachPolicy with a policy document"));
-            }
+        if sa.status.is_some() {
+            return Err(format!(
+                "{at}: status is written by eksctl, not read: remove it"
+            ));
         }
         let inline = match &sa.attach_policy {
             Some(v) => Some(inline_policy(v).map_err(|e| format!("{at}: {e}"))?),
@@ -282,18 +426,35 @@ pub fn parse_cluster_config(text: &str) -> Result<ConfigFile, String> {
             policy_arns: sa.attach_policy_arns,
             inline_policy: inline,
             permissions_boundary: sa.permissions_boundary,
+            well_known: sa
+                .well_known_policies
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(k, _)| k)
+                .collect(),
             role_only: sa.role_only,
             override_existing: false,
+            allow_no_policy: false,
             tags: sa.tags.into_iter().collect(),
             labels: sa.metadata.labels.into_iter().collect(),
             annotations: sa.metadata.annotations.into_iter().collect(),
         };
         spec.validate().map_err(|e| format!("{at}: {e}"))?;
+        if let Some(j) = specs
+            .iter()
+            .position(|s| s.namespace == spec.namespace && s.name == spec.name)
+        {
+            return Err(format!(
+                "{at}: ServiceAccount {}/{} is listed twice (also iam.serviceAccounts[{j}])",
+                spec.namespace, spec.name
+            ));
+        }
         specs.push(spec);
     }
     Ok(ConfigFile {
         cluster: config.metadata.name,
         region: config.metadata.region,
+        with_oidc,
         specs,
     })
 }
@@ -309,8 +470,8 @@ mod tests {
             name: "app".into(),
             ..Default::default()
         };
-        assert_eq!(s.role_name(None), "pod-identity-ns-app");
-        assert_eq!(s.role_name(Some("prod")), "pod-identity-prod-ns-app");
+        assert_eq!(s.role_name(None), "pod-identity_ns_app");
+        assert_eq!(s.role_name(Some("prod")), "pod-identity_prod_ns_app");
         let long = Spec {
             namespace: "n".repeat(60),
             name: "a".repeat(60),
@@ -337,6 +498,7 @@ mod tests {
         let ok = Spec {
             namespace: "ns".into(),
             name: "app".into(),
+            policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
             ..Default::default()
         };
         ok.validate().unwrap();
@@ -405,7 +567,192 @@ mod tests {
                     ..ok.clone()
                 },
             ),
+            (
+                "AWS tag in another case",
+                Spec {
+                    tags: vec![("AWS:x".into(), "me".into())],
+                    ..ok.clone()
+                },
+            ),
+            (
+                "a record tag",
+                Spec {
+                    tags: vec![("pod-identity.io/namespace".into(), "x".into())],
+                    ..ok.clone()
+                },
+            ),
+            (
+                "too many tags",
+                Spec {
+                    tags: (0..47).map(|i| (format!("k{i}"), "v".into())).collect(),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "tag character",
+                Spec {
+                    tags: vec![("a;b".into(), "v".into())],
+                    ..ok.clone()
+                },
+            ),
+            (
+                "no policy",
+                Spec {
+                    policy_arns: vec![],
+                    ..ok.clone()
+                },
+            ),
+            (
+                "namespace with a dot",
+                Spec {
+                    namespace: "a.b".into(),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "namespace of 64",
+                Spec {
+                    namespace: "n".repeat(64),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "name ending in -",
+                Spec {
+                    name: "app-".into(),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "name with an empty label",
+                Spec {
+                    name: "a..b".into(),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "name with _",
+                Spec {
+                    name: "a_b".into(),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "unknown well-known set",
+                Spec {
+                    well_known: vec!["autoscaler".into()],
+                    ..ok.clone()
+                },
+            ),
+            (
+                "policy ARN of a role",
+                Spec {
+                    policy_arns: vec!["arn:aws:iam::123456789012:role/x".into()],
+                    ..ok.clone()
+                },
+            ),
+            (
+                "policy ARN with a region",
+                Spec {
+                    policy_arns: vec!["arn:aws:iam:us-east-1:123456789012:policy/x".into()],
+                    ..ok.clone()
+                },
+            ),
         ];
+        // eksctl's refusals with attachRoleARN, each alone.
+        let attach = Spec {
+            attach_role_arn: Some("arn:aws:iam::123456789012:role/x".into()),
+            policy_arns: vec![],
+            ..ok.clone()
+        };
+        attach.validate().unwrap();
+        for (field, s) in [
+            (
+                "roleName",
+                Spec {
+                    role_name: Some("r".into()),
+                    ..attach.clone()
+                },
+            ),
+            (
+                "attachPolicyARNs",
+                Spec {
+                    policy_arns: vec!["arn:aws:iam::aws:policy/X".into()],
+                    ..attach.clone()
+                },
+            ),
+            (
+                "attachPolicy",
+                Spec {
+                    inline_policy: Some(serde_json::json!({"Statement": {}})),
+                    ..attach.clone()
+                },
+            ),
+            (
+                "wellKnownPolicies",
+                Spec {
+                    well_known: vec!["autoScaler".into()],
+                    ..attach.clone()
+                },
+            ),
+            (
+                "permissionsBoundary",
+                Spec {
+                    permissions_boundary: Some("arn:aws:iam::aws:policy/X".into()),
+                    ..attach.clone()
+                },
+            ),
+            (
+                "roleOnly",
+                Spec {
+                    role_only: true,
+                    ..attach.clone()
+                },
+            ),
+            (
+                "tags",
+                Spec {
+                    tags: vec![("a".into(), "b".into())],
+                    ..attach.clone()
+                },
+            ),
+        ] {
+            let e = s.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("cannot be combined with") && e.contains(field),
+                "{field}: {e}"
+            );
+        }
+        // The explicit flag allows a role without policies; names as
+        // Kubernetes allows them pass; 46 tags fit beside pod-identity's 4.
+        for good in [
+            Spec {
+                policy_arns: vec![],
+                allow_no_policy: true,
+                ..ok.clone()
+            },
+            Spec {
+                name: "a.b-c.d".into(),
+                namespace: "a-1".into(),
+                ..ok.clone()
+            },
+            Spec {
+                tags: (0..46).map(|i| (format!("k{i}"), "v v".into())).collect(),
+                ..ok.clone()
+            },
+            Spec {
+                policy_arns: vec![
+                    "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy".into(),
+                ],
+                ..ok.clone()
+            },
+        ] {
+            good.validate().unwrap();
+        }
+        assert!(validate_cluster_name("prod-1").is_ok());
+        for bad in ["1prod", "pro_d", "", &"c".repeat(101)] {
+            assert!(validate_cluster_name(bad).is_err(), "{bad}");
+        }
         for (what, s) in bad {
             assert!(s.validate().is_err(), "{what}");
         }
@@ -434,6 +781,7 @@ iam:
     roleName: s3-reader
     tags: {Owner: john}
   - metadata: {name: cache}
+    attachPolicyARNs: ["arn:aws:iam::aws:policy/AmazonElastiCacheFullAccess"]
     roleOnly: true
     permissionsBoundary: "arn:aws:iam::123456789012:policy/boundary"
 "#;
@@ -448,7 +796,12 @@ iam:
         for (bad, want) in [
             ("kind: Pod", "not an eksctl ClusterConfig"),
             ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam: {serviceAccounts: []}", "empty"),
-            ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam: {serviceAccounts: [{metadata: {name: a}, wellKnownPolicies: {}}]}", "wellKnownPolicies is not supported"),
+            ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam: {serviceAccounts: [{metadata: {name: a}, wellKnownPolicies: {autoscaler: true}}]}", "not one of eksctl's sets"),
+            ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam: {serviceAccounts: [{metadata: {name: a}, wellKnownPolicies: {autoScaler: false}}]}", "no permissions"),
+            ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam: {podIdentityAssociations: [{namespace: a}], serviceAccounts: [{metadata: {name: a}, attachPolicyARNs: [\"arn:aws:iam::aws:policy/X\"]}]}", "iam.podIdentityAssociations"),
+            ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam: {serviceAccounts: [{metadata: {name: a}, attachPolicyARNs: [\"arn:aws:iam::aws:policy/X\"]}, {metadata: {name: a}, attachPolicyARNs: [\"arn:aws:iam::aws:policy/Y\"]}]}", "listed twice"),
+            ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\nmetadata: {name: my_cluster}\niam: {serviceAccounts: [{metadata: {name: a}, attachPolicyARNs: [\"arn:aws:iam::aws:policy/X\"]}]}", "cluster name"),
+            ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam: {serviceAccounts: [{metadata: {name: a}, attachRoleARN: \"arn:aws:iam::123456789012:role/r\", attachPolicy: {Statement: {Effect: Allow}}}]}", "cannot be combined with attachPolicy"),
             ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam: {serviceAccounts: [{metadata: {name: a}, roleNmae: x}]}", "roleNmae"),
             ("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam: {serviceAccounts: [{metadata: {name: A}}]}", "valid Kubernetes name"),
             (": :", ""),
@@ -482,5 +835,34 @@ iam:
         );
         let err = parse_cluster_config(&huge).unwrap_err();
         assert!(err.contains("IAM allows at most 10240"), "{err}");
+    }
+
+    #[test]
+    fn eksctls_own_example_file_reads_unchanged() {
+        let text = include_str!("../../tests/data/eksctl-13-iamserviceaccounts.yaml");
+        let c = parse_cluster_config(text).unwrap();
+        assert_eq!(c.cluster.as_deref(), Some("cluster-13"));
+        assert!(c.with_oidc);
+        let names: Vec<String> = c
+            .specs
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace, s.name))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "backend-apps/s3-reader",
+                "kube-system/aws-load-balancer-controller",
+                "backend-apps/cache-access",
+                "kube-system/cluster-autoscaler"
+            ]
+        );
+        assert_eq!(c.specs[1].well_known, ["awsLoadBalancerController"]);
+        assert_eq!(c.specs[2].policy_arns.len(), 2);
+        assert!(c.specs[3].inline_policy.is_some());
+        assert_eq!(
+            c.specs[3].labels,
+            [("aws-usage".to_string(), "cluster-ops".to_string())]
+        );
     }
 }

@@ -93,7 +93,7 @@ pub fn add(doc: &Value, b: &Binding) -> Option<Value> {
             }
             subs.push(b.subject.clone());
             subs.sort();
-            doc["Statement"][i] = statement(b, subs);
+            replace_statement(&mut doc, i, statement(b, subs));
         }
         None => doc["Statement"]
             .as_array_mut()
@@ -120,9 +120,18 @@ pub fn remove(doc: &Value, b: &Binding) -> Option<Value> {
             .expect("normalized")
             .remove(i);
     } else {
-        doc["Statement"][i] = statement(b, subs);
+        replace_statement(&mut doc, i, statement(b, subs));
     }
     Some(doc)
+}
+
+/// Replaces statement `i`, keeping its `Sid` (a user's or another tool's
+/// name for it).
+fn replace_statement(doc: &mut Value, i: usize, mut new: Value) {
+    if let Some(sid) = doc["Statement"][i].get("Sid").cloned() {
+        new["Sid"] = sid;
+    }
+    doc["Statement"][i] = new;
 }
 
 /// IAM's default quota for a role's trust policy, in characters.
@@ -258,6 +267,20 @@ mod tests {
         custom["Statement"][0]["Condition"]["StringLike"] = json!({"x": "y"});
         let added = add(&custom, &a1).unwrap();
         assert_eq!(added["Statement"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_managed_statement_keeps_its_sid() {
+        let a1 = binding(A, "system:serviceaccount:ns:one");
+        let a2 = binding(A, "system:serviceaccount:ns:two");
+        let mut doc = new_document(&a1);
+        doc["Statement"][0]["Sid"] = json!("AppReaders");
+        let added = add(&doc, &a2).unwrap();
+        assert_eq!(added["Statement"][0]["Sid"], "AppReaders");
+        assert_eq!(subjects(&added, &a1).len(), 2);
+        let removed = remove(&added, &a2).unwrap();
+        assert_eq!(removed["Statement"][0]["Sid"], "AppReaders");
+        assert_eq!(removed, doc);
     }
 
     #[test]
