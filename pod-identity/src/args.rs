@@ -42,6 +42,7 @@ pub enum Command {
 /// Options of every doctor command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DoctorFlags {
+    /// Output format.
     #[arg(long, short = 'o', value_enum, default_value = "text")]
     pub output: Output,
     /// The webhook's --annotation-prefix.
@@ -63,6 +64,7 @@ pub struct DoctorFlags {
 pub enum Doctor {
     /// The checklist for one pod: NAMESPACE/NAME.
     Pod {
+        /// The pod, as NAMESPACE/NAME.
         target: String,
         /// Also mint a token for the ServiceAccount and exchange it with STS.
         #[arg(long)]
@@ -73,7 +75,9 @@ pub enum Doctor {
     /// The checklist for one ServiceAccount: NAMESPACE/NAME.
     #[command(alias = "sa")]
     Serviceaccount {
+        /// The ServiceAccount, as NAMESPACE/NAME.
         target: String,
+        /// Also mint a token for the ServiceAccount and exchange it with STS.
         #[arg(long)]
         exchange: bool,
         #[command(flatten)]
@@ -101,6 +105,7 @@ pub enum Oidc {
     /// The issuer (from the API server), its keys, and whether an IAM OIDC
     /// provider with sts.amazonaws.com as a client id exists for it.
     Show {
+        /// Output format.
         #[arg(long, short = 'o', value_enum, default_value = "text")]
         output: Output,
     },
@@ -140,6 +145,7 @@ pub enum Oidc {
         /// Client ids besides sts.amazonaws.com.
         #[arg(long)]
         client_id: Vec<String>,
+        /// Make the changes (without it, print them and change nothing).
         #[arg(long)]
         approve: bool,
     },
@@ -300,4 +306,34 @@ pub enum IamSa {
         #[arg(long)]
         approve: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Args::command(), "pod-identity", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

@@ -106,6 +106,7 @@ async fn setup() -> Result<Env> {
     tools.ok(&[
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "app",
         "--name",
@@ -182,7 +183,7 @@ fn regex_lite_days(text: &str) -> String {
 async fn doctor_table_of_planted_faults() -> Result<()> {
     let env = setup().await?;
     let (cluster, tools) = (&env.cluster, &env.tools);
-    let reader_arn = format!("arn:aws:iam::{ACCOUNT}:role/pod-identity-app-reader");
+    let reader_arn = format!("arn:aws:iam::{ACCOUNT}:role/pod-identity_app_reader");
     create_mutated_pod(cluster, "app", "web", "reader").await?;
 
     // Healthy: nothing fails, in both forms; the human output is golden.
@@ -243,7 +244,7 @@ async fn doctor_table_of_planted_faults() -> Result<()> {
         exchange.1 == "pass"
             && exchange
                 .2
-                .contains(":assumed-role/pod-identity-app-reader/"),
+                .contains(":assumed-role/pod-identity_app_reader/"),
         "{exchange:?}"
     );
     // Secrets stay out of every output, even with trace logging: the minted
@@ -291,6 +292,7 @@ async fn doctor_table_of_planted_faults() -> Result<()> {
     tools.ok(&[
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "app",
         "--name",
@@ -363,6 +365,7 @@ async fn doctor_table_of_planted_faults() -> Result<()> {
     tools.ok(&[
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "optout",
         "--name",

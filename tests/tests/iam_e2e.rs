@@ -12,7 +12,9 @@ use anyhow::{ensure, Context, Result};
 use e2e_tests::agent::{Fault, FaultProxy, Moto};
 use e2e_tests::clients::{caller_arn, Client};
 use e2e_tests::harness::{wait_for_webhook, Cluster, Webhook};
-use e2e_tests::iam::{associated_cluster, golden, public_discovery, top_cert_sha1, Tools};
+use e2e_tests::iam::{
+    associated_cluster, ca_flag, golden, public_discovery, top_cert_sha1, Tools,
+};
 use pod_identity::policy::evaluate::{evaluate, Request};
 use serde_json::{json, Value};
 
@@ -478,6 +480,7 @@ async fn iamserviceaccount_to_a_pod_with_its_own_role() -> Result<()> {
     let second = [
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "app",
         "--name",
@@ -591,6 +594,7 @@ async fn refusals_existing_serviceaccounts_and_eksctl_config() -> Result<()> {
     let refused = tools.run(&[
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "team",
         "--name",
@@ -645,6 +649,7 @@ async fn refusals_existing_serviceaccounts_and_eksctl_config() -> Result<()> {
     tools.ok(&[
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "team",
         "--name",
@@ -698,6 +703,7 @@ async fn refusals_existing_serviceaccounts_and_eksctl_config() -> Result<()> {
     let create_b = [
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "team",
         "--name",
@@ -708,7 +714,7 @@ async fn refusals_existing_serviceaccounts_and_eksctl_config() -> Result<()> {
     assert_eq!(refused.code, 3, "{refused:?}");
     ensure!(refused.stderr.contains("already annotated"), "{refused:?}");
     assert!(
-        tools.role("pod-identity-team-b")?.is_none(),
+        tools.role("pod-identity_team_b")?.is_none(),
         "a refused create made the role"
     );
     tools.ok(&[&create_b[..], &["--override-existing-serviceaccounts"]].concat())?;
@@ -717,7 +723,7 @@ async fn refusals_existing_serviceaccounts_and_eksctl_config() -> Result<()> {
         .await?;
     assert_eq!(
         sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
-        json!(format!("arn:aws:iam::{ACCOUNT}:role/pod-identity-team-b"))
+        json!(format!("arn:aws:iam::{ACCOUNT}:role/pod-identity_team_b"))
     );
     tools.ok(&[
         "iamserviceaccount",
@@ -735,7 +741,7 @@ async fn refusals_existing_serviceaccounts_and_eksctl_config() -> Result<()> {
         sa["metadata"]["annotations"].get("eks.amazonaws.com/role-arn"),
         None
     );
-    assert!(tools.role("pod-identity-team-b")?.is_none());
+    assert!(tools.role("pod-identity_team_b")?.is_none());
 
     // An eksctl ClusterConfig: applied, then applied again with no change.
     let config = env.cluster.dir.path().join("cluster.yaml");
@@ -773,9 +779,11 @@ iam:
 "#,
     )?;
     let file = format!("--file={}", config.display());
-    let plan = tools.ok(&["iamserviceaccount", "apply", &file])?;
+    // withOIDC: the provider is checked (it exists) over the issuer's HTTPS.
+    let ca = ca_flag(cluster);
+    let plan = tools.ok(&["iamserviceaccount", "apply", &file, &ca])?;
     golden("iamserviceaccount-apply-plan.txt", &env.redact(&plan))?;
-    tools.ok(&["iamserviceaccount", "apply", &file, "--approve"])?;
+    tools.ok(&["iamserviceaccount", "apply", &file, &ca, "--approve"])?;
     let reader = tools.role("s3-reader")?.context("s3-reader")?;
     assert!(trust_allows(
         &env,
@@ -785,7 +793,7 @@ iam:
         "sts.amazonaws.com"
     ));
     let cache = tools
-        .role("pod-identity-prod-team-cache")?
+        .role("pod-identity_prod_team_cache")?
         .context("role-only role with the cluster's name")?;
     assert!(trust_allows(
         &env,
@@ -799,7 +807,7 @@ iam:
         "iam",
         "get-role-policy",
         "--role-name",
-        "pod-identity-prod-team-cache",
+        "pod-identity_prod_team_cache",
         "--policy-name",
         "pod-identity",
     ])?;
@@ -820,19 +828,19 @@ iam:
         "roleOnly made a ServiceAccount"
     );
     ensure!(tools
-        .ok(&["iamserviceaccount", "apply", &file, "--approve"])?
+        .ok(&["iamserviceaccount", "apply", &file, &ca, "--approve"])?
         .contains(NO_CHANGES));
 
     // Bad input changes nothing and says why.
-    std::fs::write(&config, "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {name: x}\n    wellKnownPolicies: {autoScaler: true}\n")?;
-    let bad = tools.run(&["iamserviceaccount", "apply", &file, "--approve"])?;
+    std::fs::write(&config, "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {name: x}\n    wellKnownPolicies: {autoscaler: true}\n")?;
+    let bad = tools.run(&["iamserviceaccount", "apply", &file, &ca, "--approve"])?;
     assert_eq!(bad.code, 2, "{bad:?}");
     ensure!(
-        bad.stderr.contains("wellKnownPolicies is not supported"),
+        bad.stderr.contains("\"autoscaler\" is not one of eksctl's sets"),
         "{bad:?}"
     );
     std::fs::write(&config, "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {name: x}\n    attachPolicy: {Statement: []}\n")?;
-    let bad = tools.run(&["iamserviceaccount", "apply", &file, "--approve"])?;
+    let bad = tools.run(&["iamserviceaccount", "apply", &file, &ca, "--approve"])?;
     assert_eq!(bad.code, 2, "{bad:?}");
     ensure!(bad.stderr.contains("at least one Statement"), "{bad:?}");
     let bad = tools.run(&[
@@ -847,7 +855,7 @@ iam:
         "--approve",
     ])?;
     assert_eq!(bad.code, 2, "{bad:?}");
-    assert!(tools.role("pod-identity-team-x")?.is_none());
+    assert!(tools.role("pod-identity_team_x")?.is_none());
     Ok(())
 }
 
@@ -891,6 +899,7 @@ async fn missing_permissions_are_named() -> Result<()> {
         &[
             "iamserviceaccount",
             "create",
+            "--allow-no-policy",
             "--namespace",
             "app",
             "--name",
@@ -913,12 +922,14 @@ async fn missing_permissions_are_named() -> Result<()> {
     Ok(())
 }
 
-/// A run that fails half-way (here: the namespace does not exist yet) says
-/// what it did; re-running once the cause is fixed finishes the job.
+/// A run that fails half-way (here: a policy that does not exist yet) says
+/// what it did; re-running once the cause is fixed finishes the job. The
+/// missing namespace is created first, as eksctl does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_runs_say_what_was_done_and_resume() -> Result<()> {
     let env = setup().await?;
     let (cluster, tools) = (&env.cluster, &env.tools);
+    let policy_arn = format!("arn:aws:iam::{ACCOUNT}:policy/later");
     let create = [
         "iamserviceaccount",
         "create",
@@ -926,25 +937,38 @@ async fn partial_runs_say_what_was_done_and_resume() -> Result<()> {
         "later",
         "--name",
         "app",
+        "--attach-policy-arn",
+        &policy_arn,
         "--approve",
     ];
     let first = tools.run(&create)?;
     assert_eq!(first.code, 4, "{first:?}");
     ensure!(
-        first
-            .stderr
-            .contains("done: + create IAM role pod-identity-later-app"),
+        first.stdout.contains("done: + create namespace later")
+            && first
+                .stderr
+                .contains("done: + create IAM role pod-identity_later_app"),
         "{first:?}"
     );
     ensure!(
-        first.stderr.contains("ServiceAccount later/app") && first.stderr.contains("re-running"),
+        first.stderr.contains("iam:AttachRolePolicy") && first.stderr.contains("re-running"),
         "{first:?}"
     );
-    assert!(tools.role("pod-identity-later-app")?.is_some());
-    cluster.create_namespace("later").await?;
+    assert!(tools.role("pod-identity_later_app")?.is_some());
+    cluster.get("/api/v1/namespaces/later").await?;
+    tools.aws(&[
+        "iam",
+        "create-policy",
+        "--policy-name",
+        "later",
+        "--policy-document",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}"#,
+    ])?;
     let second = tools.ok(&create)?;
     ensure!(
-        second.contains("1 change(s)") && second.contains("+ create ServiceAccount later/app"),
+        second.contains("2 change(s)")
+            && second.contains(&format!("+ attach policy {policy_arn}"))
+            && second.contains("+ create ServiceAccount later/app"),
         "{second}"
     );
     let sa = cluster
@@ -953,7 +977,7 @@ async fn partial_runs_say_what_was_done_and_resume() -> Result<()> {
     assert_eq!(
         sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
         json!(format!(
-            "arn:aws:iam::{ACCOUNT}:role/pod-identity-later-app"
+            "arn:aws:iam::{ACCOUNT}:role/pod-identity_later_app"
         ))
     );
     Ok(())
@@ -973,6 +997,7 @@ async fn a_role_shared_by_two_clusters() -> Result<()> {
     let create = [
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "app",
         "--name",
@@ -1059,8 +1084,15 @@ async fn delete_after_the_provider_is_gone() -> Result<()> {
     let (cluster, tools) = (&env.cluster, &env.tools);
     cluster.create_namespace("gone").await?;
     let sa = ["--namespace", "gone", "--name", "app"];
-    tools.ok(&[&["iamserviceaccount", "create"], &sa[..], &["--approve"]].concat())?;
-    assert!(tools.role("pod-identity-gone-app")?.is_some());
+    tools.ok(
+        &[
+            &["iamserviceaccount", "create", "--allow-no-policy"],
+            &sa[..],
+            &["--approve"],
+        ]
+        .concat(),
+    )?;
+    assert!(tools.role("pod-identity_gone_app")?.is_some());
     tools.aws(&[
         "iam",
         "delete-open-id-connect-provider",
@@ -1071,6 +1103,7 @@ async fn delete_after_the_provider_is_gone() -> Result<()> {
     let refused = tools.run(&[
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "gone",
         "--name",
@@ -1085,11 +1118,11 @@ async fn delete_after_the_provider_is_gone() -> Result<()> {
 
     let plan = tools.ok(&[&["iamserviceaccount", "delete"], &sa[..]].concat())?;
     ensure!(
-        plan.contains("delete IAM role pod-identity-gone-app"),
+        plan.contains("delete IAM role pod-identity_gone_app"),
         "the plan deletes the owned role:\n{plan}"
     );
     tools.ok(&[&["iamserviceaccount", "delete"], &sa[..], &["--approve"]].concat())?;
-    assert!(tools.role("pod-identity-gone-app")?.is_none());
+    assert!(tools.role("pod-identity_gone_app")?.is_none());
     let sa = cluster
         .get("/api/v1/namespaces/gone/serviceaccounts/app")
         .await;
@@ -1110,7 +1143,7 @@ async fn a_trust_policy_too_long_for_iam_is_refused_up_front() -> Result<()> {
         );
         for i in 0..n {
             yaml.push_str(&format!(
-                "  - metadata: {{name: app-{i:03}, namespace: team}}\n    roleName: shared\n"
+                "  - metadata: {{name: app-{i:03}, namespace: team}}\n    roleName: shared\n    attachPolicyARNs: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n"
             ));
         }
         let path = cluster.dir.path().join(format!("many-{n}.yaml"));
@@ -1165,6 +1198,7 @@ async fn create_waits_for_iam_to_know_a_new_provider() -> Result<()> {
     let create = [
         "iamserviceaccount",
         "create",
+        "--allow-no-policy",
         "--namespace",
         "fresh",
         "--name",
@@ -1174,7 +1208,7 @@ async fn create_waits_for_iam_to_know_a_new_provider() -> Result<()> {
     let out = tools.run_env(&create, &through_proxy)?;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(proxy.action_calls(), (3, 2), "two refusals, then created");
-    assert!(tools.role("pod-identity-fresh-app")?.is_some());
+    assert!(tools.role("pod-identity_fresh_app")?.is_some());
 
     let proxy = FaultProxy::start(&env.moto.url).await?;
     proxy.set(Fault::FailAction {
@@ -1189,6 +1223,7 @@ async fn create_waits_for_iam_to_know_a_new_provider() -> Result<()> {
         &[
             "iamserviceaccount",
             "create",
+            "--allow-no-policy",
             "--namespace",
             "fresh",
             "--name",

@@ -175,12 +175,16 @@ pub fn apiserver_flags(o: &Outcome) -> String {
         "  --service-account-jwks-uri={issuer}/{}\n",
         discovery::JWKS_PATH
     ));
-    let mut audiences = vec![o
+    // The API server's own audience: what in-cluster clients' tokens carry
+    // now (the current issuer), so that they keep working.
+    let api_audience = o
         .current_issuer
         .clone()
-        .unwrap_or_else(|| issuer.to_string())];
-    audiences.push(crate::policy::STS_AUDIENCE.to_string());
-    audiences.dedup();
-    s.push_str(&format!("  --api-audiences={}\n", audiences.join(",")));
+        .unwrap_or_else(|| issuer.to_string());
+    s.push_str(&format!("  --api-audiences={api_audience}\n"));
+    s.push_str(&format!(
+        "Keep {} out of --api-audiences: pods get tokens for STS through their projected token volume's audience, which the API server issues without listing it, and every audience listed there also logs in to the Kubernetes API, so a token handed to STS would be a Kubernetes credential too.\n",
+        crate::policy::STS_AUDIENCE
+    ));
     s
 }

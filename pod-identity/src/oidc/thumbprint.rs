@@ -1,7 +1,8 @@
 //! Reaching the issuer as AWS does: over HTTPS, verifying its certificate
 //! (the system's roots plus `--issuer-ca-file`), fetching its discovery
 //! document, and taking the thumbprint IAM asks for: the SHA-1 of the DER
-//! certificate at the top of the chain the server presents.
+//! certificate at the top of the chain the server presents. `HTTPS_PROXY`
+//! and `NO_PROXY` are honoured (proxy.rs).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -101,9 +102,16 @@ async fn probe_inner(issuer: &str, roots: rustls::RootCertStore) -> Result<Issue
     .with_root_certificates(roots)
     .with_no_client_auth();
     let server_name = ServerName::try_from(host.clone()).map_err(|e| unreachable(issuer, e))?;
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| unreachable(issuer, format!("connecting to {host}:{port}: {e}")))?;
+    let proxy = super::proxy::proxy_for(&host, port, |k| std::env::var(k).ok())
+        .map_err(Error::Usage)?;
+    let tcp = match &proxy {
+        Some(p) => super::proxy::connect(p, &host, port)
+            .await
+            .map_err(|e| unreachable(issuer, e))?,
+        None => tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| unreachable(issuer, format!("connecting to {host}:{port}: {e}")))?,
+    };
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(server_name, tcp)
         .await
