@@ -12,9 +12,7 @@ use anyhow::{ensure, Context, Result};
 use e2e_tests::agent::{Fault, FaultProxy, Moto};
 use e2e_tests::clients::{caller_arn, Client};
 use e2e_tests::harness::{wait_for_webhook, Cluster, Webhook};
-use e2e_tests::iam::{
-    associated_cluster, ca_flag, golden, public_discovery, top_cert_sha1, Tools,
-};
+use e2e_tests::iam::{associated_cluster, ca_flag, golden, public_discovery, top_cert_sha1, Tools};
 use pod_identity::policy::evaluate::{evaluate, Request};
 use serde_json::{json, Value};
 
@@ -117,7 +115,17 @@ async fn oidc_publish_show_and_associate() -> Result<()> {
         )),
         "{plan}"
     );
-    ensure!(plan.contains("--api-audiences="), "{plan}");
+    // The API server's audience stays its own: a token minted for STS must
+    // not also log in to the Kubernetes API.
+    let audiences = plan
+        .lines()
+        .find(|l| l.contains("--api-audiences="))
+        .context("--api-audiences")?;
+    ensure!(!audiences.contains("sts.amazonaws.com"), "{audiences}");
+    ensure!(
+        plan.contains("Keep sts.amazonaws.com out of --api-audiences"),
+        "{plan}"
+    );
     assert!(
         tools.s3_json("issuer", "c1/openid/v1/jwks").is_err(),
         "a plan wrote to S3"
@@ -836,7 +844,8 @@ iam:
     let bad = tools.run(&["iamserviceaccount", "apply", &file, &ca, "--approve"])?;
     assert_eq!(bad.code, 2, "{bad:?}");
     ensure!(
-        bad.stderr.contains("\"autoscaler\" is not one of eksctl's sets"),
+        bad.stderr
+            .contains("\"autoscaler\" is not one of eksctl's sets"),
         "{bad:?}"
     );
     std::fs::write(&config, "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {name: x}\n    attachPolicy: {Statement: []}\n")?;
@@ -1084,14 +1093,12 @@ async fn delete_after_the_provider_is_gone() -> Result<()> {
     let (cluster, tools) = (&env.cluster, &env.tools);
     cluster.create_namespace("gone").await?;
     let sa = ["--namespace", "gone", "--name", "app"];
-    tools.ok(
-        &[
-            &["iamserviceaccount", "create", "--allow-no-policy"],
-            &sa[..],
-            &["--approve"],
-        ]
-        .concat(),
-    )?;
+    tools.ok(&[
+        &["iamserviceaccount", "create", "--allow-no-policy"],
+        &sa[..],
+        &["--approve"],
+    ]
+    .concat())?;
     assert!(tools.role("pod-identity_gone_app")?.is_some());
     tools.aws(&[
         "iam",

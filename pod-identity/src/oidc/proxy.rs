@@ -46,7 +46,9 @@ pub fn proxy_for(
     } else {
         format!("http://{raw}")
     };
-    let (scheme, rest) = with_scheme.split_once("://").unwrap_or(("http", &with_scheme));
+    let (scheme, rest) = with_scheme
+        .split_once("://")
+        .unwrap_or(("http", &with_scheme));
     if !scheme.eq_ignore_ascii_case("http") {
         return Err(format!(
             "HTTPS_PROXY {raw:?}: only http:// proxies are supported (the tunnel is an HTTP CONNECT)"
@@ -102,21 +104,25 @@ fn bypassed(host: &str, port: u16, no_proxy: &str) -> bool {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
-    no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
-        if entry == "*" {
-            return true;
-        }
-        let (name, eport) = match split_host_port(entry) {
-            Some(x) => x,
-            None => return false,
-        };
-        if eport.is_some_and(|p| p != port) {
-            return false;
-        }
-        let name = name.to_ascii_lowercase();
-        let domain = name.trim_start_matches("*.").trim_start_matches('.');
-        host == domain || host.ends_with(&format!(".{domain}"))
-    })
+    no_proxy
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let (name, eport) = match split_host_port(entry) {
+                Some(x) => x,
+                None => return false,
+            };
+            if eport.is_some_and(|p| p != port) {
+                return false;
+            }
+            let name = name.to_ascii_lowercase();
+            let domain = name.trim_start_matches("*.").trim_start_matches('.');
+            host == domain || host.ends_with(&format!(".{domain}"))
+        })
 }
 
 /// Opens a tunnel to `host:port` through `proxy`.
@@ -188,7 +194,11 @@ mod tests {
         };
         assert_eq!(p("oidc.example", 443, &[]), Ok(None));
         assert_eq!(
-            p("oidc.example", 443, &[("HTTPS_PROXY", "http://proxy.corp:3128")]),
+            p(
+                "oidc.example",
+                443,
+                &[("HTTPS_PROXY", "http://proxy.corp:3128")]
+            ),
             Ok(Some(proxy.clone()))
         );
         assert_eq!(
@@ -196,7 +206,11 @@ mod tests {
             Ok(Some(proxy.clone()))
         );
         assert_eq!(
-            p("oidc.example", 443, &[("HTTPS_PROXY", "http://u%40x:p%3Aw@proxy.corp:3128/")]),
+            p(
+                "oidc.example",
+                443,
+                &[("HTTPS_PROXY", "http://u%40x:p%3Aw@proxy.corp:3128/")]
+            ),
             Ok(Some(Proxy {
                 credentials: Some("u@x:p:w".into()),
                 ..proxy.clone()
@@ -204,7 +218,10 @@ mod tests {
         );
         assert_eq!(
             p("oidc.example", 443, &[("HTTPS_PROXY", "http://proxy.corp")]),
-            Ok(Some(Proxy { port: 80, ..proxy.clone() }))
+            Ok(Some(Proxy {
+                port: 80,
+                ..proxy.clone()
+            }))
         );
         assert_eq!(
             p("oidc.example", 443, &[("HTTPS_PROXY", "http://[::1]:8080")]),
@@ -235,7 +252,11 @@ mod tests {
             assert_eq!(got.is_none(), direct, "{host}:{port} NO_PROXY={no_proxy}");
             let mut lower = through.to_vec();
             lower.push(("no_proxy", no_proxy));
-            assert_eq!(p(host, port, &lower).unwrap().is_none(), direct, "no_proxy={no_proxy}");
+            assert_eq!(
+                p(host, port, &lower).unwrap().is_none(),
+                direct,
+                "no_proxy={no_proxy}"
+            );
         }
         assert!(p("h", 443, &[("HTTPS_PROXY", "https://proxy.corp")]).is_err());
         assert!(p("h", 443, &[("HTTPS_PROXY", "http://proxy.corp:port")]).is_err());
