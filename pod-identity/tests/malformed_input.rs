@@ -6,7 +6,8 @@
 //! (`oidc publish --signing-key-pub`), `--tags`, trust policies as IAM returns
 //! them (edited by hand, so any JSON), and a published JWKS read back from S3.
 
-use pod_identity::iamsa::spec::{parse_cluster_config, parse_tags};
+use pod_identity::iamsa::config_file::parse_cluster_config;
+use pod_identity::iamsa::spec::parse_tags;
 use pod_identity::oidc::discovery::{keys_of, merge};
 use pod_identity::oidc::keys::jwks_from_pem;
 use pod_identity::policy::evaluate::{evaluate, Request};
@@ -31,6 +32,7 @@ iam:
     tags: {Owner: "John Doe"}
   - metadata: {name: cache, namespace: team}
     roleOnly: true
+    wellKnownPolicies: {autoScaler: true}
 "#;
 
 /// Every value kind, to put where another kind belongs.

@@ -3,6 +3,8 @@
 //! planning against the state read by [`state`], [`get`] the report,
 //! [`well_known`] eksctl's named permission sets.
 
+pub mod cli;
+pub mod config_file;
 pub mod get;
 pub mod limits;
 pub mod plan;

@@ -543,7 +543,7 @@ fn apply_removes_what_the_file_no_longer_asks_for_from_owned_roles() {
         ]
     );
     let r = role(&w, "pod-identity_ns_app");
-    assert_eq!(r.attached, [a.clone()]);
+    assert_eq!(r.attached, std::slice::from_ref(&a));
     assert_eq!(
         r.inline,
         [

@@ -110,11 +110,14 @@ mod tests {
         assert_eq!(names, want);
     }
 
+    /// An inline policy's name and actions it must grant.
+    type Inline<'a> = (&'a str, &'a [&'a str]);
+
     /// One row per set: the managed policies, the inline policy names, and
     /// actions each inline set must grant (from eksctl's definitions).
     #[test]
     fn each_set_grants_what_eksctl_grants() {
-        let table: [(&str, &[&str], &[(&str, &[&str])]); 7] = [
+        let table: [(&str, &[&str], &[Inline]); 7] = [
             (
                 "imageBuilder",
                 &["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser"],
