@@ -39,15 +39,33 @@ pub fn is_near_miss(key: &str, prefix: &str, names: &[&str]) -> bool {
         Some((d, n)) => (d, n),
         None => ("", key),
     };
-    if !names.contains(&name) || domain == prefix {
+    if domain == prefix && names.contains(&name) {
+        return false;
+    }
+    let name_near = names.contains(&name) || names.iter().any(|n| name_is_near(name, n));
+    if !name_near {
         return false;
     }
     if domain.is_empty() {
-        return true;
+        return names.contains(&name);
     }
     let d = domain.to_ascii_lowercase();
     let p = prefix.to_ascii_lowercase();
     d == p || levenshtein(&d, &p) <= 4
+}
+
+/// A name written another way: `role_arn`, `Role-ARN`, `rolearn`, or one
+/// or two letters off (`role-ar`, `role-arm`) for names long enough that
+/// this does not reach another word.
+fn name_is_near(name: &str, want: &str) -> bool {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '-' && *c != '_' && *c != '.')
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let (a, b) = (fold(name), fold(want));
+    a == b || (b.len() >= 7 && levenshtein(&a, &b) <= 1)
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -81,6 +99,18 @@ mod tests {
             ("example.org/role-arn", false),
             ("eks.amazon.com/something-else", false),
             ("role-arn", true),
+            // The name written another way, under the right or a near domain.
+            ("eks.amazonaws.com/role_arn", true),
+            ("eks.amazonaws.com/Role-ARN", true),
+            ("eks.amazonaws.com/rolearn", true),
+            ("eks.amazonaws.com/role-arm", true),
+            ("eks.amazonaws.com/sts_regional_endpoints", true),
+            ("eks.amazon.com/role_arn", true),
+            // Other names of the domain, and bare look-alikes, are not.
+            ("eks.amazonaws.com/pod-identity", false),
+            ("eks.amazonaws.com/audience", false),
+            ("example.org/role_arn", false),
+            ("role_arn", false),
         ];
         for (key, want) in cases {
             assert_eq!(is_near_miss(key, P, SERVICE_ACCOUNT_NAMES), want, "{key}");

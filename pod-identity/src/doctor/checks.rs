@@ -459,6 +459,11 @@ fn role_trust(f: &Facts, role: Option<&RoleArn>, audience: &str) -> Check {
     match evaluate(&state.trust, &Request::web_identity(&provider_arn, issuer, &sub, audience)) {
         Decision::Allowed { statement } => Check::pass(ID, format!("{role}: trust statement {statement} allows {sub} with audience {audience} from {provider_arn}")),
         Decision::Denied { statement } => Check::fail(ID, format!("{role}: trust statement {statement} denies {sub}"), "remove the Deny statement"),
+        Decision::Unknown { allow, deny, reason } => Check::warn(
+            ID,
+            format!("{role}: unknown: trust statement {allow} allows {sub}, but Deny statement {deny} may apply and cannot be read here ({reason})"),
+            "check the Deny statement by hand, or run doctor with --exchange to let STS decide",
+        ),
         Decision::NotAllowed { reasons } => Check::fail(
             ID,
             format!("{role}: the trust policy does not let {sub} (audience {audience}) assume it: {}", reasons.join("; ")),

@@ -4,9 +4,10 @@
 //! `Action` (with `*` wildcards), and conditions with the operators
 //! StringEquals, StringNotEquals, StringEqualsIgnoreCase,
 //! StringNotEqualsIgnoreCase, StringLike, StringNotLike (each also with
-//! `IfExists`). A condition with any other operator is not understood and
-//! counts as not matching, with the reason said: the evaluator never claims
-//! a role can be assumed when it cannot tell.
+//! `IfExists`). A condition with any other operator (or a statement of any
+//! other shape) is not understood: in an Allow it counts as not matching,
+//! and a Deny that might apply makes the answer [`Decision::Unknown`], so
+//! the evaluator never claims a role can be assumed when it cannot tell.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,13 @@ pub enum Decision {
     Denied { statement: usize },
     /// No statement allows it; one reason per statement.
     NotAllowed { reasons: Vec<String> },
+    /// Statement `allow` allows it, but Deny statement `deny` has a part this
+    /// evaluator does not understand, so whether IAM denies it is unknown.
+    Unknown {
+        allow: usize,
+        deny: usize,
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -63,22 +71,35 @@ pub fn evaluate(policy: &Value, req: &Request) -> Decision {
         _ => Vec::new(),
     };
     let mut allowed = None;
+    let mut unreadable_deny = None;
     let mut reasons = Vec::new();
     for (i, s) in statements.iter().enumerate() {
+        let effect = s.get("Effect").and_then(Value::as_str);
         match applies(s, req) {
-            Ok(()) => match s.get("Effect").and_then(Value::as_str) {
+            Ok(()) => match effect {
                 Some("Deny") => return Decision::Denied { statement: i },
                 Some("Allow") => {
                     allowed.get_or_insert(i);
                 }
                 other => reasons.push(format!("statement {i}: unknown Effect {other:?}")),
             },
-            Err(why) => reasons.push(format!("statement {i}: {why}")),
+            Err(Why::NotUnderstood(why)) if effect == Some("Deny") => {
+                unreadable_deny.get_or_insert((i, why.clone()));
+                reasons.push(format!("statement {i}: {why}"));
+            }
+            Err(Why::NoMatch(why) | Why::NotUnderstood(why)) => {
+                reasons.push(format!("statement {i}: {why}"))
+            }
         }
     }
-    match allowed {
-        Some(statement) => Decision::Allowed { statement },
-        None => {
+    match (allowed, unreadable_deny) {
+        (Some(allow), Some((deny, reason))) => Decision::Unknown {
+            allow,
+            deny,
+            reason,
+        },
+        (Some(statement), None) => Decision::Allowed { statement },
+        (None, _) => {
             if statements.is_empty() {
                 reasons.push("the policy has no statement".into());
             }
@@ -87,33 +108,51 @@ pub fn evaluate(policy: &Value, req: &Request) -> Decision {
     }
 }
 
+/// Why a statement does not apply: it does not match, or this evaluator
+/// cannot tell.
+enum Why {
+    NoMatch(String),
+    NotUnderstood(String),
+}
+
 /// Whether the statement matches the request (principal, action,
 /// conditions), or why not.
-fn applies(s: &Value, req: &Request) -> Result<(), String> {
+fn applies(s: &Value, req: &Request) -> Result<(), Why> {
+    if s.get("NotPrincipal").is_some() || s.get("NotAction").is_some() {
+        return Err(Why::NotUnderstood(
+            "NotPrincipal / NotAction are not understood by this evaluator".into(),
+        ));
+    }
     let federated = string_or_list(s.get("Principal").and_then(|p| p.get("Federated")));
-    let any_principal = s.get("Principal").and_then(Value::as_str) == Some("*");
+    let any_principal = s.get("Principal").and_then(Value::as_str) == Some("*")
+        || s.get("Principal")
+            .and_then(|p| p.get("AWS"))
+            .and_then(Value::as_str)
+            == Some("*");
     if !any_principal && !federated.contains(&req.provider_arn) {
-        return Err(format!(
+        return Err(Why::NoMatch(format!(
             "principal {federated:?} is not the OIDC provider {}",
             req.provider_arn
-        ));
+        )));
     }
     let actions = string_or_list(s.get("Action"));
     if !actions.iter().any(|a| like(a, &req.action, true)) {
-        return Err(format!(
+        return Err(Why::NoMatch(format!(
             "action {actions:?} does not include {}",
             req.action
-        ));
+        )));
     }
     let Some(conditions) = s.get("Condition") else {
         return Ok(());
     };
     let Some(conditions) = conditions.as_object() else {
-        return Err("Condition is not an object".into());
+        return Err(Why::NotUnderstood("Condition is not an object".into()));
     };
     for (operator, clauses) in conditions {
         let Some(clauses) = clauses.as_object() else {
-            return Err(format!("condition {operator} is not an object"));
+            return Err(Why::NotUnderstood(format!(
+                "condition {operator} is not an object"
+            )));
         };
         for (key, expected) in clauses {
             let expected = string_or_list(Some(expected));
@@ -133,7 +172,7 @@ fn condition(
     key: &str,
     expected: &[String],
     actual: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), Why> {
     let (base, if_exists) = match operator.strip_suffix("IfExists") {
         Some(b) => (b, true),
         None => (operator, false),
@@ -143,9 +182,9 @@ fn condition(
         "StringEqualsIgnoreCase" | "StringNotEqualsIgnoreCase" => |p, v| p.eq_ignore_ascii_case(v),
         "StringLike" | "StringNotLike" => |p, v| like(p, v, false),
         _ => {
-            return Err(format!(
+            return Err(Why::NotUnderstood(format!(
                 "condition operator {operator} is not understood by this evaluator"
-            ))
+            )))
         }
     };
     let negated = base.starts_with("StringNot");
@@ -154,17 +193,19 @@ fn condition(
         return if if_exists || negated {
             Ok(())
         } else {
-            Err(format!("{operator}: the request has no {key}"))
+            Err(Why::NoMatch(format!(
+                "{operator}: the request has no {key}"
+            )))
         };
     };
     let any = expected.iter().any(|p| test(p, actual));
     if any != negated {
         Ok(())
     } else {
-        Err(format!(
+        Err(Why::NoMatch(format!(
             "{operator}: {key} is {actual:?}, the condition wants {}{expected:?}",
             if negated { "none of " } else { "one of " }
-        ))
+        )))
     }
 }
 
@@ -389,6 +430,53 @@ mod tests {
             "Condition": {"StringEqualsIfExists": {"oidc.example/id:amr": "x"}}}});
         assert!(evaluate(&if_exists, &req(app, "sts.amazonaws.com")).is_allowed());
         assert!(!evaluate(&json!({}), &req(app, "x")).is_allowed());
+    }
+
+    #[test]
+    fn a_deny_it_cannot_read_makes_the_answer_unknown() {
+        let app = "system:serviceaccount:ns:app";
+        let sts = "sts.amazonaws.com";
+        let allow = doc("Allow", "StringEquals", json!(app), json!(sts))["Statement"][0].clone();
+        let deny_with = |condition: Value| {
+            json!({"Effect": "Deny", "Principal": {"Federated": PROVIDER},
+                   "Action": "sts:AssumeRoleWithWebIdentity", "Condition": condition})
+        };
+        let unreadable = [
+            deny_with(json!({"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}})),
+            deny_with(json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}})),
+            deny_with(json!("not an object")),
+            json!({"Effect": "Deny", "NotPrincipal": {"Federated": "x"}, "Action": "*"}),
+        ];
+        for deny in unreadable {
+            let policy = json!({"Statement": [allow.clone(), deny.clone()]});
+            let d = evaluate(&policy, &req(app, sts));
+            assert!(
+                matches!(
+                    d,
+                    Decision::Unknown {
+                        allow: 0,
+                        deny: 1,
+                        ..
+                    }
+                ),
+                "{deny}: {d:?}"
+            );
+            assert!(!d.is_allowed());
+        }
+        // A Deny it reads and that does not match leaves the Allow alone; an
+        // unreadable Allow is simply not an allow.
+        let other_deny = deny_with(json!({"StringEquals": {"oidc.example/id:sub": "x"}}));
+        let policy = json!({"Statement": [allow.clone(), other_deny]});
+        assert_eq!(
+            evaluate(&policy, &req(app, sts)),
+            Decision::Allowed { statement: 0 }
+        );
+        let odd_allow = json!({"Statement": [{"Effect": "Allow", "Principal": {"Federated": PROVIDER},
+            "Action": "sts:AssumeRoleWithWebIdentity", "Condition": {"DateGreaterThan": {"aws:CurrentTime": "x"}}}]});
+        assert!(matches!(
+            evaluate(&odd_allow, &req(app, sts)),
+            Decision::NotAllowed { .. }
+        ));
     }
 
     #[test]
