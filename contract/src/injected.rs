@@ -14,6 +14,15 @@ pub const CONTAINER_CREDENTIALS_ENV: [&str; 2] = [
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 ];
 
+/// The projected token volume of the web-identity mode (upstream's name).
+pub const WEB_IDENTITY_VOLUME: &str = "aws-iam-token";
+/// The projected token volume of the container-credentials modes (EKS Pod
+/// Identity's name).
+pub const CONTAINER_CREDENTIALS_VOLUME: &str = "eks-pod-identity-token";
+/// The token audience of EKS Pod Identity (and of this project's
+/// container-credentials modes by default).
+pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
+
 /// What a container's environment shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Injected {

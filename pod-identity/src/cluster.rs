@@ -32,6 +32,8 @@ pub struct KubeArgs {
 #[derive(Clone)]
 pub struct Cluster {
     pub client: kube::Client,
+    /// The API server's host, as the kubeconfig names it.
+    pub api_host: Option<String>,
 }
 
 impl Cluster {
@@ -58,8 +60,9 @@ impl Cluster {
                 .await
                 .map_err(|e| Error::Kube(format!("no cluster configured (--kubeconfig): {e}")))?,
         };
+        let api_host = config.cluster_url.host().map(str::to_string);
         let client = kube::Client::try_from(config)?;
-        Ok(Cluster { client })
+        Ok(Cluster { client, api_host })
     }
 
     async fn get_json(&self, path: &str) -> Result<Value> {

@@ -20,7 +20,26 @@ const CONFIGS: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconf
 
 /// The chart's MutatingWebhookConfiguration, by URL on 127.0.0.1.
 async fn register(cluster: &Cluster, port: u16, ca_pem: &str) -> Result<()> {
-    let _ = cluster.delete(&format!("{CONFIGS}/{CONFIG}")).await;
+    register_as(
+        cluster,
+        port,
+        ca_pem,
+        CONFIG,
+        "pod-identity-webhook.amazonaws.com",
+    )
+    .await
+}
+
+/// The configuration under other names (EKS's: `pod-identity-webhook` with
+/// the webhook `iam-for-pods.amazonaws.com`).
+async fn register_as(
+    cluster: &Cluster,
+    port: u16,
+    ca_pem: &str,
+    config: &str,
+    webhook: &str,
+) -> Result<()> {
+    let _ = cluster.delete(&format!("{CONFIGS}/{config}")).await;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let skip = json!({"matchExpressions": [{"key": "pod-identity.amazonaws.com/skip", "operator": "NotIn", "values": ["true"]}]});
     cluster
@@ -28,9 +47,9 @@ async fn register(cluster: &Cluster, port: u16, ca_pem: &str) -> Result<()> {
             CONFIGS,
             &json!({
                 "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-                "metadata": {"name": CONFIG},
+                "metadata": {"name": config},
                 "webhooks": [{
-                    "name": "pod-identity-webhook.amazonaws.com",
+                    "name": webhook,
                     "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": ca},
                     "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
                     "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
@@ -47,12 +66,24 @@ async fn register(cluster: &Cluster, port: u16, ca_pem: &str) -> Result<()> {
 /// configuration informer takes a moment); returns the stored pod. Pods
 /// created before that are deleted again.
 async fn create_mutated_pod(cluster: &Cluster, ns: &str, name: &str, sa: &str) -> Result<Value> {
+    create_mutated(cluster, ns, name, &pod_json(name, sa)).await
+}
+
+/// [`create_mutated_pod`] for any pod.
+async fn create_mutated(cluster: &Cluster, ns: &str, name: &str, pod: &Value) -> Result<Value> {
     for _ in 0..150 {
-        let stored = create_pod(cluster, ns, name, sa).await?;
-        if stored["spec"]["volumes"]
+        let stored = cluster
+            .create(&format!("/api/v1/namespaces/{ns}/pods"), pod)
+            .await?
+            .0;
+        let mutated = stored["spec"]["containers"][0]["env"]
             .as_array()
-            .is_some_and(|v| !v.is_empty())
-        {
+            .is_some_and(|e| {
+                e.iter().any(|v| {
+                    v["name"] == "AWS_ROLE_ARN" || v["name"] == "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+                })
+            });
+        if mutated {
             return Ok(stored);
         }
         cluster
@@ -63,12 +94,18 @@ async fn create_mutated_pod(cluster: &Cluster, ns: &str, name: &str, sa: &str) -
     anyhow::bail!("the webhook never mutated {ns}/{name}")
 }
 
-async fn create_pod(cluster: &Cluster, ns: &str, name: &str, sa: &str) -> Result<Value> {
-    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+fn pod_json(name: &str, sa: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
         "spec": {"serviceAccountName": sa, "automountServiceAccountToken": false,
-                 "containers": [{"name": "app", "image": "amazon/aws-cli"}]}});
+                 "containers": [{"name": "app", "image": "amazon/aws-cli"}]}})
+}
+
+async fn create_pod(cluster: &Cluster, ns: &str, name: &str, sa: &str) -> Result<Value> {
     Ok(cluster
-        .create(&format!("/api/v1/namespaces/{ns}/pods"), &pod)
+        .create(
+            &format!("/api/v1/namespaces/{ns}/pods"),
+            &pod_json(name, sa),
+        )
         .await?
         .0)
 }
@@ -208,7 +245,8 @@ async fn doctor_table_of_planted_faults() -> Result<()> {
                 "role",
                 "exchange",
                 "agent",
-                "sdk"
+                "sdk",
+                "region"
             ]
         );
     }
@@ -246,6 +284,19 @@ async fn doctor_table_of_planted_faults() -> Result<()> {
                 .2
                 .contains(":assumed-role/pod-identity_app_reader/"),
         "{exchange:?}"
+    );
+    // STS not answering at all: the cause is printed, not "no message".
+    let unreachable = tools.run_env(
+        &["doctor", "serviceaccount", "app/reader", "--exchange"],
+        &[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:1")],
+    )?;
+    assert_eq!(unreachable.code, 1, "{unreachable:?}");
+    ensure!(
+        unreachable.stdout.contains("no answer from STS")
+            && !unreachable.stdout.contains("no message")
+            && (unreachable.stdout.contains("onnection refused")
+                || unreachable.stdout.contains("dispatch failure")),
+        "{unreachable:?}"
     );
     // Secrets stay out of every output, even with trace logging: the minted
     // token (a JWT, "eyJ..."), STS's credentials, the caller's secret key and
@@ -680,4 +731,155 @@ async fn wait_for_gauge(hook: &Webhook, want: i64) -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     anyhow::bail!("{name} never read {want}; last: {last:?}\n{}", hook.log())
+}
+
+/// doctor on clusters as they come: EKS's own webhook configuration, a
+/// service mesh's token volume listed first, a pod still running with the
+/// role its ServiceAccount named before, a role from the webhook's
+/// ConfigMap, an EKS Pod Identity pod, and a near-miss annotation name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_understands_stock_clusters() -> Result<()> {
+    let env = setup().await?;
+    let (cluster, tools) = (&env.cluster, &env.tools);
+    // EKS names its configuration pod-identity-webhook and the webhook
+    // iam-for-pods.amazonaws.com.
+    cluster.delete(&format!("{CONFIGS}/{CONFIG}")).await?;
+    register_as(
+        cluster,
+        env.hook.port,
+        &env.hook.ca_pem,
+        "pod-identity-webhook",
+        "iam-for-pods.amazonaws.com",
+    )
+    .await?;
+    let (code, checks) = doctor(tools, &["serviceaccount", "app/reader"])?;
+    assert_eq!(code, 0, "{checks:?}");
+    let webhook = checks.iter().find(|c| c.0 == "webhook").unwrap();
+    ensure!(
+        webhook.1 == "pass" && webhook.2.contains("iam-for-pods.amazonaws.com"),
+        "{webhook:?}"
+    );
+
+    // A mesh's projected token listed before the injected one.
+    let mut meshed = pod_json("meshed", "reader");
+    meshed["spec"]["volumes"] = json!([{"name": "istio-token", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}]}}]);
+    meshed["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "istio-token", "mountPath": "/var/run/secrets/tokens"}]);
+    create_mutated(cluster, "app", "meshed", &meshed).await?;
+    let (code, checks) = doctor(tools, &["pod", "app/meshed"])?;
+    assert_eq!(code, 0, "{checks:?}");
+    let token = checks.iter().find(|c| c.0 == "token").unwrap();
+    ensure!(
+        token
+            .2
+            .contains("volume aws-iam-token: audience sts.amazonaws.com"),
+        "{token:?}"
+    );
+
+    // Right after --override-existing-serviceaccounts: the running pod
+    // still has the old role.
+    create_mutated_pod(cluster, "app", "before-switch", "reader").await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tools.ok(&[
+        "iamserviceaccount",
+        "create",
+        "--namespace",
+        "app",
+        "--name",
+        "reader",
+        "--role-name",
+        "switched",
+        "--allow-no-policy",
+        "--override-existing-serviceaccounts",
+        "--approve",
+    ])?;
+    let (code, checks) = doctor(tools, &["pod", "app/before-switch"])?;
+    assert_eq!(code, 1, "{checks:?}");
+    assert_eq!(
+        failed(&checks),
+        BTreeSet::from(["mutation".to_string()]),
+        "{checks:?}"
+    );
+    let mutation = checks.iter().find(|c| c.0 == "mutation").unwrap();
+    ensure!(
+        mutation.2.contains(&format!(
+            "AWS_ROLE_ARN=arn:aws:iam::{ACCOUNT}:role/pod-identity_app_reader"
+        )) && mutation.2.contains("role/switched now"),
+        "{mutation:?}"
+    );
+
+    // A role given through the webhook's ConfigMap (--watch-config-map).
+    tools.ok(&[
+        "iamserviceaccount",
+        "create",
+        "--namespace",
+        "app",
+        "--name",
+        "cmsa",
+        "--role-only",
+        "--allow-no-policy",
+        "--approve",
+    ])?;
+    service_account(cluster, "app", "cmsa", json!({})).await?;
+    cluster.create_namespace("eks").await?;
+    let config = json!({"app/cmsa": {"RoleARN": format!("arn:aws:iam::{ACCOUNT}:role/pod-identity_app_cmsa"), "Audience": "sts.amazonaws.com"}});
+    cluster
+        .create(
+            "/api/v1/namespaces/eks/configmaps",
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pod-identity-webhook"},
+                "data": {"config": config.to_string()}}),
+        )
+        .await?;
+    let (code, checks) = doctor(tools, &["serviceaccount", "app/cmsa"])?;
+    assert_eq!(code, 0, "{checks:?}");
+    ensure!(
+        checks[0]
+            .2
+            .contains("from the webhook's ConfigMap eks/pod-identity-webhook"),
+        "{checks:?}"
+    );
+    let role = checks.iter().find(|c| c.0 == "role").unwrap();
+    ensure!(role.1 == "pass", "{role:?}");
+
+    // An EKS Pod Identity pod: no annotation, container credentials and a
+    // token for pods.eks.amazonaws.com (the webhook leaves it alone).
+    service_account(cluster, "app", "associated", json!({})).await?;
+    let mut associated = pod_json("associated", "associated");
+    associated["spec"]["volumes"] = json!([{"name": "eks-pod-identity-token", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": "pods.eks.amazonaws.com", "expirationSeconds": 86400, "path": "eks-pod-identity-token"}}]}}]);
+    associated["spec"]["containers"][0]["env"] = json!([
+        {"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://169.254.170.23/v1/credentials"},
+        {"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "value": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"}]);
+    associated["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "eks-pod-identity-token",
+        "mountPath": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount", "readOnly": true}]);
+    cluster
+        .create("/api/v1/namespaces/app/pods", &associated)
+        .await?;
+    let (code, checks) = doctor(tools, &["pod", "app/associated"])?;
+    assert_eq!(code, 0, "{checks:?}");
+    ensure!(checks[0].2.contains("EKS Pod Identity"), "{checks:?}");
+    for id in ["provider", "role"] {
+        let c = checks.iter().find(|c| c.0 == id).unwrap();
+        ensure!(c.1 == "skip", "{c:?}");
+    }
+
+    // A near-miss annotation name.
+    service_account(
+        cluster,
+        "app",
+        "underscore",
+        json!({"eks.amazonaws.com/role_arn": format!("arn:aws:iam::{ACCOUNT}:role/x")}),
+    )
+    .await?;
+    let (code, checks) = doctor(tools, &["serviceaccount", "app/underscore"])?;
+    assert_eq!(code, 1, "{checks:?}");
+    ensure!(
+        checks[0].1 == "fail"
+            && checks[0]
+                .2
+                .contains("\"eks.amazonaws.com/role_arn\" looks like a typo"),
+        "{checks:?}"
+    );
+    Ok(())
 }

@@ -142,6 +142,7 @@ fn facts_for(
         service_account_name: sa_name.to_string(),
         namespace_labels: ns_labels,
         service_account: sa,
+        config_map: None,
         pod,
         pod_name: None,
         webhooks: hooks.to_vec(),

@@ -1,11 +1,12 @@
 //! The checklist, pure: [`Facts`] in, one [`Check`] per step out, in the
 //! order a user would debug by hand. A check whose input an earlier check
 //! found missing is skipped, so one fault fails exactly one check.
-//! Long because all nine checks live here in their order, each with its fix
+//! Long because all ten checks live here in their order, each with its fix
 //! text: the skip rules between them only stay right when read together.
 
 use contract::annotations::{
     is_near_miss, AUDIENCE, CREDENTIAL_MODE, ROLE_ARN, SERVICE_ACCOUNT_NAMES, SKIP_CONTAINERS,
+    STS_REGIONAL_ENDPOINTS,
 };
 use contract::injected::{self, Injected};
 use contract::RoleArn;
@@ -27,14 +28,43 @@ pub fn run(f: &Facts) -> Vec<Check> {
     let mutation = mutation(f, role.as_ref());
     let audience = audience(f);
     let token = token(f, &mutation, &audience);
-    let provider = provider(f, &audience);
-    let role_check = role_trust(f, role.as_ref(), &audience);
-    let exchange = exchange(f, role.as_ref());
+    let pod_identity = eks_pod_identity(f, role.as_ref());
+    let (provider, role_check, exchange) = if pod_identity {
+        let why = "EKS Pod Identity: the role comes from a Pod Identity association and the EKS Auth API, not from an IAM OIDC provider and a trust policy";
+        (
+            Check::skip("provider", why),
+            Check::skip("role", why),
+            Check::skip("exchange", why),
+        )
+    } else {
+        (
+            provider(f, &audience),
+            role_trust(f, role.as_ref(), &audience),
+            exchange(f, role.as_ref()),
+        )
+    };
     let agent = agent(f, &mutation);
     let sdk = sdk(f);
+    let region = region(f, &mutation);
     vec![
-        sa_check, webhook, mutation, token, provider, role_check, exchange, agent, sdk,
+        sa_check, webhook, mutation, token, provider, role_check, exchange, agent, sdk, region,
     ]
+}
+
+/// A pod of EKS Pod Identity: container credentials injected, a token for
+/// the Pod Identity audience, and no role named by annotation or ConfigMap
+/// (the association names it).
+fn eks_pod_identity(f: &Facts, role: Option<&RoleArn>) -> bool {
+    let Some(p) = &f.pod else {
+        return false;
+    };
+    role.is_none()
+        && p.containers
+            .iter()
+            .any(|c| injection_of(c) == Injected::ContainerCredentials)
+        && p.token_volumes
+            .iter()
+            .any(|v| v.audience.as_deref() == Some(injected::POD_IDENTITY_AUDIENCE))
 }
 
 fn key(f: &Facts, name: &str) -> String {
@@ -83,6 +113,23 @@ fn service_account(f: &Facts) -> (Check, Option<RoleArn>) {
         .join(", ");
     let role_key = key(f, ROLE_ARN);
     match sa.annotations.get(&role_key) {
+        None if f.config_map.is_some() => {
+            let cm = f.config_map.as_ref().expect("checked");
+            match RoleArn::parse(cm.role_arn.trim()) {
+                Ok(arn) => (
+                    Check::pass(ID, format!("ServiceAccount {} gets {arn} from the webhook's ConfigMap {} (--watch-config-map)", sa_ref(f), cm.source)),
+                    Some(arn),
+                ),
+                Err(e) => (
+                    Check::fail(ID, format!("the webhook's ConfigMap {} gives {} RoleARN {:?}, not a role ARN: {e}", cm.source, sa_ref(f), cm.role_arn), "set RoleARN to arn:aws:iam::<account>:role/<name>"),
+                    None,
+                ),
+            }
+        }
+        None if eks_pod_identity(f, None) => (
+            Check::pass(ID, format!("ServiceAccount {} has no {role_key}: the pod uses EKS Pod Identity (container credentials, audience {}), whose association names the role", sa_ref(f), injected::POD_IDENTITY_AUDIENCE)),
+            None,
+        ),
         None if !near.is_empty() => (
             Check::fail(
                 ID,
@@ -167,6 +214,15 @@ fn webhook_check(f: &Facts, selectors: bool) -> Check {
                 ID,
                 format!("{}: serving certificate not found: {why}", w.configuration),
                 "check the webhook's TLS Secret or that the webhook is running",
+            );
+        }
+        ServingCert::ControlPlane { url } => {
+            return Check::pass(
+                ID,
+                format!(
+                    "{} (webhook {}): failurePolicy {}, served by the control plane at {url} (a managed webhook, as on EKS): its certificate is not reachable from here and was not checked",
+                    w.configuration, w.name, w.failure_policy
+                ),
             );
         }
         ServingCert::Served { url, chain } => (chain, format!("served at {url}")),
@@ -279,6 +335,12 @@ pub fn why_not_injected(f: &Facts, p: &PodFacts) -> (String, String) {
     (why, restart.into())
 }
 
+/// Whether the mutation check found the pod mutated (a warning about the
+/// role it runs with still means it was).
+fn mutated(mutation: &Check) -> bool {
+    matches!(mutation.status, Status::Pass | Status::Warn)
+}
+
 fn injection_of(c: &super::facts::ContainerFacts) -> Injected {
     injected::container(c.env.iter().map(String::as_str))
 }
@@ -289,7 +351,7 @@ fn mutation(f: &Facts, role: Option<&RoleArn>) -> Check {
     let Some(p) = &f.pod else {
         return Check::skip(ID, "applies to pods (doctor pod)");
     };
-    if role.is_none() {
+    if role.is_none() && !eks_pod_identity(f, None) {
         return Check::skip(ID, "the ServiceAccount asks for no (valid) role");
     }
     let skip = skip_list(f, p);
@@ -345,6 +407,42 @@ fn mutation(f: &Facts, role: Option<&RoleArn>) -> Check {
             "delete the pod so that it is recreated and mutated whole",
         );
     }
+    // The role the running pod got against the one its ServiceAccount
+    // names now (right after --override-existing-serviceaccounts).
+    if let Some(role) = role {
+        let stale: Vec<String> = containers
+            .iter()
+            .filter_map(|c| {
+                let got = c.role_arn.as_deref()?;
+                (!crate::iamsa::plan::same_role(got, role.as_str()))
+                    .then(|| format!("{} has AWS_ROLE_ARN={got}", c.name))
+            })
+            .collect();
+        if !stale.is_empty() {
+            let annotated_after = matches!(
+                (p.created, f.service_account.as_ref().and_then(|s| s.role_annotated_at)),
+                (Some(created), Some(annotated)) if annotated > created
+            );
+            let evidence = format!(
+                "{}, but ServiceAccount {} names {role} now",
+                stale.join(", "),
+                sa_ref(f)
+            );
+            return if annotated_after {
+                Check::fail(
+                    ID,
+                    format!("{evidence}: the annotation changed after the pod was created, so the pod still runs with the old role"),
+                    "restart the pod (kubectl rollout restart for a Deployment) so that it gets the new role",
+                )
+            } else {
+                Check::warn(
+                    ID,
+                    evidence,
+                    "if the container sets AWS_ROLE_ARN itself this is on purpose; otherwise restart the pod",
+                )
+            };
+        }
+    }
     let kinds: Vec<String> = containers
         .iter()
         .map(|c| match injection_of(c) {
@@ -362,17 +460,41 @@ fn mutation(f: &Facts, role: Option<&RoleArn>) -> Check {
     )
 }
 
+/// The token volume the webhook injected: by the names the webhook (and
+/// EKS) give it, else the one an injected container mounts under an
+/// `eks.amazonaws.com` path. Never just the first: a service mesh's token
+/// (`istio-token`, audience `istio-ca`) may come before it.
+fn injected_volume(p: &PodFacts) -> Option<&super::facts::TokenVolume> {
+    let by_name = p.token_volumes.iter().find(|v| {
+        v.name == injected::WEB_IDENTITY_VOLUME || v.name == injected::CONTAINER_CREDENTIALS_VOLUME
+    });
+    by_name.or_else(|| {
+        p.token_volumes.iter().find(|v| {
+            p.containers.iter().any(|c| {
+                injection_of(c) != Injected::Nothing
+                    && c.mounts
+                        .iter()
+                        .any(|(name, path)| *name == v.name && path.contains("eks.amazonaws.com"))
+            })
+        })
+    })
+}
+
 /// The token audience STS will see.
 fn audience(f: &Facts) -> String {
-    if let Some(p) = &f.pod {
-        if let Some(a) = p.token_volumes.iter().find_map(|v| v.audience.clone()) {
-            return a;
-        }
+    if let Some(a) = f
+        .pod
+        .as_ref()
+        .and_then(injected_volume)
+        .and_then(|v| v.audience.clone())
+    {
+        return a;
     }
     f.service_account
         .as_ref()
         .and_then(|s| s.annotations.get(&key(f, AUDIENCE)))
         .cloned()
+        .or_else(|| f.config_map.as_ref().and_then(|c| c.audience.clone()))
         .unwrap_or_else(|| STS_AUDIENCE.to_string())
 }
 
@@ -384,12 +506,10 @@ fn token(f: &Facts, mutation: &Check, audience: &str) -> Check {
             ID,
             format!("pods of {} get tokens with audience {audience}", sa_ref(f)),
         ),
-        Some(_) if mutation.status != Status::Pass => {
-            Check::skip(ID, "the pod has no injected token")
-        }
+        Some(_) if !mutated(mutation) => Check::skip(ID, "the pod has no injected token"),
         Some(p) => {
-            let Some(v) = p.token_volumes.first() else {
-                return Check::skip(ID, "the pod has no projected token volume");
+            let Some(v) = injected_volume(p) else {
+                return Check::skip(ID, "the pod has no injected projected token volume");
             };
             let lifetime = v
                 .expiration_seconds
@@ -494,7 +614,7 @@ fn agent(f: &Facts, mutation: &Check) -> Check {
     let Some(p) = &f.pod else {
         return Check::skip(ID, "applies to pods (doctor pod)");
     };
-    if mutation.status != Status::Pass {
+    if !mutated(mutation) {
         return Check::skip(ID, "the pod is not mutated");
     }
     let container_credentials = p
@@ -556,6 +676,87 @@ fn sdk(f: &Facts) -> Check {
     } else {
         Check::pass(ID, "web identity needs: boto3 1.9.220 / botocore 1.12.200, AWS CLI 1.16.232 (any v2), Java v2 2.10.11, Java v1 1.11.704, Go v1 1.23.13 (any v2), JS v2 2.525.0 (any v3), .NET 3.3.659.1, Ruby 3.79.0, PHP 3.110.7, any Rust SDK")
     }
+}
+
+/// 10. Region and STS endpoint: the annotation's value, and that a pod
+/// sent to a regional STS endpoint knows its region.
+fn region(f: &Facts, mutation: &Check) -> Check {
+    const ID: &str = "region";
+    let k = key(f, STS_REGIONAL_ENDPOINTS);
+    let annotation = f
+        .service_account
+        .as_ref()
+        .and_then(|s| s.annotations.get(&k));
+    if let Some(v) = annotation {
+        if v != "true" && v != "false" {
+            return Check::warn(
+                ID,
+                format!("{k}={v:?} is neither \"true\" nor \"false\"; the webhook uses its --sts-regional-endpoint default"),
+                format!("set {k} to \"true\" (regional STS endpoint) or \"false\" (global)"),
+            );
+        }
+    }
+    let Some(p) = &f.pod else {
+        return match annotation {
+            Some(v) => Check::pass(ID, format!("{k}={v}")),
+            None => Check::skip(
+                ID,
+                format!("no {k} annotation: the webhook's --sts-regional-endpoint applies"),
+            ),
+        };
+    };
+    if !mutated(mutation) {
+        return Check::skip(ID, "the pod is not mutated");
+    }
+    let web_identity: Vec<&super::facts::ContainerFacts> = p
+        .containers
+        .iter()
+        .filter(|c| injection_of(c) == Injected::WebIdentity)
+        .collect();
+    if web_identity.is_empty() {
+        return Check::skip(
+            ID,
+            "container credentials: the agent calls STS, not the pod",
+        );
+    }
+    let has = |c: &super::facts::ContainerFacts, v: &str| c.env.iter().any(|e| e == v);
+    let regional = web_identity
+        .iter()
+        .any(|c| has(c, "AWS_STS_REGIONAL_ENDPOINTS"));
+    let no_region: Vec<&str> = web_identity
+        .iter()
+        .filter(|c| !has(c, "AWS_REGION") && !has(c, "AWS_DEFAULT_REGION"))
+        .map(|c| c.name.as_str())
+        .collect();
+    if regional && !no_region.is_empty() {
+        return Check::warn(
+            ID,
+            format!(
+                "AWS_STS_REGIONAL_ENDPOINTS is set but {} has neither AWS_REGION nor AWS_DEFAULT_REGION: an SDK without a region from elsewhere (profile, IMDS) cannot pick the regional STS endpoint",
+                no_region.join(", ")
+            ),
+            "start the webhook with --aws-default-region, or set AWS_REGION in the container",
+        );
+    }
+    let with_region: Vec<&str> = web_identity
+        .iter()
+        .filter(|c| !no_region.contains(&c.name.as_str()))
+        .map(|c| c.name.as_str())
+        .collect();
+    let regions = if with_region.is_empty() {
+        "no AWS_REGION / AWS_DEFAULT_REGION injected (the SDK takes its region from its own configuration)".to_string()
+    } else {
+        format!(
+            "AWS_REGION / AWS_DEFAULT_REGION in {}",
+            with_region.join(", ")
+        )
+    };
+    let endpoint = if regional {
+        "regional STS endpoint (AWS_STS_REGIONAL_ENDPOINTS)"
+    } else {
+        "the SDK's default STS endpoint (no AWS_STS_REGIONAL_ENDPOINTS)"
+    };
+    Check::pass(ID, format!("{endpoint}; {regions}"))
 }
 
 #[cfg(test)]

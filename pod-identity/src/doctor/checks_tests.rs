@@ -60,6 +60,7 @@ fn web_identity_container(name: &str) -> ContainerFacts {
         )],
         ready: Some(true),
         init: false,
+        role_arn: Some(ROLE.into()),
     }
 }
 
@@ -78,6 +79,7 @@ fn healthy() -> Facts {
             annotations: BTreeMap::from([("eks.amazonaws.com/role-arn".into(), ROLE.into())]),
             role_annotated_at: Some(NOW - 1000),
         }),
+        config_map: None,
         pod: Some(PodFacts {
             created: Some(NOW - 500),
             node: Some("node-1".into()),
@@ -179,6 +181,22 @@ fn each_fault_fails_exactly_its_check() {
             |f| set_annotation(f, "eks.amazonaws.co/role-arn", Some(ROLE)),
             "serviceaccount",
             "looks like a typo",
+        ),
+        (
+            "role_arn instead of role-arn",
+            |f| set_annotation(f, "eks.amazonaws.com/role_arn", Some(ROLE)),
+            "serviceaccount",
+            "looks like a typo",
+        ),
+        (
+            "running with the role the ServiceAccount named before",
+            |f| {
+                f.pod.as_mut().unwrap().containers[0].role_arn =
+                    Some("arn:aws:iam::123456789012:role/old".into());
+                f.service_account.as_mut().unwrap().role_annotated_at = Some(NOW - 100);
+            },
+            "mutation",
+            "app has AWS_ROLE_ARN=arn:aws:iam::123456789012:role/old, but ServiceAccount app/reader names arn:aws:iam::123456789012:role/app now: the annotation changed after the pod was created",
         ),
         (
             "invalid ARN",
@@ -458,6 +476,48 @@ fn warnings() {
             |f| f.role = Lookup::Unreadable("AccessDenied".into()),
             "role",
         ),
+        (
+            "a Deny the evaluator cannot read",
+            |f| {
+                let Lookup::Found(r) = &mut f.role else {
+                    unreachable!()
+                };
+                r.trust["Statement"].as_array_mut().unwrap().push(json!({
+                    "Effect": "Deny", "Principal": {"Federated": PROVIDER},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}}));
+            },
+            "role",
+        ),
+        (
+            "another AWS_ROLE_ARN in a pod newer than the annotation",
+            |f| {
+                f.pod.as_mut().unwrap().containers[0].role_arn =
+                    Some("arn:aws:iam::123456789012:role/own".into());
+            },
+            "mutation",
+        ),
+        (
+            "regional STS without a region",
+            |f| {
+                f.pod.as_mut().unwrap().containers[0].env = env(&[
+                    "AWS_ROLE_ARN",
+                    "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    "AWS_STS_REGIONAL_ENDPOINTS",
+                ]);
+            },
+            "region",
+        ),
+        (
+            "sts-regional-endpoints of another value",
+            |f| {
+                f.service_account.as_mut().unwrap().annotations.insert(
+                    "eks.amazonaws.com/sts-regional-endpoints".into(),
+                    "yes".into(),
+                );
+            },
+            "region",
+        ),
     ];
     for (name, plant, check) in cases {
         let mut f = healthy();
@@ -499,4 +559,171 @@ fn agent_and_sidecar_modes_pass_when_ready() {
     );
     let m = checks.iter().find(|c| c.id == "mutation").unwrap();
     assert!(m.evidence.contains("objectSelector"), "{}", m.evidence);
+}
+
+#[test]
+fn the_audience_is_the_injected_volumes_not_the_first() {
+    // A service mesh's token listed before the injected one.
+    let mut f = healthy();
+    let p = f.pod.as_mut().unwrap();
+    p.token_volumes.insert(
+        0,
+        TokenVolume {
+            name: "istio-token".into(),
+            audience: Some("istio-ca".into()),
+            expiration_seconds: Some(43200),
+        },
+    );
+    p.containers[0]
+        .mounts
+        .push(("istio-token".into(), "/var/run/secrets/tokens".into()));
+    let (failed, warned, checks) = outcome(&f);
+    assert!(failed.is_empty() && warned.is_empty(), "{checks:#?}");
+    let token = checks.iter().find(|c| c.id == "token").unwrap();
+    assert!(
+        token
+            .evidence
+            .contains("volume aws-iam-token: audience sts.amazonaws.com"),
+        "{}",
+        token.evidence
+    );
+    // A renamed injected volume is found by where it is mounted.
+    let mut f = healthy();
+    let p = f.pod.as_mut().unwrap();
+    p.token_volumes.insert(
+        0,
+        TokenVolume {
+            name: "istio-token".into(),
+            audience: Some("istio-ca".into()),
+            expiration_seconds: None,
+        },
+    );
+    p.token_volumes[1].name = "custom".into();
+    p.containers[0].mounts[0].0 = "custom".into();
+    let (failed, _, checks) = outcome(&f);
+    assert!(failed.is_empty(), "{checks:#?}");
+}
+
+#[test]
+fn eks_webhook_config_map_roles_and_pod_identity_pods_are_understood() {
+    // EKS's managed webhook, served on the control plane's loopback.
+    let mut f = healthy();
+    f.webhooks[0].configuration = "pod-identity-webhook".into();
+    f.webhooks[0].name = crate::doctor::gather::EKS_WEBHOOK_NAME.into();
+    f.webhooks[0].cert = ServingCert::ControlPlane {
+        url: "https://127.0.0.1:23443/mutate".into(),
+    };
+    let (failed, warned, checks) = outcome(&f);
+    assert!(failed.is_empty() && warned.is_empty(), "{checks:#?}");
+    let w = checks.iter().find(|c| c.id == "webhook").unwrap();
+    assert!(
+        w.evidence.contains("served by the control plane"),
+        "{}",
+        w.evidence
+    );
+    use crate::doctor::gather::{is_loopback, is_pod_identity_webhook};
+    for (config, hook, service, asked, want) in [
+        (
+            "pod-identity-webhook",
+            "iam-for-pods.amazonaws.com",
+            None,
+            None,
+            true,
+        ),
+        (
+            "pod-identity",
+            "pod-identity-webhook.amazonaws.com",
+            None,
+            None,
+            true,
+        ),
+        (
+            "my-release",
+            "x.example.com",
+            Some("my-pod-identity-webhook"),
+            None,
+            true,
+        ),
+        ("mine", "x.example.com", None, Some("mine"), true),
+        (
+            "istio-sidecar-injector",
+            "sidecar-injector.istio.io",
+            Some("istiod"),
+            None,
+            false,
+        ),
+    ] {
+        assert_eq!(
+            is_pod_identity_webhook(config, hook, service, asked),
+            want,
+            "{config}/{hook}"
+        );
+    }
+    for (host, want) in [
+        ("127.0.0.1", true),
+        ("127.1.2.3", true),
+        ("[::1]", true),
+        ("localhost", true),
+        ("10.0.0.1", false),
+        ("example.com", false),
+    ] {
+        assert_eq!(is_loopback(host), want, "{host}");
+    }
+
+    // A role from the webhook's ConfigMap (--watch-config-map).
+    let mut f = healthy();
+    set_annotation(&mut f, "", None);
+    f.config_map = Some(crate::doctor::facts::ConfigMapRole {
+        source: "eks/pod-identity-webhook".into(),
+        role_arn: ROLE.into(),
+        audience: None,
+    });
+    let (failed, warned, checks) = outcome(&f);
+    assert!(failed.is_empty() && warned.is_empty(), "{checks:#?}");
+    assert!(
+        checks[0]
+            .evidence
+            .contains("ConfigMap eks/pod-identity-webhook"),
+        "{}",
+        checks[0].evidence
+    );
+
+    // An EKS Pod Identity pod: container credentials, audience
+    // pods.eks.amazonaws.com, no annotation.
+    let mut f = healthy();
+    set_annotation(&mut f, "", None);
+    f.role = Lookup::NotAsked;
+    let p = f.pod.as_mut().unwrap();
+    p.containers[0] = ContainerFacts {
+        name: "app".into(),
+        env: env(&[
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        ]),
+        mounts: vec![(
+            "eks-pod-identity-token".into(),
+            "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount".into(),
+        )],
+        ready: Some(true),
+        ..Default::default()
+    };
+    p.token_volumes = vec![TokenVolume {
+        name: "eks-pod-identity-token".into(),
+        audience: Some("pods.eks.amazonaws.com".into()),
+        expiration_seconds: Some(86400),
+    }];
+    f.agent = Some(AgentFacts {
+        pods: vec![("eks-pod-identity-agent-x".into(), true)],
+    });
+    let (failed, warned, checks) = outcome(&f);
+    assert!(failed.is_empty() && warned.is_empty(), "{checks:#?}");
+    assert!(
+        checks[0].evidence.contains("EKS Pod Identity"),
+        "{}",
+        checks[0].evidence
+    );
+    for id in ["provider", "role", "exchange"] {
+        let c = checks.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(c.status, Status::Skip, "{id}");
+    }
 }

@@ -34,6 +34,9 @@ pub struct ContainerFacts {
     pub ready: Option<bool>,
     /// An init container (native sidecars are init containers).
     pub init: bool,
+    /// The value of `AWS_ROLE_ARN` (the one value kept: a role ARN is no
+    /// secret, and it shows which role the running pod got).
+    pub role_arn: Option<String>,
 }
 
 /// The pod as read.
@@ -64,6 +67,11 @@ pub enum ServingCert {
         chain: Vec<Vec<u8>>,
     },
     NotFound(String),
+    /// The URL is the control plane's own loopback address (a managed
+    /// webhook, as on EKS): not reachable from here, so not checked.
+    ControlPlane {
+        url: String,
+    },
 }
 
 /// One webhook of a MutatingWebhookConfiguration that mutates pods on CREATE.
@@ -96,6 +104,16 @@ pub struct AgentFacts {
     pub pods: Vec<(String, bool)>,
 }
 
+/// A role given to a ServiceAccount through the webhook's ConfigMap
+/// (`--watch-config-map`, upstream's `pod-identity-webhook` ConfigMap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMapRole {
+    /// `namespace/name` of the ConfigMap.
+    pub source: String,
+    pub role_arn: String,
+    pub audience: Option<String>,
+}
+
 /// What `doctor` read.
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -106,6 +124,8 @@ pub struct Facts {
     /// `None`: the namespace does not exist.
     pub namespace_labels: Option<BTreeMap<String, String>>,
     pub service_account: Option<ServiceAccountFacts>,
+    /// The ServiceAccount's entry in the webhook's ConfigMap, if any.
+    pub config_map: Option<ConfigMapRole>,
     /// Only for `doctor pod`.
     pub pod: Option<PodFacts>,
     pub pod_name: Option<String>,

@@ -24,6 +24,36 @@ use crate::iam::{find_provider, get_role};
 
 /// The webhook name the chart and upstream register.
 pub const WEBHOOK_NAME: &str = "pod-identity-webhook.amazonaws.com";
+/// The webhook name of EKS's managed pod identity webhook (configuration
+/// `pod-identity-webhook`).
+pub const EKS_WEBHOOK_NAME: &str = "iam-for-pods.amazonaws.com";
+/// Upstream's ConfigMap of ServiceAccount settings (`--watch-config-map`).
+pub const CONFIG_MAP_NAME: &str = "pod-identity-webhook";
+
+/// Whether a webhook of a configuration is a pod identity webhook: by the
+/// webhook names this project, upstream and EKS use, by the configuration
+/// doctor was pointed at, or by a configuration or Service named like
+/// upstream's (`pod-identity-webhook`).
+pub fn is_pod_identity_webhook(
+    configuration: &str,
+    webhook: &str,
+    service: Option<&str>,
+    asked: Option<&str>,
+) -> bool {
+    webhook == WEBHOOK_NAME
+        || webhook == EKS_WEBHOOK_NAME
+        || asked == Some(configuration)
+        || configuration.contains("pod-identity-webhook")
+        || service.is_some_and(|s| s.contains("pod-identity-webhook"))
+}
+
+/// Whether `host` is a loopback name or address.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
 
 /// What doctor was asked.
 #[derive(Debug, Clone)]
@@ -76,6 +106,12 @@ pub fn pod_facts(p: &Pod) -> PodFacts {
                 .map(|s| s.ready)
         };
     let convert = |c: &k8s_openapi::api::core::v1::Container, init: bool| ContainerFacts {
+        role_arn: c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "AWS_ROLE_ARN")
+            .and_then(|e| e.value.clone()),
         name: c.name.clone(),
         env: c.env.iter().flatten().map(|e| e.name.clone()).collect(),
         mounts: c
@@ -264,7 +300,12 @@ pub async fn webhooks(cluster: &Cluster, configuration: Option<&str>) -> Result<
     for config in api.list(&ListParams::default()).await?.items {
         let config_name = config.metadata.name.clone().unwrap_or_default();
         for w in config.webhooks.iter().flatten() {
-            let ours = w.name == WEBHOOK_NAME || configuration == Some(config_name.as_str());
+            let ours = is_pod_identity_webhook(
+                &config_name,
+                &w.name,
+                w.client_config.service.as_ref().map(|s| s.name.as_str()),
+                configuration,
+            );
             let pods_create = w.rules.iter().flatten().any(|r| {
                 let has = |v: &Option<Vec<String>>, x: &str| {
                     v.iter().flatten().any(|s| s == x || s == "*")
@@ -281,12 +322,21 @@ pub async fn webhooks(cluster: &Cluster, configuration: Option<&str>) -> Result<
                         .ok()
                         .and_then(|u| u.host().map(str::to_string))
                         .unwrap_or_default();
-                    let cert = match served_chain(url).await {
-                        Ok(chain) => ServingCert::Served {
-                            url: url.clone(),
-                            chain,
-                        },
-                        Err(e) => ServingCert::NotFound(format!("{url}: {e}")),
+                    // A loopback URL is the API server's own machine: reach
+                    // it only when this is that machine (the API server is
+                    // on loopback too); from a workstation it would be the
+                    // workstation's own port.
+                    let local_api = cluster.api_host.as_deref().is_some_and(is_loopback);
+                    let cert = if is_loopback(&host) && !local_api {
+                        ServingCert::ControlPlane { url: url.clone() }
+                    } else {
+                        match served_chain(url).await {
+                            Ok(chain) => ServingCert::Served {
+                                url: url.clone(),
+                                chain,
+                            },
+                            Err(e) => ServingCert::NotFound(format!("{url}: {e}")),
+                        }
                     };
                     (
                         host.trim_start_matches('[')
@@ -357,6 +407,7 @@ pub async fn gather(
     };
     let sa = cluster.service_account(namespace, &sa_name).await?;
     let service_account = sa.as_ref().map(|s| service_account_facts(s, &opts.prefix));
+    let config_map = config_map_role(cluster, namespace, &sa_name).await;
     let issuer = cluster.issuer().await.map_err(|e| e.to_string());
     let provider = match &issuer {
         Ok(i) => match find_provider(&aws.iam, i).await {
@@ -369,6 +420,7 @@ pub async fn gather(
     let role_arn = service_account
         .as_ref()
         .and_then(|s| s.annotations.get(&format!("{}/role-arn", opts.prefix)))
+        .or(config_map.as_ref().map(|c| &c.role_arn))
         .and_then(|a| contract::RoleArn::parse(a.trim()).ok());
     let role = match &role_arn {
         None => Lookup::NotAsked,
@@ -420,6 +472,7 @@ pub async fn gather(
         service_account_name: sa_name,
         namespace_labels,
         service_account,
+        config_map,
         pod: pod_facts,
         pod_name: pod.then(|| name.to_string()),
         webhooks: webhooks(cluster, opts.webhook_configuration.as_deref()).await?,
@@ -472,28 +525,83 @@ async fn exchange(
         .web_identity_token(token)
         .send()
         .await
-        .map_err(|e| {
-            use aws_sdk_sts::error::ProvideErrorMetadata;
-            let e = e.into_service_error();
-            format!(
-                "{}: {}",
-                e.code().unwrap_or("error"),
-                e.message().unwrap_or("no message")
-            )
-        })?;
+        .map_err(|e| sts_error_text(&e))?;
     out.assumed_role_user()
         .map(|u| u.arn().to_string())
         .ok_or_else(|| "STS returned no assumed-role user".into())
 }
 
+/// An STS error as the user needs it: STS's code and message, or for a
+/// request that never got an answer (DNS, connection, TLS, timeout) the
+/// whole chain of causes.
+fn sts_error_text<E, R>(e: &aws_sdk_sts::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_sts::error::{DisplayErrorContext, SdkError};
+    match e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            match (err.code(), err.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => format!("{}", DisplayErrorContext(e)),
+            }
+        }
+        other => format!("no answer from STS: {}", DisplayErrorContext(other)),
+    }
+}
+
+/// The ServiceAccount's entry in the webhook's ConfigMap (upstream's
+/// `pod-identity-webhook`, in whichever namespace it is), when one exists
+/// and can be read; doctor without permission to list ConfigMaps goes on
+/// without it.
+async fn config_map_role(cluster: &Cluster, namespace: &str, name: &str) -> Option<ConfigMapRole> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::all(cluster.client.clone());
+    let list = api
+        .list(&ListParams::default().fields(&format!("metadata.name={CONFIG_MAP_NAME}")))
+        .await
+        .ok()?;
+    let key = format!("{namespace}/{name}");
+    list.items.iter().find_map(|cm| {
+        let config = cm.data.as_ref()?.get("config")?;
+        let entries: BTreeMap<String, serde_json::Value> = serde_json::from_str(config).ok()?;
+        let entry = entries.get(&key)?;
+        Some(ConfigMapRole {
+            source: format!(
+                "{}/{}",
+                cm.metadata.namespace.clone().unwrap_or_default(),
+                CONFIG_MAP_NAME
+            ),
+            role_arn: entry.get("RoleARN")?.as_str()?.to_string(),
+            audience: entry
+                .get("Audience")
+                .and_then(|a| a.as_str())
+                .filter(|a| !a.is_empty())
+                .map(str::to_string),
+        })
+    })
+}
+
+/// Labels of the node agents doctor knows: this project's chart, and EKS's
+/// eks-pod-identity-agent add-on.
+const AGENT_SELECTORS: [&str; 2] = [
+    "app.kubernetes.io/component=agent",
+    "app.kubernetes.io/name=eks-pod-identity-agent",
+];
+
 async fn agent_pods(cluster: &Cluster, node: &str) -> Result<AgentFacts> {
     let api: Api<Pod> = Api::all(cluster.client.clone());
-    let params = ListParams::default()
-        .labels("app.kubernetes.io/component=agent")
-        .fields(&format!("spec.nodeName={node}"));
-    let pods = api.list(&params).await?;
+    let mut items = Vec::new();
+    for selector in AGENT_SELECTORS {
+        let params = ListParams::default()
+            .labels(selector)
+            .fields(&format!("spec.nodeName={node}"));
+        items.extend(api.list(&params).await?.items);
+    }
     let mut by_name = BTreeMap::new();
-    for p in pods.items {
+    for p in items {
         let ready = p
             .status
             .as_ref()

@@ -14,10 +14,11 @@ pub mod defaults {
     pub const TOKEN_AUDIENCE: &str = "sts.amazonaws.com";
     pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
     pub const TOKEN_EXPIRATION: i64 = 86400;
-    pub const CONTAINER_CREDENTIALS_AUDIENCE: &str = "pods.eks.amazonaws.com";
+    pub const CONTAINER_CREDENTIALS_AUDIENCE: &str = contract::injected::POD_IDENTITY_AUDIENCE;
     pub const CONTAINER_CREDENTIALS_MOUNT_PATH: &str =
         "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
-    pub const CONTAINER_CREDENTIALS_VOLUME_NAME: &str = "eks-pod-identity-token";
+    pub const CONTAINER_CREDENTIALS_VOLUME_NAME: &str =
+        contract::injected::CONTAINER_CREDENTIALS_VOLUME;
     pub const CONTAINER_CREDENTIALS_TOKEN_PATH: &str = "eks-pod-identity-token";
     pub const CONTAINER_CREDENTIALS_FULL_URI: &str = contract::agent::NODE_URL;
     pub const CREDENTIAL_MODE: &str = "web-identity";
@@ -36,7 +37,7 @@ pub mod defaults {
 }
 
 /// Name of the web identity token volume.
-pub const VOLUME_NAME: &str = "aws-iam-token";
+pub const VOLUME_NAME: &str = contract::injected::WEB_IDENTITY_VOLUME;
 /// File name of the web identity token inside its volume.
 pub const TOKEN_NAME: &str = "token";
 
