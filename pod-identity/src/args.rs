@@ -174,6 +174,25 @@ pub struct SaFlags {
     pub role_only: bool,
 }
 
+/// One ServiceAccount, or `-f` (a ClusterConfig) instead: `update` and
+/// `delete`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetFlags {
+    /// The ServiceAccount's namespace.
+    #[arg(long, default_value = "default", conflicts_with = "file")]
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    pub name: Option<String>,
+    /// A name for this cluster, part of the default role name.
+    #[arg(long, conflicts_with = "file")]
+    pub cluster: Option<String>,
+    /// The IAM role's name, when not the default one (delete also finds it
+    /// through the annotation and the role's ownership record).
+    #[arg(long, conflicts_with = "file")]
+    pub role_name: Option<String>,
+}
+
 /// What a role is granted (eksctl's flags).
 #[derive(Debug, Clone, clap::Args)]
 pub struct GrantFlags {
@@ -224,18 +243,8 @@ pub enum IamSa {
     /// pod-identity's inline policies and the boundary no longer asked for
     /// are removed. With -f, every ServiceAccount of a ClusterConfig.
     Update {
-        /// The ServiceAccount's namespace.
-        #[arg(long, default_value = "default", conflicts_with = "file")]
-        namespace: String,
-        /// The ServiceAccount's name.
-        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
-        name: Option<String>,
-        /// A name for this cluster, part of the default role name.
-        #[arg(long, conflicts_with = "file")]
-        cluster: Option<String>,
-        /// The IAM role's name, when not the default one.
-        #[arg(long, conflicts_with = "file")]
-        role_name: Option<String>,
+        #[command(flatten)]
+        target: TargetFlags,
         #[command(flatten)]
         grants: GrantFlags,
         /// An eksctl ClusterConfig: update each of its iam.serviceAccounts.
@@ -263,18 +272,8 @@ pub enum IamSa {
     /// once unused. Finds the role through the annotation, --role-name, the
     /// role's ownership record, or the default name.
     Delete {
-        /// The ServiceAccount's namespace.
-        #[arg(long, default_value = "default", conflicts_with = "file")]
-        namespace: String,
-        /// The ServiceAccount's name.
-        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
-        name: Option<String>,
-        /// A name for this cluster, part of the default role name.
-        #[arg(long, conflicts_with = "file")]
-        cluster: Option<String>,
-        /// The IAM role's name, when not found otherwise.
-        #[arg(long, conflicts_with = "file")]
-        role_name: Option<String>,
+        #[command(flatten)]
+        target: TargetFlags,
         /// Leave the ServiceAccount and its annotation alone.
         #[arg(long, conflicts_with = "file")]
         role_only: bool,

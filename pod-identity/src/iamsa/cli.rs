@@ -83,10 +83,13 @@ pub async fn run(
             create(vec![spec], run, kube, approve, out).await
         }
         IamSa::Update {
-            namespace,
-            name,
-            cluster,
-            role_name,
+            target:
+                args::TargetFlags {
+                    namespace,
+                    name,
+                    cluster,
+                    role_name,
+                },
             grants,
             file,
             approve,
@@ -155,10 +158,13 @@ pub async fn run(
             create(specs, run, kube, approve, out).await
         }
         IamSa::Delete {
-            namespace,
-            name,
-            cluster,
-            role_name,
+            target:
+                args::TargetFlags {
+                    namespace,
+                    name,
+                    cluster,
+                    role_name,
+                },
             role_only,
             file,
             approve,
