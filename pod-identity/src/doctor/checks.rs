@@ -678,8 +678,8 @@ fn sdk(f: &Facts) -> Check {
     }
 }
 
-/// 10. Region and STS endpoint: the annotation's value, and that a pod
-/// sent to a regional STS endpoint knows its region.
+/// Check 10, region and STS endpoint: the annotation's value, and that a
+/// pod sent to a regional STS endpoint knows its region.
 fn region(f: &Facts, mutation: &Check) -> Check {
     const ID: &str = "region";
     let k = key(f, STS_REGIONAL_ENDPOINTS);
