@@ -5,9 +5,26 @@
 
 use std::time::Duration;
 
+/// A value that is not a duration; the message says what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
+
+impl From<String> for DurationError {
+    fn from(s: String) -> Self {
+        DurationError(s)
+    }
+}
+
+impl From<&str> for DurationError {
+    fn from(s: &str) -> Self {
+        DurationError(s.to_string())
+    }
+}
+
 /// Parses a duration flag value. Negative, empty and out-of-range (over 10^9
 /// seconds) values are errors that say what is accepted.
-pub fn parse(input: &str) -> Result<Duration, String> {
+pub fn parse(input: &str) -> Result<Duration, DurationError> {
     let s = input.trim();
     if s.is_empty() {
         return Err("empty duration".into());
@@ -18,10 +35,10 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             .ok()
             .filter(|n| *n <= 1_000_000_000)
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("duration {input:?} is out of range"));
+            .ok_or_else(|| format!("duration {input:?} is out of range").into());
     }
     if s.starts_with('-') {
-        return Err(format!("negative duration {input:?}"));
+        return Err(format!("negative duration {input:?}").into());
     }
     let s = s.strip_prefix('+').unwrap_or(s);
     let mut total = 0f64;
@@ -31,7 +48,7 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("missing unit in duration {input:?} (use 90s, 15m, 1h)"))?;
         if num_len == 0 {
-            return Err(format!("{input:?} is not a duration (use 90s, 15m, 1h)"));
+            return Err(format!("{input:?} is not a duration (use 90s, 15m, 1h)").into());
         }
         let value: f64 = rest[..num_len]
             .parse()
@@ -50,14 +67,15 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             other => {
                 return Err(format!(
                     "unknown unit {other:?} in duration {input:?} (ns, us, ms, s, m, h)"
-                ))
+                )
+                .into())
             }
         };
         rest = &rest[unit_len..];
         total += value * factor;
     }
     if !total.is_finite() || total > 1e9 {
-        return Err(format!("duration {input:?} is out of range"));
+        return Err(format!("duration {input:?} is out of range").into());
     }
     Ok(Duration::from_secs_f64(total))
 }

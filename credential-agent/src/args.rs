@@ -193,7 +193,7 @@ impl CommonArgs {
             sts_queue_timeout: self.sts_queue_timeout,
             max_roles_per_identity: self.max_roles_per_identity,
         };
-        cfg.validate().map_err(Error::Config)?;
+        cfg.validate().map_err(|e| Error::Config(e.to_string()))?;
         Ok(cfg)
     }
 
@@ -306,7 +306,7 @@ impl ServeArgs {
             self.jwks_ca_file.as_deref(),
             self.jwks_token_file.as_deref(),
         )
-        .map_err(Error::Config)
+        .map_err(|e| Error::Config(e.to_string()))
     }
 }
 
@@ -351,8 +351,8 @@ pub struct LinkArgs {
     pub addresses: Vec<IpAddr>,
 }
 
-fn parse_role_arn(s: &str) -> std::result::Result<RoleArn, String> {
-    RoleArn::parse(s).map_err(|e| format!("not an IAM role ARN: {e}"))
+fn parse_role_arn(s: &str) -> std::result::Result<RoleArn, contract::RoleArnError> {
+    RoleArn::parse(s)
 }
 
 #[cfg(test)]

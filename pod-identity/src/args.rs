@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::cluster::KubeArgs;
+use crate::cluster::KubeTarget;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +37,26 @@ pub enum Command {
     /// Why a pod has no AWS credentials, and which pods missed injection.
     #[command(subcommand)]
     Doctor(Doctor),
+}
+
+/// Which cluster to talk to.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KubeArgs {
+    /// Path to a kubeconfig (else KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, env = "KUBECONFIG", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (else its current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+}
+
+impl From<&KubeArgs> for KubeTarget {
+    fn from(a: &KubeArgs) -> KubeTarget {
+        KubeTarget {
+            kubeconfig: a.kubeconfig.clone(),
+            context: a.context.clone(),
+        }
+    }
 }
 
 /// Options of every doctor command.

@@ -68,6 +68,7 @@ where
     match e {
         SdkError::ServiceError(s) => classify(action, resource, s.into_err(), status, request_id),
         other => Error::Aws {
+            code: None,
             action: action.to_string(),
             resource: resource.to_string(),
             message: DisplayErrorContext(&other).to_string(),
@@ -115,6 +116,7 @@ where
     Error::Aws {
         action: action.to_string(),
         resource: resource.to_string(),
+        code: e.code().map(str::to_string),
         message: match e.code() {
             Some(c) => format!("{c}: {message}"),
             None => message,

@@ -17,14 +17,12 @@ pub const FIELD_MANAGER: &str = "pod-identity";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "pod-identity";
 
-/// Which cluster to talk to.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct KubeArgs {
-    /// Path to a kubeconfig (else KUBECONFIG, ~/.kube/config, or in-cluster).
-    #[arg(long, env = "KUBECONFIG", global = true)]
+/// Which cluster to talk to (from `--kubeconfig` / `--context`).
+#[derive(Debug, Clone, Default)]
+pub struct KubeTarget {
+    /// A kubeconfig file (else KUBECONFIG, ~/.kube/config, or in-cluster).
     pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use (else its current context).
-    #[arg(long, global = true)]
+    /// The kubeconfig context (else its current context).
     pub context: Option<String>,
 }
 
@@ -37,7 +35,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub async fn connect(args: &KubeArgs) -> Result<Cluster> {
+    pub async fn connect(args: &KubeTarget) -> Result<Cluster> {
         let options = kube::config::KubeConfigOptions {
             context: args.context.clone(),
             ..Default::default()
@@ -51,14 +49,14 @@ impl Cluster {
                     })?;
                 kube::Config::from_custom_kubeconfig(kc, &options)
                     .await
-                    .map_err(|e| Error::Kube(format!("kubeconfig {}: {e}", path.display())))?
+                    .map_err(|e| Error::kube(format!("kubeconfig {}", path.display()), e))?
             }
             None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
                 .await
-                .map_err(|e| Error::Kube(format!("kubeconfig: {e}")))?,
+                .map_err(|e| Error::kube("kubeconfig", e))?,
             None => kube::Config::infer()
                 .await
-                .map_err(|e| Error::Kube(format!("no cluster configured (--kubeconfig): {e}")))?,
+                .map_err(|e| Error::kube("no cluster configured (--kubeconfig)", e))?,
         };
         let api_host = config.cluster_url.host().map(str::to_string);
         let client = kube::Client::try_from(config)?;
@@ -68,13 +66,13 @@ impl Cluster {
     async fn get_json(&self, path: &str) -> Result<Value> {
         let req = http::Request::get(path)
             .body(Vec::new())
-            .map_err(|e| Error::Kube(e.to_string()))?;
+            .map_err(|e| Error::kube(format!("GET {path}"), e))?;
         let text = self
             .client
             .request_text(req)
             .await
-            .map_err(|e| Error::Kube(format!("GET {path}: {e}")))?;
-        serde_json::from_str(&text).map_err(|e| Error::Kube(format!("GET {path}: not JSON: {e}")))
+            .map_err(|e| Error::kube(format!("GET {path}"), e))?;
+        serde_json::from_str(&text).map_err(|e| Error::kube(format!("GET {path}: not JSON"), e))
     }
 
     /// The API server's discovery document (`issuer`, `jwks_uri`).
@@ -88,7 +86,7 @@ impl Cluster {
         d["issuer"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| Error::Kube("the API server's discovery document has no issuer".into()))
+            .ok_or_else(|| Error::kube("the API server's discovery document", "it has no issuer"))
     }
 
     /// The keys that verify the cluster's ServiceAccount tokens.
@@ -108,7 +106,7 @@ impl Cluster {
         self.service_accounts(namespace)
             .get_opt(name)
             .await
-            .map_err(|e| Error::Kube(format!("reading ServiceAccount {namespace}/{name}: {e}")))
+            .map_err(|e| Error::kube(format!("reading ServiceAccount {namespace}/{name}"), e))
     }
 
     pub async fn namespace_exists(&self, name: &str) -> Result<bool> {
@@ -116,7 +114,7 @@ impl Cluster {
         api.get_opt(name)
             .await
             .map(|n| n.is_some())
-            .map_err(|e| Error::Kube(format!("reading namespace {name}: {e}")))
+            .map_err(|e| Error::kube(format!("reading namespace {name}"), e))
     }
 
     /// Creates a namespace (one that exists already is fine).
@@ -132,7 +130,7 @@ impl Cluster {
         match api.create(&kube::api::PostParams::default(), &ns).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-            Err(e) => Err(Error::Kube(format!("creating namespace {name}: {e}"))),
+            Err(e) => Err(Error::kube(format!("creating namespace {name}"), e)),
         }
     }
 
@@ -170,7 +168,7 @@ impl Cluster {
         self.service_accounts(namespace)
             .patch(name, &params, &Patch::Apply(&body))
             .await
-            .map_err(|e| Error::Kube(format!("applying ServiceAccount {namespace}/{name}: {e}")))?;
+            .map_err(|e| Error::kube(format!("applying ServiceAccount {namespace}/{name}"), e))?;
         Ok(())
     }
 
@@ -194,12 +192,13 @@ impl Cluster {
             "/api/v1/namespaces/{namespace}/serviceaccounts/{name}?fieldManager={FIELD_MANAGER}"
         ))
         .header(http::header::CONTENT_TYPE, "application/json-patch+json")
-        .body(serde_json::to_vec(&patch).map_err(|e| Error::Kube(e.to_string()))?)
-        .map_err(|e| Error::Kube(e.to_string()))?;
+        .body(serde_json::to_vec(&patch).map_err(|e| Error::kube("encoding a JSON patch", e))?)
+        .map_err(|e| Error::kube("building a JSON patch request", e))?;
         self.client.request_text(req).await.map_err(|e| {
-            Error::Kube(format!(
-                "removing {key} from ServiceAccount {namespace}/{name}: {e}"
-            ))
+            Error::kube(
+                format!("removing {key} from ServiceAccount {namespace}/{name}"),
+                e,
+            )
         })?;
         Ok(())
     }
@@ -212,9 +211,10 @@ impl Cluster {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(Error::Kube(format!(
-                "deleting ServiceAccount {namespace}/{name}: {e}"
-            ))),
+            Err(e) => Err(Error::kube(
+                format!("deleting ServiceAccount {namespace}/{name}"),
+                e,
+            )),
         }
     }
 }

@@ -24,15 +24,22 @@ pub enum Error {
         resource: String,
         message: String,
     },
-    /// Any other failed AWS call.
+    /// Any other failed AWS call. `code` is the service's error code
+    /// (`MalformedPolicyDocument`), matched on instead of the message.
     #[error("{action} on {resource} failed: {message}")]
     Aws {
         action: String,
         resource: String,
+        code: Option<String>,
         message: String,
     },
-    #[error("Kubernetes API: {0}")]
-    Kube(String),
+    /// A Kubernetes API call or the client's set-up failed; the cause is kept.
+    #[error("Kubernetes API: {context}: {source}")]
+    Kube {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
     /// The issuer cannot be fetched the way AWS fetches it.
     #[error("the OIDC issuer {issuer} is not reachable over HTTPS: {reason}")]
     IssuerUnreachable { issuer: String, reason: String },
@@ -50,6 +57,9 @@ pub enum Error {
     Partial { done: String, error: Box<Error> },
 }
 
+/// A cause of any type, kept for `source()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The CLI's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -65,8 +75,18 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A Kubernetes error with what was being done.
+    pub fn kube(context: impl Into<String>, source: impl Into<BoxError>) -> Error {
+        Error::Kube {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
 impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
-        Error::Kube(e.to_string())
+        Error::kube("request", e)
     }
 }

@@ -288,8 +288,8 @@ fn propagation_delays(budget: Duration) -> Vec<Duration> {
 
 /// IAM's answer while a just-created principal has not propagated.
 fn is_propagation(e: &Error) -> bool {
-    matches!(e, Error::Aws { message, .. }
-        if message.starts_with("MalformedPolicyDocument") && message.contains("Invalid principal"))
+    matches!(e, Error::Aws { code: Some(code), message, .. }
+        if code == "MalformedPolicyDocument" && message.contains("Invalid principal"))
 }
 
 /// Runs `op` until it succeeds, fails otherwise than [`is_propagation`], or
@@ -312,7 +312,8 @@ where
                 }
                 None => {
                     return Err(match e {
-                        Error::Aws { action, resource, message } => Error::Aws {
+                        Error::Aws { code, action, resource, message } => Error::Aws {
+                            code,
                             action,
                             resource,
                             message: format!(
@@ -335,8 +336,11 @@ mod tests {
 
     use super::*;
 
+    /// An IAM error as `aws::classify` makes it: the code, and the
+    /// message prefixed with it.
     fn aws_error(message: &str) -> Error {
         Error::Aws {
+            code: message.split_once(": ").map(|(c, _)| c.to_string()),
             action: "iam:CreateRole".into(),
             resource: "r".into(),
             message: message.into(),
@@ -368,6 +372,13 @@ mod tests {
         ] {
             assert!(!is_propagation(&aws_error(other)), "{other}");
         }
+        // The code decides, not text that reads like it.
+        assert!(!is_propagation(&Error::Aws {
+            code: None,
+            action: "iam:CreateRole".into(),
+            resource: "r".into(),
+            message: INVALID_PRINCIPAL.into(),
+        }));
         assert!(!is_propagation(&Error::AccessDenied {
             action: "iam:CreateRole".into(),
             resource: "r".into(),

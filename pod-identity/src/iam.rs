@@ -157,6 +157,7 @@ pub fn arn_account(arn: &str) -> Result<(String, String)> {
             Ok((partition.to_string(), account.to_string()))
         }
         _ => Err(Error::Aws {
+            code: None,
             action: "reading ARN".into(),
             resource: arn.into(),
             message: "not an IAM ARN".into(),
@@ -180,6 +181,7 @@ pub async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<Ro
     };
     let trust = match role.assume_role_policy_document() {
         Some(doc) => parse_document(doc).map_err(|m| Error::Aws {
+            code: None,
             action: "iam:GetRole".into(),
             resource: name.into(),
             message: format!("unreadable trust policy: {m}"),
@@ -215,6 +217,7 @@ pub async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<Ro
             .await
             .map_err(|e| sdk_error("iam:GetRolePolicy", &format!("{name} ({policy})"), e))?;
         let doc = parse_document(p.policy_document()).map_err(|m| Error::Aws {
+            code: None,
             action: "iam:GetRolePolicy".into(),
             resource: name.into(),
             message: format!("unreadable inline policy {policy}: {m}"),

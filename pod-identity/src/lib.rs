@@ -57,12 +57,13 @@ pub(crate) async fn plan_or_apply(
 
 /// Runs the command; output goes to `out`.
 pub async fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    let kube = cluster::KubeTarget::from(&args.kube);
     match args.command {
         Command::Oidc(cmd) => {
             let aws = aws::Aws::load(args.region.as_deref()).await;
             match cmd {
                 Oidc::Show { output } => {
-                    let cluster = cluster::Cluster::connect(&args.kube).await?;
+                    let cluster = cluster::Cluster::connect(&kube).await?;
                     let report = oidc::show::run(&aws, &cluster).await?;
                     let text = match output {
                         Output::Text | Output::Table => oidc::show::render(&report),
@@ -79,7 +80,7 @@ pub async fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                     approve,
                 } => {
                     let cluster = if signing_key_pub.is_empty() || args.kube.kubeconfig.is_some() {
-                        Some(cluster::Cluster::connect(&args.kube).await?)
+                        Some(cluster::Cluster::connect(&kube).await?)
                     } else {
                         None
                     };
@@ -102,7 +103,7 @@ pub async fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                     approve,
                 } => {
                     let cluster = if issuer_url.is_none() {
-                        Some(cluster::Cluster::connect(&args.kube).await?)
+                        Some(cluster::Cluster::connect(&kube).await?)
                     } else {
                         None
                     };
@@ -125,10 +126,8 @@ pub async fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                 }
             }
         }
-        Command::IamServiceAccount(cmd) => {
-            iamsa::cli::run(cmd, &args.kube, args.region, out).await?
-        }
-        Command::Doctor(cmd) => run_doctor(cmd, &args.kube, args.region, out).await?,
+        Command::IamServiceAccount(cmd) => iamsa::cli::run(cmd, &kube, args.region, out).await?,
+        Command::Doctor(cmd) => run_doctor(cmd, &kube, args.region, out).await?,
     }
     Ok(())
 }
@@ -154,7 +153,7 @@ fn doctor_options(flags: &args::DoctorFlags, exchange: bool) -> doctor::gather::
 
 async fn run_doctor(
     cmd: args::Doctor,
-    kube: &cluster::KubeArgs,
+    kube: &cluster::KubeTarget,
     region: Option<String>,
     out: &mut dyn Write,
 ) -> Result<()> {

@@ -163,7 +163,7 @@ fn public_key_files_cut_or_flipped_are_errors_or_keys() {
     assert!(jwks_from_pem(ed.public_key_pem().as_bytes()).is_err());
     // The private half is refused, and not echoed back.
     let err = jwks_from_pem(p256.serialize_pem().as_bytes()).unwrap_err();
-    assert!(!err.contains(&p256.serialize_pem()[30..60]), "{err}");
+    assert!(!err.0.contains(&p256.serialize_pem()[30..60]), "{err}");
 }
 
 #[test]

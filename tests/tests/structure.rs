@@ -204,6 +204,116 @@ fn long_files_say_why() {
     );
 }
 
+/// Places in `text` where a `Result`'s error type is `String`: the
+/// generic arguments of every `Result<...>` whose last argument is `String`.
+fn string_errors(text: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("Result<") {
+        // The generic arguments, up to the matching '>'.
+        let mut depth = 0usize;
+        let mut end = None;
+        for (j, c) in text[i + "Result".len()..].char_indices() {
+            match c {
+                '<' | '(' => depth += 1,
+                '>' | ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i + "Result".len() + j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else { continue };
+        let args = &text[i + "Result<".len()..end];
+        // The last top-level argument.
+        let mut depth = 0usize;
+        let mut last = 0;
+        for (j, c) in args.char_indices() {
+            match c {
+                '<' | '(' => depth += 1,
+                '>' | ')' => depth = depth.saturating_sub(1),
+                ',' if depth == 0 => last = j + 1,
+                _ => {}
+            }
+        }
+        if last > 0 && args[last..].trim() == "String" {
+            out.push(text[..i].matches('\n').count() + 1);
+        }
+    }
+    out
+}
+
+/// Library code keeps error types: no `Result<_, String>` outside tests.
+#[test]
+fn library_errors_are_typed() {
+    let mut failures = Vec::new();
+    for krate in CRATES {
+        let src = root().join(krate).join("src");
+        let mut all = Vec::new();
+        files(&src, &mut all);
+        for f in all {
+            let module = module_of(&src, &f);
+            if is_test_file(&module) || module.iter().any(|p| p == "main") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            for line in string_errors(non_test_text(&text)) {
+                failures.push(format!("{}:{line}", f.display()));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "Result<_, String> in library code (give the error a type):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// clap stays at the edge: its types and derives only in `args.rs` and
+/// `main.rs` of each crate.
+#[test]
+fn clap_stays_in_args_and_main() {
+    let mut failures = Vec::new();
+    for krate in CRATES {
+        let src = root().join(krate).join("src");
+        let mut all = Vec::new();
+        files(&src, &mut all);
+        for f in all {
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            if name == "args.rs" || name == "main.rs" || is_test_file(&module_of(&src, &f)) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            if non_test_text(&text).contains("clap::") {
+                failures.push(f.display().to_string());
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "clap used outside args.rs / main.rs:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_finds_string_errors() {
+    assert_eq!(string_errors("fn a() -> Result<(), String> {}"), [1]);
+    assert_eq!(
+        string_errors("fn a() -> Result<Vec<(u8, u8)>,\n String> {}"),
+        [1]
+    );
+    assert_eq!(
+        string_errors("type R<T> = std::result::Result<T, String>;"),
+        [1]
+    );
+    assert!(string_errors("fn a() -> Result<String, Error> {}").is_empty());
+    assert!(string_errors("fn a() -> Result<String> {}").is_empty());
+    assert!(string_errors("fn a() -> Result<Option<String>, E> {}").is_empty());
+}
+
 #[test]
 fn the_checker_finds_a_cycle() {
     let g: BTreeMap<String, BTreeSet<String>> = [

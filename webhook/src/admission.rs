@@ -115,7 +115,7 @@ impl Decision {
 pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) -> Decision {
     match PodView::from_value(pod) {
         Ok(view) => decide(ctx, namespace, &view).await,
-        Err(e) => unreadable(&e),
+        Err(e) => unreadable(&e.0),
     }
 }
 
@@ -265,7 +265,7 @@ pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
                 }
                 d
             }
-            Some(Err(e)) => unreadable(&e),
+            Some(Err(e)) => unreadable(&e.0),
             None => {
                 let mut d = Decision::allow("invalid_pod");
                 d.warnings.push(

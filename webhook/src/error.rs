@@ -22,7 +22,8 @@ pub enum Error {
     ServiceAccountLookup {
         namespace: String,
         name: String,
-        reason: String,
+        #[source]
+        reason: crate::sources::cache::LookupError,
     },
     #[error("could not read {path}: {source}")]
     ReadFile {
@@ -36,13 +37,29 @@ pub enum Error {
     Config(String),
     #[error("TLS: {0}")]
     Tls(String),
-    #[error("Kubernetes client: {0}")]
-    Kube(String),
+    /// The Kubernetes client could not be set up; the cause is kept.
+    #[error("Kubernetes client: {context}: {source}")]
+    Kube {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
 
 impl Error {
+    /// A Kubernetes client error with what was being done.
+    pub fn kube(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
+        Error::Kube {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
     /// The HTTP status a request failing with this error gets.
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode;
@@ -64,7 +81,7 @@ impl Error {
             | Error::InvalidFile { .. }
             | Error::Config(_)
             | Error::Tls(_)
-            | Error::Kube(_)
+            | Error::Kube { .. }
             | Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -3,6 +3,23 @@
 
 use std::time::Duration;
 
+/// Settings under which refresh-ahead cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CacheConfigError(pub String);
+
+impl From<String> for CacheConfigError {
+    fn from(s: String) -> Self {
+        CacheConfigError(s)
+    }
+}
+
+impl From<&str> for CacheConfigError {
+    fn from(s: &str) -> Self {
+        CacheConfigError(s.to_string())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
     /// DurationSeconds asked of STS.
@@ -57,12 +74,13 @@ impl Default for CacheConfig {
 
 impl CacheConfig {
     /// Rejects settings under which refresh-ahead cannot work.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), CacheConfigError> {
         let secs = self.session_duration.as_secs();
         if !(900..=43200).contains(&secs) {
             return Err(format!(
                 "session duration {secs}s is outside STS's range of 900 to 43200 seconds"
-            ));
+            )
+            .into());
         }
         let lead = self.min_remaining + self.refresh_margin + self.refresh_jitter;
         if self.session_duration <= lead + Duration::from_secs(60) {
@@ -70,7 +88,8 @@ impl CacheConfig {
                 "session duration {secs}s leaves no time between refreshes: it must exceed \
                  min-remaining + refresh margin + refresh jitter + 60s = {}s",
                 lead.as_secs() + 60
-            ));
+            )
+            .into());
         }
         if self.max_entries == 0 {
             return Err("max entries must be at least 1".into());

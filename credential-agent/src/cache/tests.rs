@@ -444,12 +444,12 @@ fn config_validation() {
         session_duration: Duration::from_secs(900),
         ..CacheConfig::default()
     };
-    assert!(short.validate().unwrap_err().contains("must exceed"));
+    assert!(short.validate().unwrap_err().0.contains("must exceed"));
     let huge = CacheConfig {
         session_duration: Duration::from_secs(50_000),
         ..CacheConfig::default()
     };
-    assert!(huge.validate().unwrap_err().contains("900 to 43200"));
+    assert!(huge.validate().unwrap_err().0.contains("900 to 43200"));
     let zero = CacheConfig {
         max_entries: 0,
         ..CacheConfig::default()

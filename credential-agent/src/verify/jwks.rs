@@ -17,6 +17,23 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 
+/// Why the issuer's keys could not be fetched or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct JwksError(pub String);
+
+impl From<String> for JwksError {
+    fn from(s: String) -> Self {
+        JwksError(s)
+    }
+}
+
+impl From<&str> for JwksError {
+    fn from(s: &str) -> Self {
+        JwksError(s.to_string())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct VerifierConfig {
     pub issuer: String,
@@ -83,18 +100,19 @@ impl Verifier {
     }
 
     /// Fetches the key set now and replaces the current one on success.
-    pub async fn refresh(&self) -> std::result::Result<usize, String> {
+    pub async fn refresh(&self) -> std::result::Result<usize, JwksError> {
         let _one_at_a_time = self.fetching.lock().await;
         self.fetch_locked().await
     }
 
-    async fn fetch_locked(&self) -> std::result::Result<usize, String> {
+    async fn fetch_locked(&self) -> std::result::Result<usize, JwksError> {
         *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.clock.now());
         let parsed = self
             .source
             .fetch()
             .await
-            .and_then(|body| KeySet::parse(&body));
+            .map_err(|e| JwksError(e.to_string()))
+            .and_then(|body| KeySet::parse(&body).map_err(|e| JwksError(e.to_string())));
         match parsed {
             Ok((set, skipped)) if !set.is_empty() => {
                 let n = set.len();

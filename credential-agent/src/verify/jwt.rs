@@ -18,6 +18,23 @@ use serde::Deserialize;
 use super::{TokenIdentity, VerifyError, MAX_TOKEN_BYTES, TOO_LARGE};
 use crate::secret::Secret;
 
+/// A document that is not a JWKS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeySetError(pub String);
+
+impl From<String> for KeySetError {
+    fn from(s: String) -> Self {
+        KeySetError(s)
+    }
+}
+
+impl From<&str> for KeySetError {
+    fn from(s: &str) -> Self {
+        KeySetError(s.to_string())
+    }
+}
+
 #[derive(Deserialize)]
 struct NameUid {
     #[serde(default)]
@@ -123,7 +140,7 @@ impl KeySet {
 impl KeySet {
     /// Parses a JWKS document; keys that are symmetric or unusable are
     /// skipped. Errors only when the document is not a JWKS at all.
-    pub fn parse(json: &[u8]) -> Result<(KeySet, usize), String> {
+    pub fn parse(json: &[u8]) -> Result<(KeySet, usize), KeySetError> {
         #[derive(Deserialize)]
         struct Doc {
             keys: Vec<serde_json::Value>,

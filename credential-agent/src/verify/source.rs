@@ -5,8 +5,25 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Why the key source cannot be used or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+impl From<String> for SourceError {
+    fn from(s: String) -> Self {
+        SourceError(s)
+    }
+}
+
+impl From<&str> for SourceError {
+    fn from(s: &str) -> Self {
+        SourceError(s.to_string())
+    }
+}
+
 /// Why the key source cannot be used (a configuration error at start).
-type Result<T> = std::result::Result<T, String>;
+type Result<T> = std::result::Result<T, SourceError>;
 
 /// Where the issuer's keys come from.
 #[derive(Clone, Debug)]
@@ -23,11 +40,11 @@ pub enum JwksSource {
 }
 
 impl JwksSource {
-    pub(super) async fn fetch(&self) -> std::result::Result<Vec<u8>, String> {
+    pub(super) async fn fetch(&self) -> std::result::Result<Vec<u8>, SourceError> {
         match self {
             JwksSource::File(p) => tokio::fs::read(p)
                 .await
-                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+                .map_err(|e| SourceError(format!("cannot read {}: {e}", p.display()))),
             JwksSource::Url {
                 url,
                 client,
@@ -46,7 +63,7 @@ impl JwksSource {
                     .map_err(|e| format!("cannot fetch {url}: {}", error_chain(&e)))?;
                 let status = resp.status();
                 if !status.is_success() {
-                    return Err(format!("{url} answered HTTP {status}"));
+                    return Err(format!("{url} answered HTTP {status}").into());
                 }
                 let body = resp
                     .bytes()
@@ -137,7 +154,7 @@ impl JwksSource {
 fn check_url(url: &str) -> Result<()> {
     let parsed = url.parse::<http::Uri>().ok().filter(|u| u.host().is_some());
     let Some(uri) = parsed else {
-        return Err(format!("--jwks-url {url:?} is not an http(s) URL"));
+        return Err(format!("--jwks-url {url:?} is not an http(s) URL").into());
     };
     let host = uri.host().unwrap_or_default();
     let loopback = host.eq_ignore_ascii_case("localhost")
@@ -151,8 +168,8 @@ fn check_url(url: &str) -> Result<()> {
         Some("http") if loopback => Ok(()),
         Some("http") => Err(format!(
             "--jwks-url {url:?} must use https:// (plain http:// is accepted only for a loopback address)"
-        )),
-        _ => Err(format!("--jwks-url {url:?} is not an http(s) URL")),
+        ).into()),
+        _ => Err(format!("--jwks-url {url:?} is not an http(s) URL").into()),
     }
 }
 
@@ -182,10 +199,11 @@ mod tests {
             "",
         ] {
             let e = check_url(bad).unwrap_err();
-            assert!(e.contains("--jwks-url"), "{bad}: {e}");
+            assert!(e.0.contains("--jwks-url"), "{bad}: {e}");
         }
         let e = JwksSource::from_settings(Some("http://any-host/x"), None, None, None)
             .err()
+            .map(|e| e.0)
             .unwrap_or_default();
         assert!(e.contains("https://"), "{e}");
     }

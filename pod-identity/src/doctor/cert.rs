@@ -9,6 +9,23 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+/// Why a serving certificate does not verify, or cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CertError(pub String);
+
+impl From<String> for CertError {
+    fn from(s: String) -> Self {
+        CertError(s)
+    }
+}
+
+impl From<&str> for CertError {
+    fn from(s: &str) -> Self {
+        CertError(s.to_string())
+    }
+}
+
 /// What was found out about a serving certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertVerdict {
@@ -16,7 +33,7 @@ pub struct CertVerdict {
     pub not_after: Option<i64>,
     pub dns_names: Vec<String>,
     /// `Ok` when the bundle verifies the chain for the name at the time.
-    pub result: Result<(), String>,
+    pub result: Result<(), CertError>,
 }
 
 /// PEM certificates -> DER.
@@ -29,7 +46,7 @@ pub fn pem_certs(pem: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// The leaf's notAfter (Unix seconds) and subject alternative names.
-pub fn leaf_facts(leaf: &[u8]) -> Result<(i64, Vec<String>), String> {
+pub fn leaf_facts(leaf: &[u8]) -> Result<(i64, Vec<String>), CertError> {
     let (_, c) = X509Certificate::from_der(leaf)
         .map_err(|e| format!("the serving certificate is not X.509: {e}"))?;
     let names = c
@@ -79,7 +96,7 @@ fn check(
     name: &str,
     now: i64,
     not_after: Option<i64>,
-) -> Result<(), String> {
+) -> Result<(), CertError> {
     if not_after.is_some_and(|t| t <= now) {
         return Err("the serving certificate has expired".into());
     }
@@ -131,6 +148,7 @@ fn check(
             }) => "the serving certificate (or its CA) has expired".to_string(),
             other => format!("the serving certificate does not verify: {other}"),
         })
+        .map_err(CertError)
 }
 
 /// Test certificates: a CA (PEM) and a serving chain for `names`, valid
@@ -192,20 +210,21 @@ mod tests {
         let e = verify(&good.chain, other.ca_pem.as_bytes(), "127.0.0.1", NOW)
             .result
             .unwrap_err();
-        assert!(e.contains("another CA"), "{e}");
+        assert!(e.0.contains("another CA"), "{e}");
         let e = verify(&good.chain, good.ca_pem.as_bytes(), "other.ns.svc", NOW)
             .result
             .unwrap_err();
-        assert!(e.contains("not valid for other.ns.svc"), "{e}");
+        assert!(e.0.contains("not valid for other.ns.svc"), "{e}");
         let expired = pki(&["127.0.0.1"], (2026, 1, 1));
         let e = verify(&expired.chain, expired.ca_pem.as_bytes(), "127.0.0.1", NOW)
             .result
             .unwrap_err();
-        assert!(e.contains("expired"), "{e}");
+        assert!(e.0.contains("expired"), "{e}");
         assert!(verify(&[], b"", "x", NOW).result.is_err());
         assert!(verify(&good.chain, b"junk", "127.0.0.1", NOW)
             .result
             .unwrap_err()
+            .0
             .contains("no PEM"));
     }
 }

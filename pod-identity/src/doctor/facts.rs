@@ -7,6 +7,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::iam::{Provider, RoleState};
 
+/// What could not be read, and why (kept as text: facts are plain data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
+impl From<String> for Unavailable {
+    fn from(s: String) -> Self {
+        Unavailable(s)
+    }
+}
+
+impl From<&str> for Unavailable {
+    fn from(s: &str) -> Self {
+        Unavailable(s.to_string())
+    }
+}
+
 /// The ServiceAccount as read.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceAccountFacts {
@@ -130,13 +147,13 @@ pub struct Facts {
     pub pod: Option<PodFacts>,
     pub pod_name: Option<String>,
     pub webhooks: Vec<WebhookFacts>,
-    pub issuer: Result<String, String>,
+    pub issuer: Result<String, Unavailable>,
     pub provider: Lookup<Provider>,
     /// The account of the role's ARN is used for the provider ARN when the
     /// provider itself is missing.
     pub role: Lookup<RoleState>,
     /// `--exchange`: the assumed-role ARN or the STS error.
-    pub exchange: Option<Result<String, String>>,
+    pub exchange: Option<Result<String, Unavailable>>,
     pub agent: Option<AgentFacts>,
     /// The webhook's default mode (`--credential-mode` of doctor).
     pub default_mode: String,

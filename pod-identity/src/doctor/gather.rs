@@ -213,7 +213,7 @@ impl ServerCertVerifier for CaptureOnly {
 }
 
 /// The certificate chain presented at `url` (https).
-async fn served_chain(url: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
+async fn served_chain(url: &str) -> std::result::Result<Vec<Vec<u8>>, Unavailable> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
     let host = uri
         .host()
@@ -250,7 +250,8 @@ async fn served_chain(url: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
     };
     tokio::time::timeout(std::time::Duration::from_secs(10), connect)
         .await
-        .map_err(|_| "no TLS answer in 10 s".to_string())?
+        .map_err(|_| Unavailable::from("no TLS answer in 10 s"))?
+        .map_err(Unavailable)
 }
 
 /// The serving certificate of a Service-backed webhook: the TLS Secret in
@@ -408,7 +409,10 @@ pub async fn gather(
     let sa = cluster.service_account(namespace, &sa_name).await?;
     let service_account = sa.as_ref().map(|s| service_account_facts(s, &opts.prefix));
     let config_map = config_map_role(cluster, namespace, &sa_name).await;
-    let issuer = cluster.issuer().await.map_err(|e| e.to_string());
+    let issuer = cluster
+        .issuer()
+        .await
+        .map_err(|e| Unavailable(e.to_string()));
     let provider = match &issuer {
         Ok(i) => match find_provider(&aws.iam, i).await {
             Ok(Some(p)) => Lookup::Found(p),
@@ -494,7 +498,7 @@ async fn exchange(
     role_arn: &str,
     prefix: &str,
     facts: Option<&ServiceAccountFacts>,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<String, Unavailable> {
     let audience = facts
         .and_then(|f| f.annotations.get(&format!("{prefix}/audience")).cloned())
         .unwrap_or_else(|| crate::policy::STS_AUDIENCE.to_string());

@@ -7,17 +7,34 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+/// The selector requirement labels do not meet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Mismatch(pub String);
+
+impl From<String> for Mismatch {
+    fn from(s: String) -> Self {
+        Mismatch(s)
+    }
+}
+
+impl From<&str> for Mismatch {
+    fn from(s: &str) -> Self {
+        Mismatch(s.to_string())
+    }
+}
+
 /// Whether `labels` satisfy `selector`, or the requirement that fails.
 pub fn matches(
     selector: Option<&LabelSelector>,
     labels: &BTreeMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     let Some(s) = selector else {
         return Ok(());
     };
     for (k, v) in s.match_labels.iter().flatten() {
         if labels.get(k) != Some(v) {
-            return Err(format!("matchLabels {k}={v}"));
+            return Err(format!("matchLabels {k}={v}").into());
         }
     }
     for e in s.match_expressions.iter().flatten() {
@@ -31,7 +48,7 @@ pub fn matches(
             _ => false,
         };
         if !ok {
-            return Err(format!("{} {} {:?}", e.key, e.operator, values));
+            return Err(format!("{} {} {:?}", e.key, e.operator, values).into());
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ fn grant_spec(grants: args::GrantFlags) -> Spec {
 
 pub async fn run(
     cmd: IamSa,
-    kube: &cluster::KubeArgs,
+    kube: &cluster::KubeTarget,
     region: Option<String>,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -232,7 +232,7 @@ struct Run {
 async fn create(
     specs: Vec<Spec>,
     run: Run,
-    kube: &cluster::KubeArgs,
+    kube: &cluster::KubeTarget,
     approve: bool,
     out: &mut dyn Write,
 ) -> Result<()> {

@@ -9,8 +9,25 @@ use serde::Deserialize;
 use super::spec::{validate_cluster_name, Spec};
 use crate::error::{Error, Result};
 
+/// A ClusterConfig file that cannot be applied, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigFileError(pub String);
+
+impl From<String> for ConfigFileError {
+    fn from(s: String) -> Self {
+        ConfigFileError(s)
+    }
+}
+
+impl From<&str> for ConfigFileError {
+    fn from(s: &str) -> Self {
+        ConfigFileError(s.to_string())
+    }
+}
+
 /// An `attachPolicy` document: a JSON object with a `Statement`.
-fn inline_policy(v: &serde_yaml::Value) -> Result<serde_json::Value, String> {
+fn inline_policy(v: &serde_yaml::Value) -> Result<serde_json::Value, ConfigFileError> {
     let doc: serde_json::Value = serde_json::to_value(v)
         .map_err(|e| format!("attachPolicy is not a policy document: {e}"))?;
     match doc.get("Statement") {
@@ -26,7 +43,7 @@ fn inline_policy(v: &serde_yaml::Value) -> Result<serde_json::Value, String> {
     if len > MAX_INLINE_POLICY_LEN {
         return Err(format!(
             "attachPolicy is {len} characters; IAM allows at most {MAX_INLINE_POLICY_LEN} for a role's inline policies (use attachPolicyARNs with managed policies)"
-        ));
+        ).into());
     }
     Ok(doc)
 }
@@ -113,13 +130,13 @@ pub fn read_cluster_config(path: &Path) -> Result<ConfigFile> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_cluster_config(&text).map_err(|message| Error::InvalidFile {
+    parse_cluster_config(&text).map_err(|e| Error::InvalidFile {
         path: path.to_path_buf(),
-        message,
+        message: e.to_string(),
     })
 }
 
-pub fn parse_cluster_config(text: &str) -> Result<ConfigFile, String> {
+pub fn parse_cluster_config(text: &str) -> Result<ConfigFile, ConfigFileError> {
     let de = serde_yaml::Deserializer::from_str(text);
     let config: ClusterConfig =
         serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
@@ -147,7 +164,7 @@ pub fn parse_cluster_config(text: &str) -> Result<ConfigFile, String> {
         return Err(format!(
             "iam.podIdentityAssociations ({} entries) is not supported by `iamserviceaccount`: nothing was applied. Remove it from this file (EKS Pod Identity associations are not IAM roles for ServiceAccounts)",
             iam.pod_identity_associations.len()
-        ));
+        ).into());
     }
     let with_oidc = iam.with_oidc;
     let accounts = iam.service_accounts;
@@ -158,9 +175,7 @@ pub fn parse_cluster_config(text: &str) -> Result<ConfigFile, String> {
     for (i, sa) in accounts.into_iter().enumerate() {
         let at = format!("iam.serviceAccounts[{i}] ({})", sa.metadata.name);
         if sa.status.is_some() {
-            return Err(format!(
-                "{at}: status is written by eksctl, not read: remove it"
-            ));
+            return Err(format!("{at}: status is written by eksctl, not read: remove it").into());
         }
         let inline = match &sa.attach_policy {
             Some(v) => Some(inline_policy(v).map_err(|e| format!("{at}: {e}"))?),
@@ -195,7 +210,8 @@ pub fn parse_cluster_config(text: &str) -> Result<ConfigFile, String> {
             return Err(format!(
                 "{at}: ServiceAccount {}/{} is listed twice (also iam.serviceAccounts[{j}])",
                 spec.namespace, spec.name
-            ));
+            )
+            .into());
         }
         specs.push(spec);
     }

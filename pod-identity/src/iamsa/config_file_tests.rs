@@ -42,7 +42,7 @@ iam:
             (": :", ""),
         ] {
             let e = parse_cluster_config(bad).unwrap_err();
-            assert!(e.contains(want), "{bad}: {e}");
+            assert!(e.0.contains(want), "{bad}: {e}");
         }
 }
 
@@ -62,14 +62,14 @@ fn attach_policy_is_read_as_the_role_inline_policy() {
     ] {
         let text = format!("apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {{name: app}}\n    {bad}\n");
         let err = parse_cluster_config(&text).unwrap_err();
-        assert!(err.contains("at least one Statement"), "{bad}: {err}");
+        assert!(err.0.contains("at least one Statement"), "{bad}: {err}");
     }
     let huge = format!(
             "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  serviceAccounts:\n  - metadata: {{name: app}}\n    attachPolicy: {{Statement: [{{Effect: Allow, Action: \"s3:*\", Resource: [{}]}}]}}\n",
             (0..400).map(|i| format!("\"arn:aws:s3:::bucket-{i}/*\"")).collect::<Vec<_>>().join(", ")
         );
     let err = parse_cluster_config(&huge).unwrap_err();
-    assert!(err.contains("IAM allows at most 10240"), "{err}");
+    assert!(err.0.contains("IAM allows at most 10240"), "{err}");
 }
 
 #[test]

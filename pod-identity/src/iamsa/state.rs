@@ -47,6 +47,7 @@ async fn caller_account(aws: &Aws) -> Result<(String, String)> {
     match (partition, me.account()) {
         (Some(partition), Some(account)) => Ok((partition.to_string(), account.to_string())),
         _ => Err(Error::Aws {
+            code: None,
             action: "sts:GetCallerIdentity".into(),
             resource: "*".into(),
             message: format!("no account or partition in the answer (ARN {arn:?})"),

@@ -5,6 +5,23 @@
 
 use serde_json::{json, Value};
 
+/// A published key set that is not a JWKS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct JwksShapeError(pub String);
+
+impl From<String> for JwksShapeError {
+    fn from(s: String) -> Self {
+        JwksShapeError(s)
+    }
+}
+
+impl From<&str> for JwksShapeError {
+    fn from(s: &str) -> Self {
+        JwksShapeError(s.to_string())
+    }
+}
+
 /// Where an issuer serves its discovery document, under the issuer URL.
 pub const DISCOVERY_PATH: &str = ".well-known/openid-configuration";
 /// Where this tool publishes the key set (the path kube-apiserver uses).
@@ -90,11 +107,11 @@ pub fn merge(published: &[Value], current: &[Value], prune: bool) -> (Value, Key
 }
 
 /// The `keys` of a JWKS document.
-pub fn keys_of(jwks: &Value) -> Result<Vec<Value>, String> {
+pub fn keys_of(jwks: &Value) -> Result<Vec<Value>, JwksShapeError> {
     jwks.get("keys")
         .and_then(Value::as_array)
         .cloned()
-        .ok_or_else(|| "the JWKS document has no \"keys\" list".to_string())
+        .ok_or_else(|| "the JWKS document has no \"keys\" list".into())
 }
 
 #[cfg(test)]

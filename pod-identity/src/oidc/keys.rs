@@ -8,13 +8,30 @@ use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+/// A PEM file or key that is not a usable public key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyError(pub String);
+
+impl From<String> for KeyError {
+    fn from(s: String) -> Self {
+        KeyError(s)
+    }
+}
+
+impl From<&str> for KeyError {
+    fn from(s: &str) -> Self {
+        KeyError(s.to_string())
+    }
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Every public key in a PEM file (`PUBLIC KEY` or `RSA PUBLIC KEY`
 /// blocks) as a JWK.
-pub fn jwks_from_pem(pem: &[u8]) -> Result<Vec<Value>, String> {
+pub fn jwks_from_pem(pem: &[u8]) -> Result<Vec<Value>, KeyError> {
     let mut keys = Vec::new();
     for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
         let block = block.map_err(|e| format!("not a PEM file: {e}"))?;
@@ -24,7 +41,7 @@ pub fn jwks_from_pem(pem: &[u8]) -> Result<Vec<Value>, String> {
             other => {
                 return Err(format!(
                     "PEM block {other:?} is not a public key (expected PUBLIC KEY or RSA PUBLIC KEY; give the public half of --service-account-signing-key-file)"
-                ))
+                ).into())
             }
         };
         keys.push(jwk_from_spki(&spki)?);
@@ -36,7 +53,7 @@ pub fn jwks_from_pem(pem: &[u8]) -> Result<Vec<Value>, String> {
 }
 
 /// One SPKI DER public key as a JWK.
-pub fn jwk_from_spki(der: &[u8]) -> Result<Value, String> {
+pub fn jwk_from_spki(der: &[u8]) -> Result<Value, KeyError> {
     let (_, spki) =
         SubjectPublicKeyInfo::from_der(der).map_err(|e| format!("not a DER public key: {e}"))?;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
@@ -64,7 +81,7 @@ pub fn jwk_from_spki(der: &[u8]) -> Result<Value, String> {
                 65 => ("P-256", "ES256", 32),
                 97 => ("P-384", "ES384", 48),
                 133 => ("P-521", "ES512", 66),
-                n => return Err(format!("EC public key of {n} bytes: only uncompressed P-256, P-384 and P-521 keys sign ServiceAccount tokens")),
+                n => return Err(format!("EC public key of {n} bytes: only uncompressed P-256, P-384 and P-521 keys sign ServiceAccount tokens").into()),
             };
             if data[0] != 4 {
                 return Err("compressed EC public keys are not supported".into());
@@ -155,7 +172,7 @@ mwIDAQAB
         assert!(jwks_from_pem(b"hello").is_err());
         let private = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
         let e = jwks_from_pem(private.as_bytes()).unwrap_err();
-        assert!(e.contains("not a public key"), "{e}");
+        assert!(e.0.contains("not a public key"), "{e}");
         let junk = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
         assert!(jwks_from_pem(junk.as_bytes()).is_err());
     }

@@ -8,6 +8,23 @@ use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// An unusable HTTPS_PROXY, or a proxy that did not open the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProxyError(pub String);
+
+impl From<String> for ProxyError {
+    fn from(s: String) -> Self {
+        ProxyError(s)
+    }
+}
+
+impl From<&str> for ProxyError {
+    fn from(s: &str) -> Self {
+        ProxyError(s.to_string())
+    }
+}
+
 /// The most of a proxy's answer to CONNECT that is read.
 const MAX_CONNECT_REPLY: usize = 8 * 1024;
 
@@ -27,7 +44,7 @@ pub fn proxy_for(
     host: &str,
     port: u16,
     get: impl Fn(&str) -> Option<String>,
-) -> Result<Option<Proxy>, String> {
+) -> Result<Option<Proxy>, ProxyError> {
     let var = |name: &str| {
         get(name)
             .or_else(|| get(&name.to_ascii_lowercase()))
@@ -52,7 +69,7 @@ pub fn proxy_for(
     if !scheme.eq_ignore_ascii_case("http") {
         return Err(format!(
             "HTTPS_PROXY {raw:?}: only http:// proxies are supported (the tunnel is an HTTP CONNECT)"
-        ));
+        ).into());
     }
     let authority = rest.split('/').next().unwrap_or_default();
     let (credentials, hostport) = match authority.rsplit_once('@') {
@@ -126,7 +143,7 @@ fn bypassed(host: &str, port: u16, no_proxy: &str) -> bool {
 }
 
 /// Opens a tunnel to `host:port` through `proxy`.
-pub async fn connect(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, String> {
+pub async fn connect(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, ProxyError> {
     let mut tcp = TcpStream::connect((proxy.host.as_str(), proxy.port))
         .await
         .map_err(|e| format!("connecting to the proxy {}:{}: {e}", proxy.host, proxy.port))?;
@@ -152,7 +169,8 @@ pub async fn connect(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, 
             return Err(format!(
                 "proxy {}:{}: its answer to CONNECT is over {MAX_CONNECT_REPLY} bytes",
                 proxy.host, proxy.port
-            ));
+            )
+            .into());
         }
         let b = tcp
             .read_u8()
@@ -167,7 +185,8 @@ pub async fn connect(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, 
         return Err(format!(
             "proxy {}:{} refused CONNECT {target}: {status_line}",
             proxy.host, proxy.port
-        ));
+        )
+        .into());
     }
     Ok(tcp)
 }

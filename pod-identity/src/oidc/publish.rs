@@ -42,6 +42,7 @@ async fn read_object(aws: &Aws, bucket: &str, key: &str) -> Result<Option<Value>
         Ok(o) => {
             if o.content_length().unwrap_or(0) > MAX_DOCUMENT_BYTES {
                 return Err(Error::Aws {
+code: None,
                     action: "s3:GetObject".into(),
                     resource: format!("arn:aws:s3:::{bucket}/{key}"),
                     message: format!(
@@ -50,11 +51,13 @@ async fn read_object(aws: &Aws, bucket: &str, key: &str) -> Result<Option<Value>
                 });
             }
             let bytes = o.body.collect().await.map_err(|e| Error::Aws {
+                code: None,
                 action: "s3:GetObject".into(),
                 resource: format!("arn:aws:s3:::{bucket}/{key}"),
                 message: e.to_string(),
             })?;
             let v = serde_json::from_slice(&bytes.into_bytes()).map_err(|e| Error::Aws {
+                code: None,
                 action: "s3:GetObject".into(),
                 resource: format!("arn:aws:s3:::{bucket}/{key}"),
                 message: format!("the published document is not JSON: {e}"),
@@ -93,7 +96,8 @@ pub async fn plan(aws: &Aws, cluster: Option<&Cluster>, req: &Request) -> Result
                 "give --signing-key-pub or a cluster (--kubeconfig) to take the keys from".into(),
             )
         })?;
-        discovery::keys_of(&cluster.jwks().await?).map_err(Error::Kube)?
+        discovery::keys_of(&cluster.jwks().await?)
+            .map_err(|e| Error::kube("the API server's key set", e))?
     } else {
         let mut keys = Vec::new();
         for path in &req.signing_key_pub {
@@ -101,9 +105,9 @@ pub async fn plan(aws: &Aws, cluster: Option<&Cluster>, req: &Request) -> Result
                 path: path.clone(),
                 source,
             })?;
-            keys.extend(jwks_from_pem(&pem).map_err(|message| Error::InvalidFile {
+            keys.extend(jwks_from_pem(&pem).map_err(|e| Error::InvalidFile {
                 path: path.clone(),
-                message,
+                message: e.to_string(),
             })?);
         }
         keys
@@ -117,9 +121,10 @@ pub async fn plan(aws: &Aws, cluster: Option<&Cluster>, req: &Request) -> Result
     let published_jwks = read_object(aws, &req.bucket, &jwks_key).await?;
     let published_keys = match &published_jwks {
         Some(v) => discovery::keys_of(v).map_err(|m| Error::Aws {
+            code: None,
             action: "s3:GetObject".into(),
             resource: format!("arn:aws:s3:::{}/{jwks_key}", req.bucket),
-            message: m,
+            message: m.to_string(),
         })?,
         None => Vec::new(),
     };

@@ -102,8 +102,8 @@ async fn probe_inner(issuer: &str, roots: rustls::RootCertStore) -> Result<Issue
     .with_root_certificates(roots)
     .with_no_client_auth();
     let server_name = ServerName::try_from(host.clone()).map_err(|e| unreachable(issuer, e))?;
-    let proxy =
-        super::proxy::proxy_for(&host, port, |k| std::env::var(k).ok()).map_err(Error::Usage)?;
+    let proxy = super::proxy::proxy_for(&host, port, |k| std::env::var(k).ok())
+        .map_err(|e| Error::Usage(e.to_string()))?;
     let tcp = match &proxy {
         Some(p) => super::proxy::connect(p, &host, port)
             .await

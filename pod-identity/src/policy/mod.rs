@@ -4,6 +4,23 @@
 //! (moto included) evaluates trust policies.
 
 pub mod evaluate;
+
+/// A policy document that is neither JSON nor URL-encoded JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DocumentError(pub String);
+
+impl From<String> for DocumentError {
+    fn from(s: String) -> Self {
+        DocumentError(s)
+    }
+}
+
+impl From<&str> for DocumentError {
+    fn from(s: &str) -> Self {
+        DocumentError(s.to_string())
+    }
+}
 pub mod trust;
 
 /// The audience of tokens exchanged with STS, and the client id of the IAM
@@ -34,7 +51,7 @@ pub fn service_account_subject(namespace: &str, name: &str) -> String {
 
 /// Decodes a policy document as IAM returns it (URL-encoded JSON) or as
 /// written (plain JSON).
-pub fn parse_document(text: &str) -> Result<serde_json::Value, String> {
+pub fn parse_document(text: &str) -> Result<serde_json::Value, DocumentError> {
     let trimmed = text.trim_start();
     let decoded;
     let json = if trimmed.starts_with('{') {
@@ -45,7 +62,8 @@ pub fn parse_document(text: &str) -> Result<serde_json::Value, String> {
             .map_err(|e| format!("policy document is not UTF-8 after URL-decoding: {e}"))?;
         &decoded
     };
-    serde_json::from_str(json).map_err(|e| format!("policy document is not JSON: {e}"))
+    serde_json::from_str(json)
+        .map_err(|e| DocumentError(format!("policy document is not JSON: {e}")))
 }
 
 /// A value that IAM lets be one string or a list of strings.

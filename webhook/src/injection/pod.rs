@@ -39,8 +39,8 @@ struct Plan<'a> {
     identity_vars: [(&'static str, String); 2],
 }
 
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::InvalidPod(msg.into())
+fn invalid(msg: impl std::fmt::Display) -> Error {
+    Error::InvalidPod(msg.to_string())
 }
 
 /// Names of the items of a list of objects with a `name` field.

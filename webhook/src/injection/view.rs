@@ -10,6 +10,23 @@ use std::fmt;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+/// A Pod the webhook cannot read; the message names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PodError(pub String);
+
+impl From<String> for PodError {
+    fn from(s: String) -> Self {
+        PodError(s)
+    }
+}
+
+impl From<&str> for PodError {
+    fn from(s: &str) -> Self {
+        PodError(s.to_string())
+    }
+}
+
 /// A JSON object of strings, in document order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StrPairs<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
@@ -137,7 +154,7 @@ fn describe<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> String {
 impl<'a> PodView<'a> {
     /// Decodes a Pod's JSON text. An error names the field at fault
     /// (`spec.containers: invalid type: string, expected a sequence`).
-    pub fn from_json(json: &'a str) -> Result<Self, String> {
+    pub fn from_json(json: &'a str) -> Result<Self, PodError> {
         let mut de = serde_json::Deserializer::from_str(json);
         let pod = serde_path_to_error::deserialize(&mut de).map_err(describe)?;
         de.end().map_err(|e| e.to_string())?;
@@ -145,11 +162,11 @@ impl<'a> PodView<'a> {
     }
 
     /// Decodes an already parsed Pod (the dry run and tests).
-    pub fn from_value(v: &'a serde_json::Value) -> Result<Self, String> {
+    pub fn from_value(v: &'a serde_json::Value) -> Result<Self, PodError> {
         if !v.is_object() {
             return Err("a Pod must be a JSON object".into());
         }
-        serde_path_to_error::deserialize(v).map_err(describe)
+        Ok(serde_path_to_error::deserialize(v).map_err(describe)?)
     }
 
     /// The pod's ServiceAccount (`default` when it names none).

@@ -145,15 +145,16 @@ async fn kube_client(args: &ServeArgs) -> Result<kube::Client> {
     let mut config = match &args.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| Error::Kube(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+                .map_err(|e| Error::kube(format!("cannot read kubeconfig {}", path.display()), e))?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
-                .map_err(|e| Error::Kube(format!("invalid kubeconfig {}: {e}", path.display())))?
+                .map_err(|e| Error::kube(format!("invalid kubeconfig {}", path.display()), e))?
         }
         None => kube::Config::infer().await.map_err(|e| {
-            Error::Kube(format!(
-                "no cluster connection ({e}); run in a cluster, pass --kubeconfig, or use --service-accounts FILE to run without a cluster"
-            ))
+            Error::kube(
+                "no cluster connection; run in a cluster, pass --kubeconfig, or use --service-accounts FILE to run without a cluster",
+                e,
+            )
         })?,
     };
     if let Some(url) = &args.kube_api {
@@ -161,7 +162,7 @@ async fn kube_client(args: &ServeArgs) -> Result<kube::Client> {
             .parse()
             .map_err(|e| Error::Config(format!("--kube-api {url:?} is not a URL: {e}")))?;
     }
-    kube::Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+    kube::Client::try_from(config).map_err(|e| Error::kube("building the Kubernetes client", e))
 }
 
 /// Builds the shared state from the flags: connects to the cluster (or reads

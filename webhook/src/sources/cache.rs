@@ -36,9 +36,26 @@ use crate::metrics::Metrics;
 use crate::sources::manifests::ServiceAccountManifest;
 use crate::{Error, Result};
 
+/// Why a ServiceAccount lookup failed (shared by the reviews waiting on it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LookupError(pub String);
+
+impl From<String> for LookupError {
+    fn from(s: String) -> Self {
+        LookupError(s)
+    }
+}
+
+impl From<&str> for LookupError {
+    fn from(s: &str) -> Self {
+        LookupError(s.to_string())
+    }
+}
+
 pub const CONFIG_MAP_NAME: &str = "pod-identity-webhook";
 
-type FetchResult = std::result::Result<Option<Arc<ServiceAccountEntry>>, String>;
+type FetchResult = std::result::Result<Option<Arc<ServiceAccountEntry>>, LookupError>;
 
 /// Bounds of the direct lookups.
 #[derive(Debug, Clone, Copy)]
@@ -313,7 +330,7 @@ impl ServiceAccountCache {
             self.metrics.fallback("not_found_remembered");
             return Ok(None);
         }
-        let lookup_error = |reason: String| Error::ServiceAccountLookup {
+        let lookup_error = |reason: LookupError| Error::ServiceAccountLookup {
             namespace: namespace.to_string(),
             name: name.to_string(),
             reason,
@@ -342,10 +359,13 @@ impl ServiceAccountCache {
             Ok(Err(e)) => Err(lookup_error(e)),
             Err(_) => {
                 self.metrics.fallback("timeout");
-                Err(lookup_error(format!(
-                    "no answer from the API server within {:?}",
-                    fetcher.limits.timeout
-                )))
+                Err(lookup_error(
+                    format!(
+                        "no answer from the API server within {:?}",
+                        fetcher.limits.timeout
+                    )
+                    .into(),
+                ))
             }
         }
     }
@@ -379,7 +399,7 @@ impl ServiceAccountCache {
                 }
                 Err(e) => {
                     this.metrics.fallback("error");
-                    Err(e.to_string())
+                    Err(LookupError(e.to_string()))
                 }
             };
             fetcher
@@ -391,7 +411,7 @@ impl ServiceAccountCache {
         });
         async move {
             task.await
-                .unwrap_or_else(|e| Err(format!("lookup task failed: {e}")))
+                .unwrap_or_else(|e| Err(LookupError(format!("lookup task failed: {e}"))))
         }
         .boxed()
         .shared()
@@ -513,10 +533,21 @@ impl ServiceAccountCache {
     }
 }
 
+/// A `pod-identity-webhook` ConfigMap whose `config` cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigMapError(pub String);
+
+impl From<String> for ConfigMapError {
+    fn from(s: String) -> Self {
+        ConfigMapError(s)
+    }
+}
+
 /// Parses the ConfigMap's `config` value: `{"ns/sa": {"RoleARN": ..}}`.
 pub fn parse_config_map(
     config: &str,
-) -> std::result::Result<HashMap<String, ConfigMapEntry>, String> {
+) -> std::result::Result<HashMap<String, ConfigMapEntry>, ConfigMapError> {
     if config.trim().is_empty() {
         return Ok(HashMap::new());
     }
@@ -525,7 +556,7 @@ pub fn parse_config_map(
     for k in raw.keys() {
         match k.split_once('/') {
             Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() && !sa.contains('/') => {}
-            _ => return Err(format!("key {k:?} is not namespace/serviceaccount")),
+            _ => return Err(format!("key {k:?} is not namespace/serviceaccount").into()),
         }
     }
     Ok(raw)

@@ -14,6 +14,23 @@ use serde::Deserialize;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
+/// A container-credentials file that cannot be read as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ContainerCredsError(pub String);
+
+impl From<String> for ContainerCredsError {
+    fn from(s: String) -> Self {
+        ContainerCredsError(s)
+    }
+}
+
+impl From<&str> for ContainerCredsError {
+    fn from(s: &str) -> Self {
+        ContainerCredsError(s.to_string())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct ConfigFile {
     #[serde(default)]
@@ -43,7 +60,9 @@ fn by_namespace(set: HashSet<(String, String)>) -> HashMap<String, HashSet<Strin
 }
 
 /// Parses the file's content. Empty content means no identities (as upstream).
-pub fn parse(content: &[u8]) -> std::result::Result<HashSet<(String, String)>, String> {
+pub fn parse(
+    content: &[u8],
+) -> std::result::Result<HashSet<(String, String)>, ContainerCredsError> {
     if content.iter().all(u8::is_ascii_whitespace) {
         return Ok(HashSet::new());
     }
@@ -71,7 +90,7 @@ impl ContainerCredentialsIdentities {
         })?;
         let set = parse(&bytes).map_err(|message| Error::InvalidFile {
             path: path.to_path_buf(),
-            message,
+            message: message.to_string(),
         })?;
         Ok(Self::from_set(set))
     }

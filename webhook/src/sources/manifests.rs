@@ -9,6 +9,23 @@ use serde_json::Value;
 
 use crate::{Error, Result};
 
+/// A document of a ServiceAccounts file that is not a ServiceAccount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ManifestError(pub String);
+
+impl From<String> for ManifestError {
+    fn from(s: String) -> Self {
+        ManifestError(s)
+    }
+}
+
+impl From<&str> for ManifestError {
+    fn from(s: &str) -> Self {
+        ManifestError(s.to_string())
+    }
+}
+
 /// A ServiceAccount as read from a manifest: only what the webhook uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceAccountManifest {
@@ -135,12 +152,10 @@ fn to_manifest(
     kind: Option<&str>,
     meta: Option<MetaDoc>,
     n: usize,
-) -> std::result::Result<ServiceAccountManifest, String> {
+) -> std::result::Result<ServiceAccountManifest, ManifestError> {
     let kind = kind.unwrap_or("");
     if kind != "ServiceAccount" {
-        return Err(format!(
-            "object {n}: kind is {kind:?}, expected ServiceAccount"
-        ));
+        return Err(format!("object {n}: kind is {kind:?}, expected ServiceAccount").into());
     }
     let meta = meta.ok_or_else(|| format!("object {n}: metadata is missing"))?;
     let name = meta
