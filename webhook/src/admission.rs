@@ -86,26 +86,74 @@ struct RequestIn<'a> {
     object: Option<&'a serde_json::value::RawValue>,
 }
 
-/// The answer for one pod.
-#[derive(Debug, Clone, PartialEq)]
+/// What the webhook did with a review: its metrics label and, for a
+/// denial, the status the API server reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not a pod CREATE.
+    Skipped,
+    /// The ServiceAccount asks for no role.
+    NoIdentity,
+    /// The ServiceAccount's role annotation is not a role ARN (admitted with a warning).
+    InvalidRoleArn,
+    /// Already carries everything.
+    Unchanged,
+    Injected,
+    /// A pod the webhook cannot read: admitted unchanged with a warning.
+    InvalidPod,
+    /// Denied: the ServiceAccount could not be looked up, so the pod would
+    /// start without the credentials it asks for.
+    LookupFailed(String),
+    /// Denied: the patch would exceed --max-patch-bytes.
+    PatchTooLarge(String),
+}
+
+impl Outcome {
+    /// The `outcome` label of the admissions metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped",
+            Outcome::NoIdentity => "no_identity",
+            Outcome::InvalidRoleArn => "invalid_role_arn",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Injected => "injected",
+            Outcome::InvalidPod => "invalid_pod",
+            Outcome::LookupFailed(_) => "lookup_failed",
+            Outcome::PatchTooLarge(_) => "patch_too_large",
+        }
+    }
+
+    /// For a denial, the status code and message of the answer; `None`
+    /// when the pod is admitted.
+    pub fn denial(&self) -> Option<(u16, &str)> {
+        match self {
+            // The API server may retry: the cause is on our side.
+            Outcome::LookupFailed(m) => Some((503, m)),
+            // The pod itself is too large to be given its credentials.
+            Outcome::PatchTooLarge(m) => Some((400, m)),
+            _ => None,
+        }
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.denial().is_none()
+    }
+}
+
+/// The answer to one review.
+#[derive(Debug, Clone)]
 pub struct Decision {
-    pub allowed: bool,
+    pub outcome: Outcome,
     pub ops: Vec<PatchOp>,
     pub warnings: Vec<String>,
-    /// The metrics outcome label.
-    pub outcome: &'static str,
-    /// For a denial: HTTP-like code and message for the Status.
-    pub status: Option<(u16, String)>,
 }
 
 impl Decision {
-    fn allow(outcome: &'static str) -> Self {
+    fn new(outcome: Outcome) -> Self {
         Decision {
-            allowed: true,
+            outcome,
             ops: Vec::new(),
             warnings: Vec::new(),
-            outcome,
-            status: None,
         }
     }
 }
@@ -122,7 +170,7 @@ pub async fn decide_pod(ctx: &AdmissionContext, namespace: &str, pod: &Value) ->
 /// The answer for a Pod that cannot be read: allowed, unchanged, with a
 /// warning (the API server's own validation reports what is wrong with it).
 fn unreadable(why: &str) -> Decision {
-    let mut d = Decision::allow("invalid_pod");
+    let mut d = Decision::new(Outcome::InvalidPod);
     d.warnings.push(format!(
         "AWS credentials were not injected: {}",
         Error::InvalidPod(why.to_string())
@@ -138,10 +186,7 @@ pub async fn decide(ctx: &AdmissionContext, namespace: &str, pod: &PodView<'_>) 
         Ok(sa) => sa,
         Err(e) => {
             tracing::warn!(namespace, serviceaccount = sa_name, error = %e, "denying pod: ServiceAccount lookup failed");
-            let mut d = Decision::allow("lookup_failed");
-            d.allowed = false;
-            d.status = Some((503, format!("{e}; the pod was not admitted so that it does not start without its AWS credentials, retry")));
-            return d;
+            return Decision::new(Outcome::LookupFailed(format!("{e}; the pod was not admitted so that it does not start without its AWS credentials, retry")));
         }
     };
     let cm = ctx.cache.config_map_entry(namespace, sa_name);
@@ -161,10 +206,10 @@ pub async fn decide(ctx: &AdmissionContext, namespace: &str, pod: &PodView<'_>) 
             let invalid = warnings
                 .iter()
                 .any(|w| w.kind == WarningKind::InvalidRoleArn);
-            Decision::allow(if invalid {
-                "invalid_role_arn"
+            Decision::new(if invalid {
+                Outcome::InvalidRoleArn
             } else {
-                "no_identity"
+                Outcome::NoIdentity
             })
         }
         Some(mut id) => {
@@ -174,23 +219,20 @@ pub async fn decide(ctx: &AdmissionContext, namespace: &str, pod: &PodView<'_>) 
             match mutate(pod, &id, &ctx.config) {
                 Ok(m) => {
                     warnings.extend(m.warnings);
-                    let mut d = Decision::allow(if m.ops.is_empty() {
-                        "unchanged"
+                    let mut d = Decision::new(if m.ops.is_empty() {
+                        Outcome::Unchanged
                     } else {
-                        "injected"
+                        Outcome::Injected
                     });
                     d.ops = m.ops;
                     d
                 }
                 Err(e @ Error::PatchTooLarge { .. }) => {
                     // Refused, not started without the credentials it asks for.
-                    let mut d = Decision::allow("patch_too_large");
-                    d.allowed = false;
-                    d.status = Some((400, e.to_string()));
-                    d
+                    Decision::new(Outcome::PatchTooLarge(e.to_string()))
                 }
                 Err(e) => {
-                    let mut d = Decision::allow("invalid_pod");
+                    let mut d = Decision::new(Outcome::InvalidPod);
                     d.warnings
                         .push(format!("AWS credentials were not injected: {e}"));
                     d
@@ -232,7 +274,7 @@ pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
             .is_none_or(|r| r.group.is_empty() && r.resource == "pods")
         && request.sub_resource.as_deref().unwrap_or("").is_empty();
     let decision = if !is_pod || request.operation != "CREATE" {
-        Decision::allow("skipped")
+        Decision::new(Outcome::Skipped)
     } else {
         match request.object.map(|raw| PodView::from_json(raw.get())) {
             Some(Ok(pod)) => {
@@ -247,11 +289,11 @@ pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
                 // One line per review costs about a tenth of the throughput
                 // (docs/benchmarks.md): routine answers are counted in
                 // metrics and logged at debug; refusals at info.
-                if d.allowed {
+                if d.outcome.allowed() {
                     tracing::debug!(
                         namespace,
                         pod = pod.name(),
-                        outcome = d.outcome,
+                        outcome = d.outcome.label(),
                         patch_ops = d.ops.len(),
                         "admission review"
                     );
@@ -259,7 +301,7 @@ pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
                     tracing::info!(
                         namespace,
                         pod = pod.name(),
-                        outcome = d.outcome,
+                        outcome = d.outcome.label(),
                         "admission review: pod denied"
                     );
                 }
@@ -267,7 +309,7 @@ pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
             }
             Some(Err(e)) => unreadable(&e.0),
             None => {
-                let mut d = Decision::allow("invalid_pod");
+                let mut d = Decision::new(Outcome::InvalidPod);
                 d.warnings.push(
                     "AWS credentials were not injected: the review carries no Pod object".into(),
                 );
@@ -275,7 +317,7 @@ pub async fn review(ctx: &AdmissionContext, body: &[u8]) -> Result<Vec<u8>> {
             }
         }
     };
-    ctx.metrics.outcome(decision.outcome);
+    ctx.metrics.outcome(decision.outcome.label());
     Ok(response_body(&review.api_version, &request.uid, &decision))
 }
 
@@ -320,15 +362,60 @@ pub fn response_body(api_version: &str, uid: &str, d: &Decision) -> Vec<u8> {
         kind: "AdmissionReview",
         response: ResponseOut {
             uid,
-            allowed: d.allowed,
+            allowed: d.outcome.allowed(),
             patch_type: patch.as_ref().map(|_| "JSONPatch"),
             patch,
             warnings: &d.warnings,
-            status: d.status.as_ref().map(|(code, message)| StatusOut {
-                code: *code,
-                message,
-            }),
+            status: d
+                .outcome
+                .denial()
+                .map(|(code, message)| StatusOut { code, message }),
         },
     };
     serde_json::to_vec(&out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every outcome: its label, whether the pod is admitted, and the
+    /// status a denial answers with.
+    #[test]
+    fn outcomes_answer_as_they_say() {
+        let table = [
+            (Outcome::Skipped, "skipped", None),
+            (Outcome::NoIdentity, "no_identity", None),
+            (Outcome::InvalidRoleArn, "invalid_role_arn", None),
+            (Outcome::Unchanged, "unchanged", None),
+            (Outcome::Injected, "injected", None),
+            (Outcome::InvalidPod, "invalid_pod", None),
+            (
+                Outcome::LookupFailed("down".into()),
+                "lookup_failed",
+                Some(503),
+            ),
+            (
+                Outcome::PatchTooLarge("big".into()),
+                "patch_too_large",
+                Some(400),
+            ),
+        ];
+        let mut labels = std::collections::BTreeSet::new();
+        for (outcome, label, status) in table {
+            assert_eq!(outcome.label(), label);
+            assert!(labels.insert(label), "{label} twice");
+            assert_eq!(outcome.denial().map(|(c, _)| c), status, "{label}");
+            assert_eq!(outcome.allowed(), status.is_none(), "{label}");
+            let body: serde_json::Value =
+                serde_json::from_slice(&response_body(V1, "u", &Decision::new(outcome.clone())))
+                    .unwrap();
+            assert_eq!(body["response"]["allowed"], status.is_none(), "{label}");
+            assert_eq!(
+                body["response"]["status"]["code"].as_u64(),
+                status.map(u64::from),
+                "{label}"
+            );
+        }
+    }
 }

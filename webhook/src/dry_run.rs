@@ -48,8 +48,8 @@ pub async fn run_mutate(args: &MutateArgs) -> Result<DryRun> {
         .unwrap_or(&args.namespace)
         .to_string();
     let decision = decide_pod(&ctx, &namespace, &pod).await;
-    if !decision.allowed {
-        let msg = decision.status.map(|(_, m)| m).unwrap_or_default();
+    if let Some((_, message)) = decision.outcome.denial() {
+        let msg = message.to_string();
         return Err(Error::Config(msg));
     }
     let output = match args.output {

@@ -160,7 +160,7 @@ async fn run_fixture(path: &Path) -> (Value, Value, Value, AdmissionContext) {
     // The reference harness fixes its random source so the jitter is 2 h.
     let ctx = context(config, "default", "uid", sa_annotations, cc_ids);
     let decision = decide_pod(&ctx, "default", &pod).await;
-    assert!(decision.allowed);
+    assert!(decision.outcome.allowed());
     assert!(
         decision.warnings.is_empty(),
         "{}: unexpected warnings {:?}",
@@ -295,7 +295,7 @@ async fn run_case(case: &Value) -> Result<(), String> {
     pod["spec"].as_object_mut().unwrap().remove("metadata");
     pod["spec"]["serviceAccountName"] = "app".into();
     let decision = decide_pod(&ctx, "default", &pod).await;
-    if !decision.allowed || !decision.warnings.is_empty() {
+    if !decision.outcome.allowed() || !decision.warnings.is_empty() {
         return Err(format!("not allowed or warned: {decision:?}"));
     }
     let out = apply(&pod, serde_json::to_value(&decision.ops).unwrap());
