@@ -8,7 +8,9 @@
 //! - [`annotations`]: the annotation and label names users write, and the
 //!   near-miss rule that names a mistyped one;
 //! - [`injected`]: whether a pod got what the webhook injects (doctor and
-//!   the webhook's missing-injection metric).
+//!   the webhook's missing-injection metric);
+//! - [`mode`]: the credential modes, failure policies and ServiceAccount
+//!   keys both sides name.
 //!
 //! No I/O and no dependencies beyond `thiserror`: every item here is pure.
 
@@ -16,6 +18,7 @@ pub mod agent;
 pub mod annotations;
 pub mod duration;
 pub mod injected;
+pub mod mode;
 mod role_arn;
 
 pub use role_arn::{RoleArn, RoleArnError};

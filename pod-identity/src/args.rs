@@ -69,7 +69,7 @@ pub struct DoctorFlags {
     #[arg(long, default_value = contract::annotations::DEFAULT_PREFIX)]
     pub annotation_prefix: String,
     /// The webhook's --credential-mode (its default for pods that do not say).
-    #[arg(long, default_value = "web-identity", value_parser = ["web-identity", "agent", "sidecar"])]
+    #[arg(long, default_value = "web-identity", value_parser = contract::mode::CredentialMode::NAMES)]
     pub credential_mode: String,
     /// The webhook's sidecar container name.
     #[arg(long, default_value = "aws-credential-agent")]

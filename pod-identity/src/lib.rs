@@ -133,18 +133,17 @@ pub async fn run(args: Args, out: &mut dyn Write) -> Result<()> {
 }
 
 fn split_target(target: &str) -> Result<(String, String)> {
-    match target.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((ns.to_string(), name.to_string()))
-        }
-        _ => Err(Error::Usage(format!("{target:?}: expected NAMESPACE/NAME"))),
-    }
+    target
+        .parse::<contract::mode::ServiceAccountKey>()
+        .map(|k| (k.namespace, k.name))
+        .map_err(|_| Error::Usage(format!("{target:?}: expected NAMESPACE/NAME")))
 }
 
 fn doctor_options(flags: &args::DoctorFlags, exchange: bool) -> doctor::gather::Options {
     doctor::gather::Options {
         prefix: flags.annotation_prefix.clone(),
-        default_mode: flags.credential_mode.clone(),
+        default_mode: contract::mode::CredentialMode::parse(&flags.credential_mode)
+            .unwrap_or_default(),
         sidecar_name: flags.sidecar_name.clone(),
         webhook_configuration: flags.webhook_configuration.clone(),
         exchange,

@@ -151,7 +151,7 @@ fn facts_for(
         role: Lookup::NotAsked,
         exchange: None,
         agent: None,
-        default_mode: opts.default_mode.clone(),
+        default_mode: opts.default_mode,
         sidecar_name: opts.sidecar_name.clone(),
     }
 }

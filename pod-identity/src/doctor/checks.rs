@@ -9,6 +9,7 @@ use contract::annotations::{
     STS_REGIONAL_ENDPOINTS,
 };
 use contract::injected::{self, Injected};
+use contract::mode::{CredentialMode, FailurePolicy};
 use contract::RoleArn;
 
 use super::cert;
@@ -256,7 +257,7 @@ fn webhook_check(f: &Facts, selectors: bool) -> Check {
             "renew the serving certificate before it expires",
         );
     }
-    if w.failure_policy == "Ignore" {
+    if w.failure_policy == FailurePolicy::Ignore {
         return Check::warn(
             ID,
             evidence,
@@ -268,7 +269,7 @@ fn webhook_check(f: &Facts, selectors: bool) -> Check {
 
 /// The credential mode asked for by annotations (pod, then ServiceAccount),
 /// else the webhook's default.
-fn asked_mode(f: &Facts) -> String {
+fn asked_mode(f: &Facts) -> CredentialMode {
     let k = key(f, CREDENTIAL_MODE);
     f.pod
         .as_ref()
@@ -278,8 +279,8 @@ fn asked_mode(f: &Facts) -> String {
                 .as_ref()
                 .and_then(|s| s.annotations.get(&k))
         })
-        .cloned()
-        .unwrap_or_else(|| f.default_mode.clone())
+        .and_then(|v| CredentialMode::parse(v))
+        .unwrap_or(f.default_mode)
 }
 
 fn skip_list(f: &Facts, p: &PodFacts) -> Vec<String> {
@@ -321,13 +322,13 @@ pub fn why_not_injected(f: &Facts, p: &PodFacts) -> (String, String) {
             );
         }
     }
-    if p.host_network && asked_mode(f) == "sidecar" {
+    if p.host_network && asked_mode(f) == CredentialMode::Sidecar {
         return (
             "hostNetwork pod in sidecar mode: the webhook does not add a credential sidecar to the host's network".into(),
             "use the agent or web-identity mode for this pod (annotation credential-mode)".into(),
         );
     }
-    let why = if w.failure_policy == "Ignore" {
+    let why = if w.failure_policy == FailurePolicy::Ignore {
         "the pod was created while the webhook was unavailable (failurePolicy Ignore admits pods unmutated) or not yet registered".to_string()
     } else {
         format!("the pod was created while the webhook was not registered (with failurePolicy {} an unavailable webhook rejects pods instead of admitting them unmutated)", w.failure_policy)
@@ -669,7 +670,7 @@ fn sdk(f: &Facts) -> Check {
     });
     let container = match observed {
         Some(i) => i == Injected::ContainerCredentials,
-        None => asked_mode(f) != "web-identity",
+        None => asked_mode(f) != CredentialMode::WebIdentity,
     };
     if container {
         Check::pass(ID, "container credentials with AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE need (per AWS's EKS Pod Identity list): boto3/botocore 1.34.41, AWS CLI 1.32.41 / 2.15.0, Java v2 2.21.30, Java v1 1.12.746, Go v2 release-2023-11-14, Go v1 1.47.11, JS v3 3.458.0, JS v2 2.1550.0, .NET 3.7.734.0, Ruby 3.188.0, PHP 3.287.1, Rust release-2024-03-13")

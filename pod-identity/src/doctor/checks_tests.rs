@@ -34,7 +34,7 @@ fn webhook(ca: &str, chain: Vec<Vec<u8>>) -> WebhookFacts {
     WebhookFacts {
         configuration: "pod-identity".into(),
         name: "pod-identity-webhook.amazonaws.com".into(),
-        failure_policy: "Fail".into(),
+        failure_policy: contract::mode::FailurePolicy::Fail,
         namespace_selector: Some(skip_selector()),
         object_selector: Some(skip_selector()),
         ca_bundle: ca.as_bytes().to_vec(),
@@ -108,7 +108,7 @@ fn healthy() -> Facts {
         }),
         exchange: None,
         agent: Some(AgentFacts::default()),
-        default_mode: "web-identity".into(),
+        default_mode: contract::mode::CredentialMode::WebIdentity,
         sidecar_name: "aws-credential-agent".into(),
     }
 }
@@ -273,7 +273,7 @@ fn each_fault_fails_exactly_its_check() {
             "created while the webhook was down (failurePolicy Ignore)",
             |f| {
                 uninjected(f);
-                f.webhooks[0].failure_policy = "Ignore".into();
+                f.webhooks[0].failure_policy = contract::mode::FailurePolicy::Ignore;
             },
             "mutation",
             "while the webhook was unavailable (failurePolicy Ignore admits pods unmutated)",
@@ -282,7 +282,7 @@ fn each_fault_fails_exactly_its_check() {
             "hostNetwork in sidecar mode",
             |f| {
                 uninjected(f);
-                f.default_mode = "sidecar".into();
+                f.default_mode = contract::mode::CredentialMode::Sidecar;
                 f.pod.as_mut().unwrap().host_network = true;
             },
             "mutation",
@@ -449,7 +449,7 @@ fn warnings() {
     let cases: Vec<(&str, Plant, &str)> = vec![
         (
             "failurePolicy Ignore",
-            |f| f.webhooks[0].failure_policy = "Ignore".into(),
+            |f| f.webhooks[0].failure_policy = contract::mode::FailurePolicy::Ignore,
             "webhook",
         ),
         (

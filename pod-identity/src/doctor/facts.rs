@@ -96,7 +96,7 @@ pub enum ServingCert {
 pub struct WebhookFacts {
     pub configuration: String,
     pub name: String,
-    pub failure_policy: String,
+    pub failure_policy: contract::mode::FailurePolicy,
     pub namespace_selector: Option<LabelSelector>,
     pub object_selector: Option<LabelSelector>,
     pub ca_bundle: Vec<u8>,
@@ -156,6 +156,6 @@ pub struct Facts {
     pub exchange: Option<Result<String, Unavailable>>,
     pub agent: Option<AgentFacts>,
     /// The webhook's default mode (`--credential-mode` of doctor).
-    pub default_mode: String,
+    pub default_mode: contract::mode::CredentialMode,
     pub sidecar_name: String,
 }

@@ -15,6 +15,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::json;
 
+use contract::mode::FailurePolicy;
+
 use super::cert::pem_certs;
 use super::facts::*;
 use crate::aws::Aws;
@@ -59,7 +61,7 @@ pub fn is_loopback(host: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub prefix: String,
-    pub default_mode: String,
+    pub default_mode: contract::mode::CredentialMode,
     pub sidecar_name: String,
     /// Also consider this MutatingWebhookConfiguration (by name).
     pub webhook_configuration: Option<String>,
@@ -359,7 +361,9 @@ pub async fn webhooks(cluster: &Cluster, configuration: Option<&str>) -> Result<
             out.push(WebhookFacts {
                 configuration: config_name.clone(),
                 name: w.name.clone(),
-                failure_policy: w.failure_policy.clone().unwrap_or_else(|| "Fail".into()),
+                // The API server refuses other values; absent is its default.
+                failure_policy: FailurePolicy::parse(w.failure_policy.as_deref())
+                    .unwrap_or_default(),
                 namespace_selector: w.namespace_selector.clone(),
                 object_selector: w.object_selector.clone(),
                 ca_bundle: w
@@ -485,7 +489,7 @@ pub async fn gather(
         role,
         exchange,
         agent,
-        default_mode: opts.default_mode.clone(),
+        default_mode: opts.default_mode,
         sidecar_name: opts.sidecar_name.clone(),
     })
 }

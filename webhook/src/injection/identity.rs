@@ -177,7 +177,7 @@ pub fn resolve(
                 }),
             }
         }
-        requested.with_role(role_arn)
+        super::mode::with_role(requested, role_arn)
     } else {
         return Resolution {
             identity: None,

@@ -9,44 +9,14 @@ use super::warning::{Warning, WarningKind};
 
 /// How a pod with a role gets its credentials: chosen by `--credential-mode`,
 /// then the ServiceAccount's `<prefix>/credential-mode`, then the pod's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CredentialMode {
-    /// IRSA: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE; the SDK calls STS.
-    #[default]
-    WebIdentity,
-    /// The node's credential-agent, through AWS_CONTAINER_CREDENTIALS_FULL_URI.
-    Agent,
-    /// A credential-agent native sidecar in the pod.
-    Sidecar,
-}
+pub use contract::mode::CredentialMode;
 
-impl CredentialMode {
-    /// The annotation and flag values, in order.
-    pub const NAMES: [&'static str; 3] = ["web-identity", "agent", "sidecar"];
-
-    pub fn parse(v: &str) -> Option<Self> {
-        match v.trim() {
-            "web-identity" => Some(CredentialMode::WebIdentity),
-            "agent" => Some(CredentialMode::Agent),
-            "sidecar" => Some(CredentialMode::Sidecar),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialMode::WebIdentity => "web-identity",
-            CredentialMode::Agent => "agent",
-            CredentialMode::Sidecar => "sidecar",
-        }
-    }
-
-    pub fn with_role(self, role_arn: RoleArn) -> Mode {
-        match self {
-            CredentialMode::WebIdentity => Mode::WebIdentity { role_arn },
-            CredentialMode::Agent => Mode::Agent { role_arn },
-            CredentialMode::Sidecar => Mode::Sidecar { role_arn },
-        }
+/// The mode `m` for `role_arn`.
+pub fn with_role(m: CredentialMode, role_arn: RoleArn) -> Mode {
+    match m {
+        CredentialMode::WebIdentity => Mode::WebIdentity { role_arn },
+        CredentialMode::Agent => Mode::Agent { role_arn },
+        CredentialMode::Sidecar => Mode::Sidecar { role_arn },
     }
 }
 
@@ -93,7 +63,7 @@ pub struct PodFacts {
 pub fn choose(resolved: &Mode, pod: PodFacts, native_sidecars: bool) -> (Mode, Option<Warning>) {
     let mut mode = resolved.clone();
     if let (Some(m), Some(role)) = (pod.requested, resolved.role_arn()) {
-        mode = m.with_role(role.clone());
+        mode = with_role(m, role.clone());
     }
     if let Mode::Sidecar { role_arn } = &mode {
         let why = if pod.host_network {

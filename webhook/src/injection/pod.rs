@@ -426,7 +426,7 @@ mod tests {
 
     fn with_mode(mode: CredentialMode) -> Identity {
         let mut id = web(ARN);
-        id.mode = mode.with_role(ARN.parse().unwrap());
+        id.mode = crate::injection::mode::with_role(mode, ARN.parse().unwrap());
         id
     }
 

@@ -72,16 +72,19 @@ pub fn summarize(pod: &Pod, prefix: &str) -> Option<PodSummary> {
     })
 }
 
-/// Pods (keyed `namespace/name`) whose ServiceAccount asks for a role but
+/// A pod: (namespace, name).
+pub type PodKey = (String, String);
+
+/// Pods (keyed (namespace, name)) whose ServiceAccount asks for a role but
 /// that have no credentials.
 pub fn count(
-    pods: &HashMap<String, PodSummary>,
+    pods: &HashMap<PodKey, PodSummary>,
     cache: &ServiceAccountCache,
     sidecar_name: &str,
 ) -> usize {
     pods.iter()
         .filter(|(key, p)| {
-            let namespace = key.split_once('/').map(|(ns, _)| ns).unwrap_or("");
+            let namespace = key.0.as_str();
             let entry = cache.get_cached(namespace, &p.service_account);
             let from_config_map = cache
                 .config_map_entry(namespace, &p.service_account)
@@ -101,11 +104,10 @@ pub fn count(
         .count()
 }
 
-fn key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or(""),
-        pod.metadata.name.as_deref().unwrap_or("")
+fn key(pod: &Pod) -> PodKey {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
     )
 }
 
@@ -118,7 +120,7 @@ pub fn spawn(
     prefix: String,
     sidecar_name: String,
 ) {
-    let pods: Arc<Mutex<HashMap<String, PodSummary>>> = Arc::default();
+    let pods: Arc<Mutex<HashMap<PodKey, PodSummary>>> = Arc::default();
     let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let pods = Arc::clone(&pods);
@@ -128,7 +130,7 @@ pub fn spawn(
             let mut stream = watcher::watcher(api, watcher::Config::default())
                 .default_backoff()
                 .boxed();
-            let mut buffer: HashMap<String, PodSummary> = HashMap::new();
+            let mut buffer: HashMap<PodKey, PodSummary> = HashMap::new();
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(Event::Init) => buffer.clear(),

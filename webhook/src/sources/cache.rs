@@ -554,10 +554,8 @@ pub fn parse_config_map(
     let raw: HashMap<String, ConfigMapEntry> =
         serde_json::from_str(config).map_err(|e| e.to_string())?;
     for k in raw.keys() {
-        match k.split_once('/') {
-            Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() && !sa.contains('/') => {}
-            _ => return Err(format!("key {k:?} is not namespace/serviceaccount").into()),
-        }
+        k.parse::<contract::mode::ServiceAccountKey>()
+            .map_err(|_| format!("key {k:?} is not namespace/serviceaccount"))?;
     }
     Ok(raw)
 }
