@@ -171,6 +171,15 @@ async fn start_with(
 }
 
 /// Node mode.
+/// Runs a started agent until SIGTERM / Ctrl-C, then finishes in-flight
+/// requests for up to `timeout`.
+pub async fn serve_until_signal(running: Running, timeout: Duration) {
+    listener::daemon::shutdown_signal().await;
+    tracing::info!(timeout = ?timeout, "shutting down; finishing in-flight requests");
+    running.shutdown();
+    running.wait(timeout).await;
+}
+
 pub async fn start_node(args: &ServeArgs) -> Result<Running> {
     let exchanger = exchanger(&args.common)?;
     start_node_with(args, exchanger).await

@@ -44,6 +44,24 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
 /// Creates `interface` (a dummy link) unless it exists, brings it up and
 /// adds each address. IPv4 failures are errors; IPv6 failures are reported
 /// in `failed` (nodes without IPv6 still get the IPv4 address).
+impl std::fmt::Display for LinkReport {
+    /// `pod-identity0: created, addresses 169.254.170.23, fd00:ec2::23`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let added: Vec<String> = self.added.iter().map(|a| a.to_string()).collect();
+        write!(
+            f,
+            "{}: {} {}",
+            self.interface,
+            if self.created { "created," } else { "exists," },
+            if added.is_empty() {
+                "no addresses".to_string()
+            } else {
+                format!("addresses {}", added.join(", "))
+            }
+        )
+    }
+}
+
 pub async fn setup(interface: &str, addresses: &[IpAddr]) -> Result<LinkReport> {
     if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']) {
         return Err(Error::Config(format!(

@@ -15,7 +15,12 @@
 //!   `on_reject`.
 //!
 //! HTTP/1.1 only: the container credentials protocol and Prometheus scrapes
-//! use it.
+//! use it. There is one timeout for both waits: the idle timeout of a
+//! keep-alive connection is its header-read timeout.
+//!
+//! [`daemon`] holds the start-up and shutdown helpers both binaries share.
+
+pub mod daemon;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -64,7 +64,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The process exit code: 2 for input the user must fix, 1 otherwise.
+    /// The process exit code: 2 for input the user must fix (nothing was
+    /// read or changed), 3 for a refusal (nothing was changed), 4 for a run
+    /// that made some of its changes (re-running finishes), 1 otherwise
+    /// (AWS, the cluster, the issuer, or doctor's findings).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::InvalidFile { .. } | Error::ReadFile { .. } => 2,

@@ -477,7 +477,7 @@ fn entries_stay_small() {
     assert_eq!(std::mem::size_of::<Slot>(), 8);
     assert_eq!(std::mem::size_of::<Due>(), 16);
     // Per identity: its entries inline when there is one.
-    assert_eq!(std::mem::size_of::<Members>(), 24);
+    assert_eq!(std::mem::size_of::<super::map::Members>(), 24);
 }
 
 /// STS gets the role and session name of the request that made the entry,

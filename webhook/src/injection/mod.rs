@@ -26,6 +26,6 @@ pub mod warning;
 pub use config::InjectionConfig;
 pub use identity::{resolve, ConfigMapEntry, Identity, Resolution, ServiceAccountEntry};
 pub use mode::{CredentialMode, Mode};
-pub use pod::{mutate, mutate_pod, PodMutation};
+pub use pod::{mutate, PodMutation};
 pub use view::PodView;
 pub use warning::{Warning, WarningKind};

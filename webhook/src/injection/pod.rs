@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::annotations::{read_pod, POD_IDENTITY_LABEL};
 use super::config::{defaults, InjectionConfig, TOKEN_NAME, VOLUME_NAME};
@@ -93,11 +93,6 @@ fn plan<'a>(mode: &Mode, cfg: &'a InjectionConfig, windows: bool) -> Plan<'a> {
 /// Computes the patch for `pod` given its resolved identity. Returns an empty
 /// patch when the pod already carries everything (so re-running the webhook on
 /// its own output changes nothing).
-pub fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Result<PodMutation> {
-    mutate(&PodView::from_value(pod).map_err(invalid)?, identity, cfg)
-}
-
-/// [`mutate_pod`] on a pod as the webhook reads it.
 pub fn mutate(
     pod: &PodView<'_>,
     identity: &Identity,
@@ -382,6 +377,15 @@ pub fn token_path(mount_path: &str, file: &str, windows: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// Computes the patch for `pod` given its resolved identity. Returns an empty
+    /// patch when the pod already carries everything (so re-running the webhook on
+    /// its own output changes nothing). The tests' entry point: the webhook
+    /// itself decodes the pod once, as a `PodView`, and calls `mutate`.
+    fn mutate_pod(pod: &Value, identity: &Identity, cfg: &InjectionConfig) -> Result<PodMutation> {
+        mutate(&PodView::from_value(pod).map_err(invalid)?, identity, cfg)
+    }
     use crate::injection::{CredentialMode, WarningKind};
 
     const ARN: &str = "arn:aws:iam::111122223333:role/s3-reader";

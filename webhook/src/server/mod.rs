@@ -165,9 +165,6 @@ async fn kube_client(args: &ServeArgs) -> Result<kube::Client> {
     kube::Client::try_from(config).map_err(|e| Error::kube("building the Kubernetes client", e))
 }
 
-/// Builds the shared state from the flags: connects to the cluster (or reads
-/// the ServiceAccounts file), loads the container credentials config and
-/// starts the watchers.
 /// Native sidecars (init containers with `restartPolicy: Always`) are on by
 /// default from Kubernetes 1.29.
 async fn detect_native_sidecars(client: &kube::Client) -> bool {
@@ -186,6 +183,9 @@ async fn detect_native_sidecars(client: &kube::Client) -> bool {
     }
 }
 
+/// Builds the shared state from the flags: connects to the cluster (or reads
+/// the ServiceAccounts file), loads the container credentials config and
+/// starts the watchers.
 pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<AppState>> {
     let mut config = args.injection.to_config()?;
     if args.compat.compose_role_arn == Some(true) {
@@ -294,6 +294,18 @@ impl Running {
 fn metrics_for_rejects(state: &Arc<AppState>) -> listener::OnReject {
     let metrics = state.ctx.metrics.clone();
     Arc::new(move |why: listener::Rejected| metrics.connection_rejected(why.as_str()))
+}
+
+/// `serve`: starts, waits for SIGTERM / Ctrl-C, then drains in-flight
+/// requests for up to --shutdown-timeout.
+pub async fn run(args: &ServeArgs) -> Result<()> {
+    let running = start(args).await?;
+    listener::daemon::shutdown_signal().await;
+    tracing::info!(timeout = ?args.shutdown_timeout, "shutting down; draining in-flight requests");
+    running.shutdown(args.shutdown_timeout);
+    running.wait().await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Binds both listeners and starts serving.
