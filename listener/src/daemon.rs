@@ -35,7 +35,11 @@ pub fn init_tracing(json: bool, default: &str) {
     let registry = tracing_subscriber::registry().with(targets);
     if json {
         registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .init();
     } else {
         registry

@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod args;
 pub mod clock;
+pub mod config;
 pub mod dry_run;
 pub mod error;
 pub mod injection;

@@ -30,7 +30,11 @@ async fn main() -> ExitCode {
                 args.log_format == LogFormat::Json,
                 if verbose { "debug" } else { "info" },
             );
-            match pod_identity_webhook::server::run(&args).await {
+            let started = match pod_identity_webhook::config::ServerConfig::try_from(&*args) {
+                Ok(config) => pod_identity_webhook::server::run(&config).await,
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

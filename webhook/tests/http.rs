@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use http_body_util::BodyExt;
 use pod_identity_webhook::args::{with_default_subcommand, Cli, Command, ServeArgs};
+use pod_identity_webhook::config::ServerConfig;
 use pod_identity_webhook::metrics::Metrics;
 use pod_identity_webhook::server::{build_state, metrics_router, router, start, AppState};
 use serde_json::{json, Value};
@@ -72,10 +73,24 @@ fn serve_args(dir: &Path, extra: &[&str]) -> ServeArgs {
 
 use clap::Parser as _;
 
+/// `start` on the flags, through the validated configuration.
+async fn start_args(
+    a: &ServeArgs,
+) -> pod_identity_webhook::Result<pod_identity_webhook::server::Running> {
+    start(&ServerConfig::try_from(a)?).await
+}
+
+async fn state_of(a: &ServeArgs) -> Arc<AppState> {
+    build_state(
+        &ServerConfig::try_from(a).unwrap(),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .unwrap()
+}
+
 async fn state(dir: &Path) -> Arc<AppState> {
-    build_state(&serve_args(dir, &[]), Arc::new(Metrics::new()))
-        .await
-        .unwrap()
+    state_of(&serve_args(dir, &[])).await
 }
 
 fn review(api_version: &str, sa: &str, operation: &str, kind: &str) -> Value {
@@ -261,7 +276,7 @@ async fn bad_input_gets_clear_4xx_and_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = serve_args(dir.path(), &[]);
     args.max_request_bytes = 4096;
-    let st = build_state(&args, Arc::new(Metrics::new())).await.unwrap();
+    let st = state_of(&args).await;
     let ok = serde_json::to_vec(&review("admission.k8s.io/v1", "app", "CREATE", "Pod")).unwrap();
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("text/plain", ok.clone(), 415, "Content-Type"),
@@ -333,7 +348,7 @@ fn client(roots: &[&[u8]], tls12_only: bool) -> reqwest::Client {
 async fn tls_server_serves_both_versions_and_rotates_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let ca1 = write_cert(dir.path(), "first");
-    let running = start(&serve_args(dir.path(), &[])).await.unwrap();
+    let running = start_args(&serve_args(dir.path(), &[])).await.unwrap();
     let url = format!("https://localhost:{}/mutate", running.https_addr.port());
     let body = serde_json::to_vec(&review("admission.k8s.io/v1", "app", "CREATE", "Pod")).unwrap();
 
@@ -410,7 +425,7 @@ async fn tls_server_serves_both_versions_and_rotates_certificates() {
 async fn graceful_shutdown_drains_in_flight_request() {
     let dir = tempfile::tempdir().unwrap();
     let ca = write_cert(dir.path(), "drain");
-    let running = start(&serve_args(dir.path(), &[])).await.unwrap();
+    let running = start_args(&serve_args(dir.path(), &[])).await.unwrap();
     let url = format!("https://localhost:{}/mutate", running.https_addr.port());
     let body = serde_json::to_vec(&review("admission.k8s.io/v1", "app", "CREATE", "Pod")).unwrap();
     let total = body.len();
@@ -455,7 +470,7 @@ async fn startup_errors_are_clear_and_never_show_key_material() {
         format!("-----BEGIN PRIVATE KEY-----\n{marker}{marker}\n-----END PRIVATE KEY-----\n"),
     )
     .unwrap();
-    let err = start(&serve_args(dir.path(), &[]))
+    let err = start_args(&serve_args(dir.path(), &[]))
         .await
         .err()
         .expect("must fail");
@@ -463,7 +478,7 @@ async fn startup_errors_are_clear_and_never_show_key_material() {
     assert!(text.contains("tls.key"), "{text}");
     assert!(!text.contains(marker), "key material leaked: {text}");
 
-    let err = start(&serve_args(
+    let err = start_args(&serve_args(
         dir.path(),
         &["--tls-cert=/nonexistent/tls.crt"],
     ))
@@ -473,7 +488,7 @@ async fn startup_errors_are_clear_and_never_show_key_material() {
     assert!(err.to_string().contains("/nonexistent/tls.crt"), "{err}");
 
     write_cert(dir.path(), "z");
-    let err = start(&serve_args(dir.path(), &["--compose-role-arn=true"]))
+    let err = start_args(&serve_args(dir.path(), &["--compose-role-arn=true"]))
         .await
         .err()
         .unwrap();
@@ -487,7 +502,7 @@ async fn startup_errors_are_clear_and_never_show_key_material() {
     write_cert(dir.path(), "y");
     let mut args = serve_args(dir.path(), &["--kubeconfig=/nonexistent/kubeconfig"]);
     args.service_accounts = None;
-    let err = start(&args).await.err().unwrap();
+    let err = start_args(&args).await.err().unwrap();
     assert!(err.to_string().contains("/nonexistent/kubeconfig"), "{err}");
 }
 
@@ -497,7 +512,7 @@ async fn startup_errors_are_clear_and_never_show_key_material() {
 async fn certificate_rotation_under_load_loses_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let ca1 = write_cert(dir.path(), "first");
-    let running = start(&serve_args(dir.path(), &["--reload-interval=100ms"]))
+    let running = start_args(&serve_args(dir.path(), &["--reload-interval=100ms"]))
         .await
         .unwrap();
     let url = format!("https://localhost:{}/mutate", running.https_addr.port());

@@ -163,4 +163,3 @@ impl Map {
         Some((entry, id))
     }
 }
-

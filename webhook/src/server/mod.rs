@@ -13,11 +13,11 @@ use axum::Router;
 use axum_server::Handle;
 
 use crate::admission::{review, AdmissionContext};
-use crate::args::{NativeSidecars, ServeArgs};
 use crate::clock::Clock;
+use crate::config::{ClusterSource, ServerConfig, ServiceAccountSource};
 use crate::injection::identity::MAX_EXPIRATION_JITTER;
 use crate::metrics::Metrics;
-use crate::sources::cache::{LookupLimits, ServiceAccountCache};
+use crate::sources::cache::ServiceAccountCache;
 use crate::sources::containercreds::ContainerCredentialsIdentities;
 use crate::{Error, Result};
 
@@ -141,8 +141,8 @@ pub fn random_jitter() -> i64 {
     rand::random_range(0..=MAX_EXPIRATION_JITTER)
 }
 
-async fn kube_client(args: &ServeArgs) -> Result<kube::Client> {
-    let mut config = match &args.kubeconfig {
+async fn kube_client(c: &ClusterSource) -> Result<kube::Client> {
+    let mut config = match &c.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| Error::kube(format!("cannot read kubeconfig {}", path.display()), e))?;
@@ -157,10 +157,8 @@ async fn kube_client(args: &ServeArgs) -> Result<kube::Client> {
             )
         })?,
     };
-    if let Some(url) = &args.kube_api {
-        config.cluster_url = url
-            .parse()
-            .map_err(|e| Error::Config(format!("--kube-api {url:?} is not a URL: {e}")))?;
+    if let Some(url) = &c.kube_api {
+        config.cluster_url = url.clone();
     }
     kube::Client::try_from(config).map_err(|e| Error::kube("building the Kubernetes client", e))
 }
@@ -186,56 +184,36 @@ async fn detect_native_sidecars(client: &kube::Client) -> bool {
 /// Builds the shared state from the flags: connects to the cluster (or reads
 /// the ServiceAccounts file), loads the container credentials config and
 /// starts the watchers.
-pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<AppState>> {
-    let mut config = args.injection.to_config()?;
-    if args.compat.compose_role_arn == Some(true) {
-        return Err(Error::Config(
-            "--compose-role-arn is not supported: annotate ServiceAccounts with full role ARNs"
-                .into(),
-        ));
-    }
-    if args.in_cluster {
+pub async fn build_state(cfg: &ServerConfig, metrics: Arc<Metrics>) -> Result<Arc<AppState>> {
+    let mut config = cfg.injection.clone();
+    if cfg.in_cluster_requested {
         tracing::warn!("--in-cluster=true: the upstream CSR certificate flow is not implemented; serving --tls-cert/--tls-key");
     }
-    let cache = match &args.service_accounts {
-        Some(path) => {
+    let cache = match &cfg.service_accounts {
+        ServiceAccountSource::File(path) => {
             let cache =
                 ServiceAccountCache::from_file(&config.annotation_prefix, path, metrics.clone())?;
             tracing::info!(serviceaccounts = cache.len(), file = %path.display(), "ServiceAccounts from file; no cluster connection");
             cache
         }
-        None => {
-            let client = kube_client(args).await?;
-            if args.injection.native_sidecars == NativeSidecars::Auto {
+        ServiceAccountSource::Cluster(c) => {
+            let client = kube_client(c).await?;
+            if c.detect_native_sidecars {
                 config.native_sidecars = detect_native_sidecars(&client).await;
-            }
-            if !(args.service_account_lookups_per_second > 0.0
-                && args.service_account_lookups_per_second.is_finite()
-                && args.service_account_lookup_burst >= 1.0
-                && args.service_account_lookup_burst.is_finite())
-            {
-                return Err(Error::Config(
-                    "--service-account-lookups-per-second must be positive and --service-account-lookup-burst at least 1".into(),
-                ));
             }
             let cache = ServiceAccountCache::for_cluster(
                 &config.annotation_prefix,
                 client.clone(),
-                LookupLimits {
-                    timeout: args.service_account_lookup_grace_period,
-                    not_found_ttl: args.service_account_not_found_ttl,
-                    per_second: args.service_account_lookups_per_second,
-                    burst: args.service_account_lookup_burst,
-                },
+                c.lookups,
                 metrics.clone(),
             );
-            cache.spawn_watchers(args.watch_config_map.then_some(args.namespace.as_str()))?;
-            if !args.missing_injection_audit_interval.is_zero() {
+            cache.spawn_watchers(c.config_map_namespace.as_deref())?;
+            if let Some(interval) = c.missing_injection_audit {
                 crate::sources::audit::spawn(
                     client.clone(),
                     Arc::clone(&cache),
                     metrics.clone(),
-                    args.missing_injection_audit_interval,
+                    interval,
                     config.annotation_prefix.clone(),
                     config.sidecar.name.clone(),
                 );
@@ -243,10 +221,10 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
             cache
         }
     };
-    let container_credentials = match &args.injection.watch_container_credentials_config {
+    let container_credentials = match &cfg.container_credentials_config {
         Some(path) => {
             let ids = Arc::new(ContainerCredentialsIdentities::load(path)?);
-            ids.spawn_poller(path.clone(), args.reload_interval, metrics.clone());
+            ids.spawn_poller(path.clone(), cfg.reload_interval, metrics.clone());
             ids
         }
         None => Arc::new(ContainerCredentialsIdentities::default()),
@@ -260,8 +238,8 @@ pub async fn build_state(args: &ServeArgs, metrics: Arc<Metrics>) -> Result<Arc<
             jitter: Arc::new(random_jitter),
         },
         clock: Clock,
-        max_body: args.max_request_bytes,
-        in_flight: tokio::sync::Semaphore::new(args.max_requests_in_flight.max(1)),
+        max_body: cfg.max_request_bytes,
+        in_flight: tokio::sync::Semaphore::new(cfg.max_requests_in_flight),
     }))
 }
 
@@ -298,18 +276,18 @@ fn metrics_for_rejects(state: &Arc<AppState>) -> listener::OnReject {
 
 /// `serve`: starts, waits for SIGTERM / Ctrl-C, then drains in-flight
 /// requests for up to --shutdown-timeout.
-pub async fn run(args: &ServeArgs) -> Result<()> {
-    let running = start(args).await?;
+pub async fn run(cfg: &ServerConfig) -> Result<()> {
+    let running = start(cfg).await?;
     listener::daemon::shutdown_signal().await;
-    tracing::info!(timeout = ?args.shutdown_timeout, "shutting down; draining in-flight requests");
-    running.shutdown(args.shutdown_timeout);
+    tracing::info!(timeout = ?cfg.shutdown_timeout, "shutting down; draining in-flight requests");
+    running.shutdown(cfg.shutdown_timeout);
     running.wait().await?;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Binds both listeners and starts serving.
-pub async fn start(args: &ServeArgs) -> Result<Running> {
+pub async fn start(args: &ServerConfig) -> Result<Running> {
     let metrics = Arc::new(Metrics::new());
     let tls_config = tls::load(&args.tls_cert, &args.tls_key).await?;
     let state = build_state(args, metrics.clone()).await?;
@@ -337,20 +315,7 @@ pub async fn start(args: &ServeArgs) -> Result<Running> {
     let metrics_listener = tokio::net::TcpListener::from_std(bind(args.metrics_port)?)?;
     let metrics_addr = metrics_listener.local_addr()?;
 
-    if args.header_read_timeout.is_zero() {
-        return Err(Error::Config(
-            "--header-read-timeout must be positive".into(),
-        ));
-    }
-    if args.idle_timeout.is_zero() {
-        return Err(Error::Config("--idle-timeout must be positive".into()));
-    }
-    let limits = listener::Limits {
-        header_read_timeout: args.header_read_timeout,
-        max_connections: args.max_connections.max(1),
-        max_connections_per_peer: args.max_connections_per_peer.max(1),
-        ..listener::Limits::default()
-    };
+    let limits = args.limits;
     let handle = Handle::new();
     let counted = metrics_for_rejects(&state);
     let acceptor =
