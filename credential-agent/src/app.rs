@@ -11,17 +11,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::args::{CommonArgs, ServeArgs, SidecarArgs};
 use crate::auth::Auth;
 use crate::cache::{random_jitter, Cache};
 use crate::clock::Clock;
+use crate::config::{CommonConfig, NodeConfig, SidecarConfig};
 use crate::error::{Error, Result};
 use crate::host_guard::HostGuard;
 use crate::http::{health_router, metrics_router, router, AppState, ReadyCheck};
 use crate::metrics::Metrics;
 use crate::sidecar::TokenFile;
 use crate::sts::{AwsSts, Exchanger};
-use crate::verify::{Verifier, VerifierConfig};
+use crate::verify::Verifier;
 
 /// A started agent.
 pub struct Running {
@@ -78,14 +78,12 @@ fn spawn_server(
     ))
 }
 
-fn exchanger(common: &CommonArgs) -> Result<Arc<dyn Exchanger>> {
-    let region = common.resolved_region()?;
-    let endpoint = common.sts_endpoint()?;
-    Ok(Arc::new(AwsSts::new(
-        &region,
-        endpoint.as_deref(),
+fn exchanger(common: &CommonConfig) -> Arc<dyn Exchanger> {
+    Arc::new(AwsSts::new(
+        &common.region,
+        common.sts_endpoint.as_deref(),
         common.sts_timeout,
-    )))
+    ))
 }
 
 /// Binds every address it can; fails only if none works.
@@ -111,7 +109,7 @@ async fn bind_credential_listeners(addrs: &[SocketAddr]) -> Result<Vec<TcpListen
 }
 
 async fn start_with(
-    common: &CommonArgs,
+    common: &CommonConfig,
     listeners: Vec<TcpListener>,
     auth: Auth,
     exchanger: Arc<dyn Exchanger>,
@@ -121,7 +119,7 @@ async fn start_with(
 ) -> Result<Running> {
     let cache = Cache::new(
         exchanger,
-        common.cache_config()?,
+        common.cache.clone(),
         random_jitter(),
         metrics.clone(),
         Clock::system(),
@@ -147,7 +145,7 @@ async fn start_with(
         source: e,
     })?;
     let (tx, rx) = watch::channel(false);
-    let limits = common.listener_limits()?;
+    let limits = common.limits;
     let serve = |l, app| spawn_server(l, app, limits, metrics.clone(), rx.clone());
     let mut servers = Vec::new();
     for l in listeners {
@@ -170,7 +168,6 @@ async fn start_with(
     })
 }
 
-/// Node mode.
 /// Runs a started agent until SIGTERM / Ctrl-C, then finishes in-flight
 /// requests for up to `timeout`.
 pub async fn serve_until_signal(running: Running, timeout: Duration) {
@@ -180,53 +177,29 @@ pub async fn serve_until_signal(running: Running, timeout: Duration) {
     running.wait(timeout).await;
 }
 
-pub async fn start_node(args: &ServeArgs) -> Result<Running> {
-    let exchanger = exchanger(&args.common)?;
-    start_node_with(args, exchanger).await
+/// Node mode.
+pub async fn start_node(cfg: &NodeConfig) -> Result<Running> {
+    start_node_with(cfg, exchanger(&cfg.common)).await
 }
 
 /// Node mode with a given STS client (tests use this to count calls).
-pub async fn start_node_with(args: &ServeArgs, exchanger: Arc<dyn Exchanger>) -> Result<Running> {
-    if args.issuer.is_empty() {
-        return Err(Error::Config("--issuer must not be empty".into()));
-    }
-    if args.audiences.iter().all(|a| a.is_empty()) {
-        return Err(Error::Config(
-            "--audience must name at least one audience".into(),
-        ));
-    }
-    if args.audiences.len() > 32 {
-        return Err(Error::Config(
-            "--audience names more than 32 audiences".into(),
-        ));
-    }
-    args.common.cache_config()?;
+pub async fn start_node_with(cfg: &NodeConfig, exchanger: Arc<dyn Exchanger>) -> Result<Running> {
     let metrics = Arc::new(Metrics::new());
     let verifier = Arc::new(Verifier::new(
-        VerifierConfig {
-            issuer: args.issuer.clone(),
-            audiences: args
-                .audiences
-                .iter()
-                .filter(|a| !a.is_empty())
-                .cloned()
-                .collect(),
-            leeway: args.token_leeway,
-            min_refetch_interval: args.jwks_min_refetch_interval,
-        },
-        args.jwks_source()?,
+        cfg.verifier.clone(),
+        cfg.jwks.clone(),
         metrics.clone(),
         Clock::system(),
     ));
-    let listeners = bind_credential_listeners(&args.listen).await?;
-    let keys = tokio::spawn(verifier.clone().run(args.jwks_refresh_interval));
+    let listeners = bind_credential_listeners(&cfg.listen).await?;
+    let keys = tokio::spawn(verifier.clone().run(cfg.jwks_refresh_interval));
     let v = verifier.clone();
     start_with(
-        &args.common,
+        &cfg.common,
         listeners,
         Auth::Node {
             verifier,
-            scope: args.cache_scope,
+            scope: cfg.cache_scope,
         },
         exchanger,
         metrics,
@@ -237,19 +210,17 @@ pub async fn start_node_with(args: &ServeArgs, exchanger: Arc<dyn Exchanger>) ->
 }
 
 /// Sidecar mode.
-pub async fn start_sidecar(args: &SidecarArgs) -> Result<Running> {
-    let exchanger = exchanger(&args.common)?;
-    start_sidecar_with(args, exchanger).await
+pub async fn start_sidecar(cfg: &SidecarConfig) -> Result<Running> {
+    start_sidecar_with(cfg, exchanger(&cfg.common)).await
 }
 
 pub async fn start_sidecar_with(
-    args: &SidecarArgs,
+    args: &SidecarConfig,
     exchanger: Arc<dyn Exchanger>,
 ) -> Result<Running> {
     if !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "the sidecar listens beyond loopback: anything that can reach it and holds the token can get credentials");
     }
-    args.common.cache_config()?;
     let token_file = Arc::new(TokenFile::new(&args.token_file));
     if let Err(e) = token_file.reload().await {
         // The kubelet may not have written it yet; readiness says so.
@@ -257,7 +228,7 @@ pub async fn start_sidecar_with(
     }
     let listeners = bind_credential_listeners(&[args.listen]).await?;
     let tf = token_file.clone();
-    let interval = args.token_reload_interval.max(Duration::from_secs(1));
+    let interval = args.token_reload_interval;
     let reload = tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;

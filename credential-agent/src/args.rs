@@ -15,10 +15,6 @@ use contract::agent::{
 use contract::duration::parse as duration;
 use contract::RoleArn;
 
-use crate::cache::CacheConfig;
-use crate::error::{Error, Result};
-use crate::verify::JwksSource;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "credential-agent",
@@ -49,6 +45,7 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--cache-scope` (the runtime's is `config::CacheScope`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CacheScope {
     /// One credential per ServiceAccount (uid) and role, shared by its pods.
@@ -156,93 +153,6 @@ pub struct CommonArgs {
     pub shutdown_timeout: Duration,
 }
 
-impl CommonArgs {
-    /// The bounds of every listener.
-    pub fn listener_limits(&self) -> Result<listener::Limits> {
-        if self.max_connections == 0 || self.max_connections_per_peer == 0 {
-            return Err(Error::Config(
-                "--max-connections and --max-connections-per-peer must be at least 1".into(),
-            ));
-        }
-        if self.header_read_timeout.is_zero() {
-            return Err(Error::Config(
-                "--header-read-timeout must be positive".into(),
-            ));
-        }
-        Ok(listener::Limits {
-            header_read_timeout: self.header_read_timeout,
-            max_connections: self.max_connections,
-            max_connections_per_peer: self.max_connections_per_peer,
-            ..listener::Limits::default()
-        })
-    }
-
-    pub fn cache_config(&self) -> Result<CacheConfig> {
-        let cfg = CacheConfig {
-            session_duration: self.session_duration,
-            min_remaining: self.min_remaining,
-            refresh_margin: self.refresh_margin,
-            refresh_jitter: self.refresh_jitter,
-            negative_ttl: self.negative_cache_ttl,
-            backoff_base: Duration::from_secs(1),
-            backoff_max: self.max_backoff.max(Duration::from_secs(1)),
-            idle_timeout: self.idle_timeout,
-            max_entries: self.max_entries,
-            sts_timeout: self.sts_timeout,
-            max_concurrent_sts: self.max_concurrent_sts,
-            sts_queue_timeout: self.sts_queue_timeout,
-            max_roles_per_identity: self.max_roles_per_identity,
-        };
-        cfg.validate().map_err(|e| Error::Config(e.to_string()))?;
-        Ok(cfg)
-    }
-
-    /// The region, from --region / AWS_REGION, then AWS_DEFAULT_REGION, else
-    /// us-east-1 (with a warning); with an explicit STS endpoint any region
-    /// will do.
-    pub fn resolved_region(&self) -> Result<String> {
-        let region = self.region.clone().filter(|r| !r.is_empty()).or_else(|| {
-            std::env::var("AWS_DEFAULT_REGION")
-                .ok()
-                .filter(|r| !r.is_empty())
-        });
-        match (region, &self.sts_endpoint) {
-            (Some(r), _) => {
-                if r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                    Ok(r)
-                } else {
-                    Err(Error::Config(format!(
-                        "--region {r:?} is not a region name"
-                    )))
-                }
-            }
-            (None, Some(_)) => Ok("us-east-1".into()),
-            (None, None) => {
-                tracing::warn!("no --region (or AWS_REGION): using STS in us-east-1; set the region to use the regional endpoint");
-                Ok("us-east-1".into())
-            }
-        }
-    }
-
-    pub fn sts_endpoint(&self) -> Result<Option<String>> {
-        match &self.sts_endpoint {
-            None => Ok(None),
-            Some(u) if u.is_empty() => Ok(None),
-            Some(u) => {
-                let parsed = u.parse::<http::Uri>().ok().filter(|p| {
-                    matches!(p.scheme_str(), Some("http") | Some("https")) && p.host().is_some()
-                });
-                match parsed {
-                    Some(_) => Ok(Some(u.clone())),
-                    None => Err(Error::Config(format!(
-                        "--sts-endpoint {u:?} is not an http(s) URL"
-                    ))),
-                }
-            }
-        }
-    }
-}
-
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -295,19 +205,6 @@ pub struct ServeArgs {
         default_value = "service-account"
     )]
     pub cache_scope: CacheScope,
-}
-
-impl ServeArgs {
-    /// The key source, with in-cluster defaults filled in.
-    pub fn jwks_source(&self) -> Result<JwksSource> {
-        JwksSource::from_settings(
-            self.jwks_url.as_deref(),
-            self.jwks_file.as_deref(),
-            self.jwks_ca_file.as_deref(),
-            self.jwks_token_file.as_deref(),
-        )
-        .map_err(|e| Error::Config(e.to_string()))
-    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -379,7 +276,63 @@ mod tests {
         assert_eq!(a.audiences, ["sts.amazonaws.com"]);
         assert_eq!(a.common.health_listen.port(), 2703);
         assert_eq!(a.common.metrics_listen.port(), 2705);
-        assert!(a.common.cache_config().is_ok());
-        assert_eq!(a.common.resolved_region().unwrap(), "eu-west-1");
+        let cfg = crate::config::NodeConfig::try_from(&a).unwrap();
+        assert_eq!(cfg.common.region, "eu-west-1");
+        assert_eq!(cfg.verifier.audiences, ["sts.amazonaws.com"]);
+    }
+
+    /// Every flag and combination refused is refused by the configuration,
+    /// before anything binds.
+    #[test]
+    fn bad_flags_are_refused_before_start() {
+        let base = [
+            "credential-agent",
+            "serve",
+            "--issuer",
+            "https://issuer",
+            "--jwks-file",
+            "/x",
+        ];
+        for (extra, want) in [
+            (&["--header-read-timeout=0s"][..], "--header-read-timeout"),
+            (&["--max-connections=0"], "--max-connections"),
+            (&["--session-duration=100"], "session duration"),
+            (&["--sts-endpoint=ftp://x"], "--sts-endpoint"),
+            (&["--region=eu west"], "--region"),
+            (&["--audience="], "--audience"),
+            (
+                &["--jwks-url=http://example.com/keys", "--jwks-file="],
+                "https://",
+            ),
+        ] {
+            let mut argv: Vec<&str> = base.to_vec();
+            if extra[0].starts_with("--jwks-url") {
+                argv.truncate(4);
+            }
+            argv.extend(
+                extra
+                    .iter()
+                    .filter(|e| !e.is_empty() && **e != "--jwks-file="),
+            );
+            let Command::Serve(a) = Cli::try_parse_from(&argv).unwrap().command else {
+                panic!("not serve")
+            };
+            let e = crate::config::NodeConfig::try_from(&a)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{extra:?}: {e}");
+        }
+        let empty_issuer = [
+            "credential-agent",
+            "serve",
+            "--issuer",
+            "",
+            "--jwks-file",
+            "/x",
+        ];
+        let Command::Serve(a) = Cli::try_parse_from(empty_issuer).unwrap().command else {
+            panic!("not serve")
+        };
+        assert!(crate::config::NodeConfig::try_from(&a).is_err());
     }
 }

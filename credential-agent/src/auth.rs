@@ -12,8 +12,8 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap};
 use contract::RoleArn;
 
-use crate::args::CacheScope;
 use crate::cache::{Key, Lookup};
+use crate::config::CacheScope;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::secret::Secret;

@@ -9,6 +9,7 @@ pub mod args;
 pub mod auth;
 pub mod cache;
 pub mod clock;
+pub mod config;
 pub mod error;
 pub mod host_guard;
 pub mod http;

@@ -1,17 +1,19 @@
-//! `credential-agent`: parses the command line, sets up logging, runs the
-//! command (`app` for `serve` and `sidecar`, `link` for `setup-link`) and
-//! maps its outcome to the exit code.
+//! `credential-agent`: parses the command line, sets up logging, validates
+//! the flags into the mode's configuration (`config.rs`), runs the command
+//! (`app` for `serve` and `sidecar`, `link` for `setup-link`) and maps its
+//! outcome to the exit code.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use credential_agent::app::{self, Running};
-use credential_agent::args::{Cli, Command, CommonArgs, LogFormat};
+use credential_agent::args::{Cli, Command, LogFormat};
+use credential_agent::config::{NodeConfig, SidecarConfig};
 
-async fn serve(common: &CommonArgs, started: credential_agent::Result<Running>) -> ExitCode {
+async fn serve(started: credential_agent::Result<(Running, std::time::Duration)>) -> ExitCode {
     match started {
-        Ok(running) => {
-            app::serve_until_signal(running, common.shutdown_timeout).await;
+        Ok((running, shutdown_timeout)) => {
+            app::serve_until_signal(running, shutdown_timeout).await;
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -28,11 +30,25 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             listener::daemon::init_tracing(args.common.log_format == LogFormat::Json, "info");
-            serve(&args.common, app::start_node(&args).await).await
+            serve(
+                async {
+                    let cfg = NodeConfig::try_from(&args)?;
+                    Ok((app::start_node(&cfg).await?, cfg.common.shutdown_timeout))
+                }
+                .await,
+            )
+            .await
         }
         Command::Sidecar(args) => {
             listener::daemon::init_tracing(args.common.log_format == LogFormat::Json, "info");
-            serve(&args.common, app::start_sidecar(&args).await).await
+            serve(
+                async {
+                    let cfg = SidecarConfig::try_from(&args)?;
+                    Ok((app::start_sidecar(&cfg).await?, cfg.common.shutdown_timeout))
+                }
+                .await,
+            )
+            .await
         }
         Command::SetupLink(args) => {
             listener::daemon::init_tracing(false, "info");

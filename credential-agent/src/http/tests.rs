@@ -10,9 +10,9 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::*;
-use crate::args::CacheScope;
 use crate::cache::{CacheConfig, Jitter};
 use crate::clock::Clock;
+use crate::config::CacheScope;
 use crate::secret::Secret;
 use crate::sidecar::TokenFile;
 use crate::sts::Credentials;
