@@ -21,7 +21,7 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::host_guard::HostGuard;
 use crate::metrics::Metrics;
-use crate::packed::CachedCredentials;
+use crate::stored::CachedCredentials;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -68,8 +68,12 @@ fn json_response(status: StatusCode, body: String) -> Response {
 pub fn credentials_body(c: &CachedCredentials) -> String {
     let mut body = serde_json::Map::new();
     body.insert("AccessKeyId".into(), c.access_key_id().into());
-    body.insert("SecretAccessKey".into(), c.secret_access_key().into());
-    body.insert("Token".into(), c.session_token().into());
+    // The one place the secrets leave their `Secret`: the response body.
+    body.insert(
+        "SecretAccessKey".into(),
+        c.secret_access_key().expose().into(),
+    );
+    body.insert("Token".into(), c.session_token().expose().into());
     if let Some(a) = c.account_id() {
         body.insert("AccountId".into(), a.into());
     }

@@ -15,9 +15,10 @@ pub mod host_guard;
 pub mod http;
 pub mod link;
 pub mod metrics;
-pub mod packed;
 pub mod secret;
 pub mod sidecar;
+
+pub mod stored;
 pub mod sts;
 pub mod verify;
 

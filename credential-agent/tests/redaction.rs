@@ -4,8 +4,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use credential_agent::cache::{Key, Lookup, Served, Source};
 use credential_agent::error::Error;
-use credential_agent::packed::{CachedCredentials, PackedToken, TokenDictionary};
 use credential_agent::secret::Secret;
+use credential_agent::stored::{CachedCredentials, StoredToken, TokenDictionary};
 use credential_agent::sts::{AssumeRequest, Credentials, StsError, StsErrorKind};
 
 const TOKEN: &str = "eyJTOKENMARKER.payload-marker.signature-marker";
@@ -53,7 +53,7 @@ fn debug_never_prints_secrets() {
         format!("{served:?}"),
         format!(
             "{:?}",
-            PackedToken::new(&Secret::new(TOKEN), &TokenDictionary::default())
+            StoredToken::new(&Secret::new(TOKEN), &TokenDictionary::default())
         ),
         format!("{err:?} {err}"),
     ];

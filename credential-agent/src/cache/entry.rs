@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use super::key::PackedKey;
 use super::WeakFlight;
-use crate::packed::{CachedCredentials, PackedToken};
+use crate::stored::CachedCredentials;
+use crate::stored::StoredToken;
 use crate::sts::StsError;
 
 /// An instant on a cache's clock in 8 bytes (also as `Option<Tick>`):
@@ -38,7 +39,7 @@ pub(super) struct Failure {
 /// Kept small on purpose (88 bytes): a node may hold thousands.
 pub(super) struct State {
     /// Holds its fingerprint too.
-    pub(super) token: PackedToken,
+    pub(super) token: StoredToken,
     pub(super) token_valid_until: Option<Tick>,
     pub(super) creds: Option<Issued>,
     /// Boxed: `Option<WeakFlight>` would be 16 bytes in every entry.

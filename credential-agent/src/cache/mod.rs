@@ -45,8 +45,8 @@ pub use key::Key;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::packed::{CachedCredentials, PackedToken, TokenDictionary};
 use crate::secret::{scrub, Secret};
+use crate::stored::{CachedCredentials, StoredToken, TokenDictionary};
 use crate::sts::{AssumeRequest, Credentials, Exchanger, StsError, StsErrorKind};
 use entry::{Entry, Failure, Issued, State, Tick};
 use key::PackedKey;
@@ -101,8 +101,6 @@ struct Inner {
     clock: Clock,
     /// Where this cache's `Tick`s count from.
     epoch: Instant,
-    /// What the pods' tokens are compressed against.
-    tokens: TokenDictionary,
     exchanger: Arc<dyn Exchanger>,
     cfg: CacheConfig,
     jitter: Jitter,
@@ -110,6 +108,8 @@ struct Inner {
     /// Refresh and idle deadlines of all entries; one task serves them.
     heap: Mutex<BinaryHeap<Reverse<Due>>>,
     wake: Notify,
+    /// What the pods' tokens are compressed against.
+    tokens: TokenDictionary,
     sts_permits: Arc<FairPermits>,
     scheduler_started: AtomicBool,
 }
@@ -134,13 +134,13 @@ impl Cache {
                 identity_hasher: RandomState::new(),
                 epoch: clock.now(),
                 clock,
-                tokens: TokenDictionary::default(),
                 exchanger,
                 cfg,
                 jitter,
                 metrics,
                 heap: Mutex::new(BinaryHeap::new()),
                 wake: Notify::new(),
+                tokens: TokenDictionary::default(),
                 sts_permits,
                 scheduler_started: AtomicBool::new(false),
             }),
@@ -172,7 +172,7 @@ impl Cache {
             let mut st = entry.lock();
             st.last_used = inner.tick(now);
             if st.token.fingerprint() != token_fp {
-                st.token = PackedToken::new(&lookup.token, &inner.tokens);
+                st.token = StoredToken::new(&lookup.token, &inner.tokens);
                 st.token_valid_until = lookup
                     .token_expires
                     .map(|t| inner.tick(inner.clock.instant_of(t)));
@@ -314,7 +314,7 @@ impl Inner {
         let entry = Arc::new(Entry::new(
             PackedKey::new(&lookup.key, packed, &lookup.session_name),
             State {
-                token: PackedToken::new(&lookup.token, &self.tokens),
+                token: StoredToken::new(&lookup.token, &self.tokens),
                 token_valid_until: lookup
                     .token_expires
                     .map(|t| self.tick(self.clock.instant_of(t))),
@@ -348,7 +348,19 @@ impl Inner {
         if let Some(f) = st.inflight.as_ref().and_then(|w| w.upgrade()) {
             return f;
         }
-        let token = st.token.unpack(&self.tokens);
+        let token = match st.token.token(&self.tokens) {
+            Ok(t) => t,
+            Err(e) => {
+                // Never sent to STS as anything but the pod's own token: the
+                // call fails, and the pod's next request stores its token anew.
+                let failed: Outcome = Err(StsError::new(
+                    StsErrorKind::Failed,
+                    "CorruptToken",
+                    e.to_string(),
+                ));
+                return futures::future::ready(failed).boxed().shared();
+            }
+        };
         let req = AssumeRequest {
             role_arn: entry.key.role_arn().to_string(),
             session_name: entry.key.session_name(),

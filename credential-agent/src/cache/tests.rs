@@ -235,7 +235,7 @@ async fn refreshes_ahead_so_no_caller_waits_and_nothing_short_is_served() {
         tokio::time::sleep(Duration::from_secs(60)).await;
         let served = cache.get(lookup("app", "t")).await.unwrap();
         assert_eq!(served.source, Source::Cached, "waited on STS");
-        let issued = sts.issued_at(&served.credentials.access_key_id());
+        let issued = sts.issued_at(served.credentials.access_key_id());
         let left = (issued + cfg.session_duration).saturating_duration_since(now());
         assert!(left >= cfg.min_remaining, "served with {left:?} left");
     }
@@ -526,9 +526,8 @@ async fn sts_gets_the_role_and_session_name() {
     }
 }
 
-/// Compact JWS tokens are kept compressed; STS still gets each one exactly,
-/// on the first call and on refreshes, the second packed against the
-/// dictionary learned from the first.
+/// STS gets each pod's token exactly as presented, on the first call and
+/// on refreshes.
 #[tokio::test(start_paused = true)]
 async fn sts_gets_jws_tokens_exactly() {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
