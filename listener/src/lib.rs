@@ -20,6 +20,7 @@
 //!
 //! [`daemon`] holds the start-up and shutdown helpers both binaries share.
 
+pub mod clock;
 pub mod daemon;
 
 use std::collections::HashMap;

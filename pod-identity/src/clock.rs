@@ -1,14 +1,11 @@
-//! The CLI's one source of time: `doctor` compares certificate expiry and
-//! annotation times with it. Checks take the time as an argument
-//! (`Facts::now`), so tests pick it; `clippy.toml` forbids reading the
-//! clocks anywhere but here.
+//! The CLI's one source of time: the clock the daemons use too
+//! (`listener::clock`). `doctor` compares certificate expiry and annotation
+//! times with it; checks take the time as an argument (`Facts::now`), so
+//! tests pick it; `clippy.toml` forbids reading the clocks anywhere else.
 
-#![allow(clippy::disallowed_methods)]
+pub use listener::clock::Clock;
 
 /// Now, in Unix seconds.
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    i64::try_from(Clock::system().unix_seconds()).unwrap_or(i64::MAX)
 }

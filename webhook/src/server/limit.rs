@@ -69,7 +69,7 @@ impl<S> Counted<S> {
 
     /// Wraps any stream (tests use an in-memory duplex).
     pub fn with_idle(stream: S, slot: Option<listener::Slot>, idle: Duration) -> Self {
-        let now = Clock.now();
+        let now = Clock::system().now();
         Counted {
             stream,
             _slot: slot,
@@ -80,7 +80,7 @@ impl<S> Counted<S> {
     }
 
     fn touch(&mut self) {
-        self.last = Clock.now();
+        self.last = Clock::system().now();
     }
 
     /// A write's outcome: bytes written count as traffic; `Pending` is
@@ -110,7 +110,7 @@ impl<S> Counted<S> {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(()) => {
                     let deadline = self.last + self.idle;
-                    if Clock.now() >= deadline {
+                    if Clock::system().now() >= deadline {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "connection idle for longer than --idle-timeout",
@@ -198,9 +198,9 @@ mod tests {
             assert_eq!(&buf[..n], b"ping");
         }
         // Then silence: the read fails with TimedOut after the idle period.
-        let started = Clock.now();
+        let started = Clock::system().now();
         let e = conn.read(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(Clock.now() - started, Duration::from_secs(60));
+        assert_eq!(Clock::system().now() - started, Duration::from_secs(60));
     }
 }

@@ -237,7 +237,7 @@ pub async fn build_state(cfg: &ServerConfig, metrics: Arc<Metrics>) -> Result<Ar
             metrics,
             jitter: Arc::new(random_jitter),
         },
-        clock: Clock,
+        clock: Clock::system(),
         max_body: cfg.max_request_bytes,
         in_flight: tokio::sync::Semaphore::new(cfg.max_requests_in_flight),
     }))

@@ -238,7 +238,7 @@ impl ServiceAccountCache {
         limits: LookupLimits,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let clock = Clock;
+        let clock = Clock::system();
         let fetcher = Fetcher {
             client,
             limits,
