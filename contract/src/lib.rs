@@ -22,3 +22,30 @@ pub mod mode;
 mod role_arn;
 
 pub use role_arn::{RoleArn, RoleArnError};
+
+/// Declares an error type that is a message, for the errors whose whole
+/// content is what the user reads: `Display` is the message, `.0` holds it,
+/// `From<String>` and `From<&str>` build it (so `?` converts a `String`
+/// error). Each use is a type of its own, named for its concern. Needs
+/// `thiserror` in the calling crate.
+#[macro_export]
+macro_rules! message_error {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[error("{0}")]
+        pub struct $name(pub String);
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_string())
+            }
+        }
+    };
+}

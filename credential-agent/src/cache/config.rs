@@ -3,21 +3,9 @@
 
 use std::time::Duration;
 
-/// Settings under which refresh-ahead cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CacheConfigError(pub String);
-
-impl From<String> for CacheConfigError {
-    fn from(s: String) -> Self {
-        CacheConfigError(s)
-    }
-}
-
-impl From<&str> for CacheConfigError {
-    fn from(s: &str) -> Self {
-        CacheConfigError(s.to_string())
-    }
+contract::message_error! {
+    /// Settings under which refresh-ahead cannot work.
+    CacheConfigError
 }
 
 #[derive(Clone, Debug)]

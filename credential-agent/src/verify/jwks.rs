@@ -17,21 +17,9 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 
-/// Why the issuer's keys could not be fetched or read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct JwksError(pub String);
-
-impl From<String> for JwksError {
-    fn from(s: String) -> Self {
-        JwksError(s)
-    }
-}
-
-impl From<&str> for JwksError {
-    fn from(s: &str) -> Self {
-        JwksError(s.to_string())
-    }
+contract::message_error! {
+    /// Why the issuer's keys could not be fetched or read.
+    JwksError
 }
 
 #[derive(Clone, Debug)]

@@ -18,21 +18,9 @@ use serde::Deserialize;
 use super::{TokenIdentity, VerifyError, MAX_TOKEN_BYTES, TOO_LARGE};
 use crate::secret::Secret;
 
-/// A document that is not a JWKS.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct KeySetError(pub String);
-
-impl From<String> for KeySetError {
-    fn from(s: String) -> Self {
-        KeySetError(s)
-    }
-}
-
-impl From<&str> for KeySetError {
-    fn from(s: &str) -> Self {
-        KeySetError(s.to_string())
-    }
+contract::message_error! {
+    /// A document that is not a JWKS.
+    KeySetError
 }
 
 #[derive(Deserialize)]

@@ -5,21 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Why the key source cannot be used or read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SourceError(pub String);
-
-impl From<String> for SourceError {
-    fn from(s: String) -> Self {
-        SourceError(s)
-    }
-}
-
-impl From<&str> for SourceError {
-    fn from(s: &str) -> Self {
-        SourceError(s.to_string())
-    }
+contract::message_error! {
+    /// Why the key source cannot be used or read.
+    SourceError
 }
 
 /// Why the key source cannot be used (a configuration error at start).

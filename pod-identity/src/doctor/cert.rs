@@ -9,21 +9,9 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// Why a serving certificate does not verify, or cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CertError(pub String);
-
-impl From<String> for CertError {
-    fn from(s: String) -> Self {
-        CertError(s)
-    }
-}
-
-impl From<&str> for CertError {
-    fn from(s: &str) -> Self {
-        CertError(s.to_string())
-    }
+contract::message_error! {
+    /// Why a serving certificate does not verify, or cannot be read.
+    CertError
 }
 
 /// What was found out about a serving certificate.

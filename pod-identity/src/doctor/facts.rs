@@ -7,21 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::iam::{Provider, RoleState};
 
-/// What could not be read, and why (kept as text: facts are plain data).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Unavailable(pub String);
-
-impl From<String> for Unavailable {
-    fn from(s: String) -> Self {
-        Unavailable(s)
-    }
-}
-
-impl From<&str> for Unavailable {
-    fn from(s: &str) -> Self {
-        Unavailable(s.to_string())
-    }
+contract::message_error! {
+    /// What could not be read, and why (kept as text: facts are plain data).
+    Unavailable
 }
 
 /// The ServiceAccount as read.

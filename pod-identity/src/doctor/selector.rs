@@ -7,21 +7,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-/// The selector requirement labels do not meet.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Mismatch(pub String);
-
-impl From<String> for Mismatch {
-    fn from(s: String) -> Self {
-        Mismatch(s)
-    }
-}
-
-impl From<&str> for Mismatch {
-    fn from(s: &str) -> Self {
-        Mismatch(s.to_string())
-    }
+contract::message_error! {
+    /// The selector requirement labels do not meet.
+    Mismatch
 }
 
 /// Whether `labels` satisfy `selector`, or the requirement that fails.

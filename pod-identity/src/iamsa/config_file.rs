@@ -9,21 +9,9 @@ use serde::Deserialize;
 use super::spec::{validate_cluster_name, Spec};
 use crate::error::{Error, Result};
 
-/// A ClusterConfig file that cannot be applied, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigFileError(pub String);
-
-impl From<String> for ConfigFileError {
-    fn from(s: String) -> Self {
-        ConfigFileError(s)
-    }
-}
-
-impl From<&str> for ConfigFileError {
-    fn from(s: &str) -> Self {
-        ConfigFileError(s.to_string())
-    }
+contract::message_error! {
+    /// A ClusterConfig file that cannot be applied, and why.
+    ConfigFileError
 }
 
 /// An `attachPolicy` document: a JSON object with a `Statement`.

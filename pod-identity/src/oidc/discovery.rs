@@ -5,21 +5,9 @@
 
 use serde_json::{json, Value};
 
-/// A published key set that is not a JWKS.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct JwksShapeError(pub String);
-
-impl From<String> for JwksShapeError {
-    fn from(s: String) -> Self {
-        JwksShapeError(s)
-    }
-}
-
-impl From<&str> for JwksShapeError {
-    fn from(s: &str) -> Self {
-        JwksShapeError(s.to_string())
-    }
+contract::message_error! {
+    /// A published key set that is not a JWKS.
+    JwksShapeError
 }
 
 /// Where an issuer serves its discovery document, under the issuer URL.

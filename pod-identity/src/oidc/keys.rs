@@ -8,21 +8,9 @@ use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-/// A PEM file or key that is not a usable public key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct KeyError(pub String);
-
-impl From<String> for KeyError {
-    fn from(s: String) -> Self {
-        KeyError(s)
-    }
-}
-
-impl From<&str> for KeyError {
-    fn from(s: &str) -> Self {
-        KeyError(s.to_string())
-    }
+contract::message_error! {
+    /// A PEM file or key that is not a usable public key.
+    KeyError
 }
 
 fn b64(bytes: &[u8]) -> String {

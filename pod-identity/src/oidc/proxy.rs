@@ -8,21 +8,9 @@ use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// An unusable HTTPS_PROXY, or a proxy that did not open the tunnel.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ProxyError(pub String);
-
-impl From<String> for ProxyError {
-    fn from(s: String) -> Self {
-        ProxyError(s)
-    }
-}
-
-impl From<&str> for ProxyError {
-    fn from(s: &str) -> Self {
-        ProxyError(s.to_string())
-    }
+contract::message_error! {
+    /// An unusable HTTPS_PROXY, or a proxy that did not open the tunnel.
+    ProxyError
 }
 
 /// The most of a proxy's answer to CONNECT that is read.

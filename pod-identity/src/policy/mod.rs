@@ -5,21 +5,9 @@
 
 pub mod evaluate;
 
-/// A policy document that is neither JSON nor URL-encoded JSON.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DocumentError(pub String);
-
-impl From<String> for DocumentError {
-    fn from(s: String) -> Self {
-        DocumentError(s)
-    }
-}
-
-impl From<&str> for DocumentError {
-    fn from(s: &str) -> Self {
-        DocumentError(s.to_string())
-    }
+contract::message_error! {
+    /// A policy document that is neither JSON nor URL-encoded JSON.
+    DocumentError
 }
 pub mod trust;
 

@@ -10,21 +10,9 @@ use std::fmt;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-/// A Pod the webhook cannot read; the message names the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PodError(pub String);
-
-impl From<String> for PodError {
-    fn from(s: String) -> Self {
-        PodError(s)
-    }
-}
-
-impl From<&str> for PodError {
-    fn from(s: &str) -> Self {
-        PodError(s.to_string())
-    }
+contract::message_error! {
+    /// A Pod the webhook cannot read; the message names the field at fault.
+    PodError
 }
 
 /// A JSON object of strings, in document order.

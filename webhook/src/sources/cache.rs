@@ -36,21 +36,9 @@ use crate::metrics::Metrics;
 use crate::sources::manifests::ServiceAccountManifest;
 use crate::{Error, Result};
 
-/// Why a ServiceAccount lookup failed (shared by the reviews waiting on it).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct LookupError(pub String);
-
-impl From<String> for LookupError {
-    fn from(s: String) -> Self {
-        LookupError(s)
-    }
-}
-
-impl From<&str> for LookupError {
-    fn from(s: &str) -> Self {
-        LookupError(s.to_string())
-    }
+contract::message_error! {
+    /// Why a ServiceAccount lookup failed (shared by the reviews waiting on it).
+    LookupError
 }
 
 pub const CONFIG_MAP_NAME: &str = "pod-identity-webhook";
@@ -533,15 +521,9 @@ impl ServiceAccountCache {
     }
 }
 
-/// A `pod-identity-webhook` ConfigMap whose `config` cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigMapError(pub String);
-
-impl From<String> for ConfigMapError {
-    fn from(s: String) -> Self {
-        ConfigMapError(s)
-    }
+contract::message_error! {
+    /// A `pod-identity-webhook` ConfigMap whose `config` cannot be read.
+    ConfigMapError
 }
 
 /// Parses the ConfigMap's `config` value: `{"ns/sa": {"RoleARN": ..}}`.

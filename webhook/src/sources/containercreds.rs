@@ -14,21 +14,9 @@ use serde::Deserialize;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
-/// A container-credentials file that cannot be read as one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ContainerCredsError(pub String);
-
-impl From<String> for ContainerCredsError {
-    fn from(s: String) -> Self {
-        ContainerCredsError(s)
-    }
-}
-
-impl From<&str> for ContainerCredsError {
-    fn from(s: &str) -> Self {
-        ContainerCredsError(s.to_string())
-    }
+contract::message_error! {
+    /// A container-credentials file that cannot be read as one.
+    ContainerCredsError
 }
 
 #[derive(Debug, Deserialize)]

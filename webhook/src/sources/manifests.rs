@@ -9,21 +9,9 @@ use serde_json::Value;
 
 use crate::{Error, Result};
 
-/// A document of a ServiceAccounts file that is not a ServiceAccount.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ManifestError(pub String);
-
-impl From<String> for ManifestError {
-    fn from(s: String) -> Self {
-        ManifestError(s)
-    }
-}
-
-impl From<&str> for ManifestError {
-    fn from(s: &str) -> Self {
-        ManifestError(s.to_string())
-    }
+contract::message_error! {
+    /// A document of a ServiceAccounts file that is not a ServiceAccount.
+    ManifestError
 }
 
 /// A ServiceAccount as read from a manifest: only what the webhook uses.
