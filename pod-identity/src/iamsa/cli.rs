@@ -8,12 +8,13 @@ use crate::args::{self, IamSa, Output};
 use crate::error::{Error, Result};
 use crate::{aws, cluster, iamsa, oidc, plan, plan_or_apply, serialize};
 
-fn grant_spec(grants: args::GrantFlags) -> Spec {
+/// `base` with what the grant flags ask for.
+fn with_grants(base: Spec, grants: args::GrantFlags) -> Spec {
     Spec {
         policy_arns: grants.attach_policy_arn,
         permissions_boundary: grants.permissions_boundary,
         allow_no_policy: grants.allow_no_policy,
-        ..Default::default()
+        ..base
     }
 }
 
@@ -55,20 +56,23 @@ pub async fn run(
             adopt_role,
             approve,
         } => {
-            let spec = Spec {
-                namespace: sa.namespace,
-                name: sa.name,
-                role_name: sa.role_name,
-                attach_role_arn,
-                role_only: sa.role_only,
-                override_existing: override_existing_serviceaccounts,
-                tags: tags
-                    .as_deref()
-                    .map(parse_tags)
-                    .transpose()?
-                    .unwrap_or_default(),
-                ..grant_spec(grants)
-            };
+            let spec = with_grants(
+                Spec {
+                    namespace: sa.namespace,
+                    name: sa.name,
+                    role_name: sa.role_name,
+                    attach_role_arn,
+                    role_only: sa.role_only,
+                    override_existing: override_existing_serviceaccounts,
+                    tags: tags
+                        .as_deref()
+                        .map(parse_tags)
+                        .transpose()?
+                        .unwrap_or_default(),
+                    ..Default::default()
+                },
+                grants,
+            );
             let run = Run {
                 cluster_name: sa.cluster,
                 region,
@@ -83,38 +87,15 @@ pub async fn run(
             create(vec![spec], run, kube, approve, out).await
         }
         IamSa::Update {
-            target:
-                args::TargetFlags {
-                    namespace,
-                    name,
-                    cluster,
-                    role_name,
-                },
+            target,
             grants,
             file,
             approve,
         } => {
-            let (specs, cluster_name, region, with_oidc) = match (file, name) {
-                (Some(file), _) => {
-                    let config = iamsa::config_file::read_cluster_config(&file)?;
-                    (
-                        config.specs,
-                        config.cluster,
-                        region.or(config.region),
-                        config.with_oidc,
-                    )
-                }
-                (None, Some(name)) => {
-                    let spec = Spec {
-                        namespace,
-                        name,
-                        role_name,
-                        ..grant_spec(grants)
-                    };
-                    (vec![spec], cluster, region, false)
-                }
-                (None, None) => return Err(Error::Usage("give --name or -f".into())),
-            };
+            let t = targets(file, target, region, |base| with_grants(base, grants))?;
+            // Like eksctl's update, the IAM OIDC provider is not planned
+            // here (apply does that).
+            let (specs, cluster_name, region, with_oidc) = (t.specs, t.cluster, t.region, false);
             let run = Run {
                 cluster_name,
                 region,
@@ -158,34 +139,13 @@ pub async fn run(
             create(specs, run, kube, approve, out).await
         }
         IamSa::Delete {
-            target:
-                args::TargetFlags {
-                    namespace,
-                    name,
-                    cluster,
-                    role_name,
-                },
+            target,
             role_only,
             file,
             approve,
         } => {
-            let (specs, cluster_name, region) = match (file, name) {
-                (Some(file), _) => {
-                    let config = iamsa::config_file::read_cluster_config(&file)?;
-                    (config.specs, config.cluster, region.or(config.region))
-                }
-                (None, Some(name)) => {
-                    let spec = Spec {
-                        namespace,
-                        name,
-                        role_name,
-                        role_only,
-                        ..Default::default()
-                    };
-                    (vec![spec], cluster, region)
-                }
-                (None, None) => return Err(Error::Usage("give --name or -f".into())),
-            };
+            let t = targets(file, target, region, |base| Spec { role_only, ..base })?;
+            let (specs, cluster_name, region) = (t.specs, t.cluster, t.region);
             for s in &specs {
                 iamsa::spec::validate_names(&s.namespace, &s.name)?;
             }
@@ -207,6 +167,43 @@ pub async fn run(
             let subject = format!("delete iamserviceaccount {}", names(&specs));
             plan_or_apply(&subject, &plan, approve, &aws, Some(&cluster), out).await
         }
+    }
+}
+
+/// What `update` and `delete` act on: every `iam.serviceAccounts` entry of
+/// `-f`, or the one ServiceAccount the flags name (shaped by `one`).
+struct Targets {
+    specs: Vec<Spec>,
+    cluster: Option<String>,
+    region: Option<String>,
+}
+
+fn targets(
+    file: Option<std::path::PathBuf>,
+    flags: args::TargetFlags,
+    region: Option<String>,
+    one: impl FnOnce(Spec) -> Spec,
+) -> Result<Targets> {
+    match (file, flags.name) {
+        (Some(file), _) => {
+            let config = iamsa::config_file::read_cluster_config(&file)?;
+            Ok(Targets {
+                specs: config.specs,
+                cluster: config.cluster,
+                region: region.or(config.region),
+            })
+        }
+        (None, Some(name)) => Ok(Targets {
+            specs: vec![one(Spec {
+                namespace: flags.namespace,
+                name,
+                role_name: flags.role_name,
+                ..Default::default()
+            })],
+            cluster: flags.cluster,
+            region,
+        }),
+        (None, None) => Err(Error::Usage("give --name or -f".into())),
     }
 }
 

@@ -16,13 +16,40 @@ contract::message_error! {
 /// The most of a proxy's answer to CONNECT that is read.
 const MAX_CONNECT_REPLY: usize = 8 * 1024;
 
-/// A proxy to reach a host through.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A proxy to reach a host through. Its Debug output leaves out the
+/// credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     pub host: String,
     pub port: u16,
     /// `user:password`, sent as Basic proxy authorization.
     pub credentials: Option<String>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// `HTTPS_PROXY` as it may be shown: any `user:password@` replaced.
+fn shown(raw: &str) -> String {
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), raw),
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => raw.to_string(),
+    }
 }
 
 /// The proxy for `host:port`, from the environment (`get` reads a variable;
@@ -56,8 +83,10 @@ pub fn proxy_for(
         .unwrap_or(("http", &with_scheme));
     if !scheme.eq_ignore_ascii_case("http") {
         return Err(format!(
-            "HTTPS_PROXY {raw:?}: only http:// proxies are supported (the tunnel is an HTTP CONNECT)"
-        ).into());
+            "HTTPS_PROXY {:?}: only http:// proxies are supported (the tunnel is an HTTP CONNECT)",
+            shown(&raw)
+        )
+        .into());
     }
     let authority = rest.split('/').next().unwrap_or_default();
     let (credentials, hostport) = match authority.rsplit_once('@') {
@@ -72,7 +101,7 @@ pub fn proxy_for(
         None => (None, authority),
     };
     let (phost, pport) = split_host_port(hostport)
-        .ok_or_else(|| format!("HTTPS_PROXY {raw:?} is not http://host[:port]"))?;
+        .ok_or_else(|| format!("HTTPS_PROXY {:?} is not http://host[:port]", shown(&raw)))?;
     Ok(Some(Proxy {
         host: phost,
         port: pport.unwrap_or(80),
@@ -266,6 +295,27 @@ mod tests {
             );
         }
         assert!(p("h", 443, &[("HTTPS_PROXY", "https://proxy.corp")]).is_err());
+        // The proxy's password reaches no error and no Debug output.
+        for bad in [
+            "https://u:PASS-MARKER-3c1@proxy.corp:3128",
+            "http://u:PASS-MARKER-3c1@proxy.corp:port/x",
+        ] {
+            let e = p("h", 443, &[("HTTPS_PROXY", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !e.contains("PASS-MARKER") && e.contains("***@proxy.corp"),
+                "{e}"
+            );
+        }
+        let ok = p(
+            "h",
+            443,
+            &[("HTTPS_PROXY", "http://u:PASS-MARKER-3c1@proxy.corp")],
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!format!("{ok:?}").contains("PASS-MARKER"), "{ok:?}");
         assert!(p("h", 443, &[("HTTPS_PROXY", "http://proxy.corp:port")]).is_err());
         assert!(p("h", 443, &[("HTTPS_PROXY", "http://")]).is_err());
     }
