@@ -1,30 +1,49 @@
 #!/usr/bin/env bash
-# Ensures a real kube-apiserver (and kube-controller-manager) plus etcd exist.
-# Prints the directory holding kube-apiserver, kube-controller-manager and etcd.
+# Ensures a real Kubernetes control plane and node exist: kube-apiserver,
+# kube-controller-manager, kubelet and kubectl (v1.20.2, built once from
+# Debian's source package), etcd, and for the node Debian's containerd, runc,
+# CNI plugins and busybox-static. Prints the directory holding kube-apiserver,
+# kube-controller-manager, kubelet, kubectl and etcd.
 #
 # If KUBE_ASSETS (or KUBEBUILDER_ASSETS) names a directory that already holds
-# kube-apiserver and etcd, it is used as is. Otherwise Kubernetes v1.20.2 is
-# built once from Debian's source package and cached in
+# all of them, it is used as is. Otherwise the build is cached in
 # ${POD_IDENTITY_CACHE:-$HOME/.cache/pod-identity-rs}/kube (outside the repo).
 set -euo pipefail
 
+log() { echo "ensure-kube: $*" >&2; }
+bins=(kube-apiserver kube-controller-manager kubelet kubectl)
+complete() {
+  for b in "${bins[@]}" etcd; do [ -x "$1/$b" ] || return 1; done
+}
+
+# The node's runtime, from Debian (checked every run: cheap, and a cached
+# kube folder does not carry packages to a new machine).
+need=()
+for p in containerd runc containernetworking-plugins busybox-static; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+fi
+
 for d in "${KUBE_ASSETS:-}" "${KUBEBUILDER_ASSETS:-}"; do
-  if [ -n "$d" ] && [ -x "$d/kube-apiserver" ] && [ -x "$d/etcd" ]; then
+  if [ -n "$d" ] && complete "$d"; then
     echo "$d"; exit 0
   fi
 done
 
 cache="${POD_IDENTITY_CACHE:-$HOME/.cache/pod-identity-rs}/kube"
 out="$cache/bin"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/etcd" ]; then
+if complete "$out"; then
   echo "$out"; exit 0
 fi
 
-log() { echo "ensure-kube: $*" >&2; }
 mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/etcd" ]; then
+if complete "$out"; then
   echo "$out"; exit 0
 fi
 
@@ -58,11 +77,13 @@ if [ ! -d "$tree" ]; then
   cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$r2"/
   cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$r2"/ 2>/dev/null || true
 fi
-log "building kube-apiserver and kube-controller-manager (several minutes, once)"
+log "building ${bins[*]} (several minutes, once)"
 # Go's build cache inside the cache folder, removed with the source tree below.
-(cd "$tree" && GOCACHE="$src/gocache" make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2)
+started=$SECONDS
+(cd "$tree" && GOCACHE="$src/gocache" make WHAT="${bins[*]/#/cmd/}" >&2)
+log "built in $((SECONDS - started)) s"
 mkdir -p "$out.tmp"
-cp "$tree/_output/bin/kube-apiserver" "$tree/_output/bin/kube-controller-manager" "$out.tmp/"
+for b in "${bins[@]}"; do cp "$tree/_output/bin/$b" "$out.tmp/"; done
 ln -sf /usr/bin/etcd "$out.tmp/etcd"
 rm -rf "$out"; mv "$out.tmp" "$out"
 rm -rf "$tree" "$src/cache" "$src/gocache"

@@ -7,3 +7,4 @@ pub mod clients;
 pub mod harness;
 pub mod helm;
 pub mod iam;
+pub mod node;
