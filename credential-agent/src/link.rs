@@ -93,7 +93,7 @@ async fn setup_with(handle: &Handle, interface: &str, addresses: &[IpAddr]) -> R
                     return Err(Error::Link(format!(
                         "cannot create dummy interface {interface}: this kernel has no dummy \
                          link support (load the 'dummy' module), or pass --interface with an \
-                         existing interface"
+                         existing interface of the node (in the Helm chart: agent.setupLink.interface)"
                     )))
                 }
                 Err(e) => {

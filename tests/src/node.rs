@@ -545,6 +545,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         Ok(name)
     }
 
+    /// A link some step of the test may make on the host (deleted on drop
+    /// if it exists).
+    pub fn delete_on_drop(&mut self, link: &str) {
+        self.links.push(link.to_string());
+    }
+
     /// containerd's PID (PID 1 of the node's namespace) on the host.
     pub fn containerd_pid(&self) -> u32 {
         self.containerd_pid

@@ -139,10 +139,10 @@ async fn web_identity(env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// The chart's agent DaemonSet, rendered by helm, run as a pod on the node
-/// (no scheduler here): `setup-link` on a test-made veth, then `serve`.
-async fn start_agent(env: &mut Env) -> Result<()> {
-    let interface = env.node.add_veth()?;
+/// The chart's agent DaemonSet (rendered by `helm template` with these
+/// values) as a pod named `name` on the node (no scheduler here). Applies
+/// the ServiceAccount and RBAC objects it renders with it.
+async fn chart_agent_pod(env: &Env, name: &str, interface: &str) -> Result<()> {
     let (health, metrics) = (free_port(), free_port());
     let (repo, tag) = env.project_image.rsplit_once(':').context("image tag")?;
     let kubeconfig = env.cluster.kubeconfig.display().to_string();
@@ -150,6 +150,8 @@ async fn start_agent(env: &mut Env) -> Result<()> {
     let sets = [
         "agent.enabled=true".to_string(),
         "agent.issuer=https://kubernetes.default.svc".into(),
+        // The default (the `kubernetes` Service's ClusterIP) needs kube-proxy,
+        // and this test talks to loopback only.
         format!("agent.jwksURL={}/openid/v1/jwks", env.cluster.url),
         "agent.extraArgs[0]=--jwks-ca-file=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
             .into(),
@@ -184,7 +186,6 @@ async fn start_agent(env: &mut Env) -> Result<()> {
     args.extend(["--show-only".into(), "templates/agent.yaml".into()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let rendered = helm_ok(&refs).context("helm template")?;
-    env.cluster.create_namespace("pod-identity").await?;
     let mut pod = None;
     for doc in serde_yaml::Deserializer::from_str(&rendered) {
         let v = Value::deserialize(doc)?;
@@ -198,9 +199,10 @@ async fn start_agent(env: &mut Env) -> Result<()> {
     let mut template = ds["spec"]["template"].clone();
     template["apiVersion"] = json!("v1");
     template["kind"] = json!("Pod");
-    template["metadata"]["name"] = json!("agent");
+    template["metadata"]["name"] = json!(name);
     template["metadata"]["namespace"] = json!("pod-identity");
     template["spec"]["nodeName"] = json!(NODE_NAME);
+    template["spec"]["terminationGracePeriodSeconds"] = json!(1);
     // The token controller gives the agent's ServiceAccount its token
     // Secret a moment after the ServiceAccount exists; until then the API
     // server refuses pods that mount it.
@@ -211,13 +213,124 @@ async fn start_agent(env: &mut Env) -> Result<()> {
             .create("/api/v1/namespaces/pod-identity/pods", &template)
             .await
         {
-            Ok(_) => break,
+            Ok(_) => return Ok(()),
             Err(e) if Instant::now() < deadline && format!("{e}").contains("token") => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether this kernel can make dummy links (the chart's default
+/// `setup-link`); some here cannot.
+fn kernel_has_dummy_links() -> bool {
+    let name = format!("pd{}", free_port());
+    let made = std::process::Command::new("ip")
+        .args(["link", "add", &name, "type", "dummy"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &name])
+            .status();
+    }
+    made
+}
+
+/// The chart's agent pod as a user first meets it: `setup-link` making its
+/// dummy interface. On a kernel without dummy links the init container
+/// fails with a message saying what to set; with them, the link is made.
+async fn default_setup_link(env: &mut Env) -> Result<()> {
+    let interface = format!("pd{}", free_port());
+    let dummy = kernel_has_dummy_links();
+    if dummy {
+        env.node.delete_on_drop(&interface);
+    }
+    chart_agent_pod(env, "agent-dummy", &interface).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pod = env
+            .cluster
+            .get("/api/v1/namespaces/pod-identity/pods/agent-dummy")
+            .await?;
+        let init = &pod["status"]["initContainerStatuses"][0];
+        let terminated = [
+            &init["state"]["terminated"],
+            &init["lastState"]["terminated"],
+        ]
+        .into_iter()
+        .find(|t| t.is_object())
+        .cloned();
+        if let Some(t) = terminated {
+            if dummy {
+                ensure!(
+                    t["exitCode"] == 0,
+                    "setup-link failed on a kernel with dummy links: {t}"
+                );
+            } else {
+                ensure!(
+                    t["exitCode"] != 0,
+                    "setup-link succeeded without dummy links: {t}"
+                );
+                let logs = kubectl(
+                    &env.cluster,
+                    &[
+                        "logs",
+                        "-n",
+                        "pod-identity",
+                        "agent-dummy",
+                        "-c",
+                        "setup-link",
+                    ],
+                )
+                .or_else(|_| {
+                    kubectl(
+                        &env.cluster,
+                        &[
+                            "logs",
+                            "-n",
+                            "pod-identity",
+                            "agent-dummy",
+                            "-c",
+                            "setup-link",
+                            "--previous",
+                        ],
+                    )
+                })?;
+                ensure!(
+                    logs.contains("no dummy") && logs.contains("--interface"),
+                    "setup-link's message does not say what to do: {logs}"
+                );
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("setup-link never finished: {}", pod["status"]);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    kubectl(
+        &env.cluster,
+        &[
+            "delete",
+            "pod",
+            "-n",
+            "pod-identity",
+            "agent-dummy",
+            "--grace-period=0",
+            "--force",
+        ],
+    )?;
+    Ok(())
+}
+
+/// The chart's agent pod with `agent.setupLink.interface` naming an
+/// existing interface (a veth pair made by the test).
+async fn start_agent(env: &mut Env) -> Result<()> {
+    let interface = env.node.add_veth()?;
+    chart_agent_pod(env, "agent", &interface).await?;
     wait_ready(env, "pod-identity", "agent").await
 }
 
@@ -249,6 +362,10 @@ async fn wait_ready(env: &Env, ns: &str, name: &str) -> Result<()> {
 }
 
 async fn agent_mode(env: &mut Env) -> Result<()> {
+    env.cluster.create_namespace("pod-identity").await?;
+    default_setup_link(env)
+        .await
+        .context("the chart's default setup-link")?;
     start_agent(env).await.context("the chart's agent pod")?;
     env.cluster.create_namespace("agent").await?;
     apply(
