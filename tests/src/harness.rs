@@ -44,6 +44,48 @@ pub fn workspace_bin_in(name: &str, profile: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The target triple of the static release binaries the image is built
+/// from (`scripts/build-image.sh`).
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Builds the static release binaries of the given workspace binaries
+/// (release, `crt-static`, [`STATIC_TARGET`]: what `scripts/build-image.sh`
+/// builds, so the two share one build) and returns their directory.
+pub fn static_release_bins(packages: &[&str], bins: &[&str]) -> Result<PathBuf> {
+    let root = workspace_root();
+    let flags = format!(
+        "{} -C target-feature=+crt-static",
+        std::env::var("RUSTFLAGS").unwrap_or_default()
+    );
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&root).env("RUSTFLAGS", flags.trim()).args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        STATIC_TARGET,
+    ]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    for b in bins {
+        cmd.args(["--bin", b]);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("running cargo build")?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join(STATIC_TARGET)
+        .join("release");
+    Ok(dir)
+}
+
 /// The directory with kube-apiserver and etcd: `scripts/ensure-kube.sh`
 /// honours KUBE_ASSETS / KUBEBUILDER_ASSETS, else builds and caches them.
 pub fn kube_assets() -> Result<PathBuf> {

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
-use crate::harness::{free_port, kube_assets, spawn_env, tail, workspace_root, Cluster, Proc};
+use crate::harness::{
+    free_port, kube_assets, spawn_env, static_release_bins, tail, workspace_root, Cluster, Proc,
+};
 
 /// The node's name (and InternalIP): `--hostname-override=127.0.0.1`.
 pub const NODE_NAME: &str = "127.0.0.1";
@@ -140,30 +142,7 @@ pub fn pause_archive(dir: &Path) -> Result<PathBuf> {
 /// Builds `aws-sdk-probe` statically (release, crt-static, as the project's
 /// image is built) and returns its path.
 pub fn static_probe() -> Result<PathBuf> {
-    let root = workspace_root();
-    let target = "x86_64-unknown-linux-gnu";
-    let flags = format!(
-        "{} -C target-feature=+crt-static",
-        std::env::var("RUSTFLAGS").unwrap_or_default()
-    );
-    run(Command::new("cargo")
-        .current_dir(&root)
-        .env("RUSTFLAGS", flags.trim())
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            target,
-            "-p",
-            "e2e-tests",
-            "--bin",
-            "aws-sdk-probe",
-        ]))?;
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = dir.join(target).join("release").join("aws-sdk-probe");
+    let bin = static_release_bins(&["e2e-tests"], &["aws-sdk-probe"])?.join("aws-sdk-probe");
     let ldd = Command::new("ldd").arg(&bin).output()?;
     let said =
         String::from_utf8_lossy(&ldd.stdout).to_string() + &String::from_utf8_lossy(&ldd.stderr);

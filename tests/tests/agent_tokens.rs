@@ -305,6 +305,11 @@ async fn wire_contract() -> anyhow::Result<()> {
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
+    // Every label value is there from the start; these ones counted.
+    assert!(
+        !metrics.contains("credential_agent_requests_total{status=\"200\"} 0\n"),
+        "{metrics}"
+    );
     assert!(
         reqwest::get(format!("{}/metrics", agent.url))
             .await?

@@ -211,11 +211,18 @@ async fn connection_flood_does_not_block_the_api_server() -> Result<()> {
         .await?
         .text()
         .await?;
+    let rejected: f64 = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "pod_identity_webhook_connections_rejected_total{kind=\"max_connections_per_peer\"} ",
+            )
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     ensure!(
-        m.lines().any(|l| l.starts_with(
-            "pod_identity_webhook_connections_rejected_total{kind=\"max_connections_per_peer\"}"
-        )),
-        "{m}"
+        rejected > 0.0,
+        "no connection was rejected at the cap:\n{m}"
     );
     eprintln!(
         "HTTPS connection flood: {} held, {open} kept open, peak RSS {:.1} MiB",

@@ -82,6 +82,17 @@ pub enum Source {
     Stale,
 }
 
+impl Source {
+    /// The `source` label of `credential_agent_credentials_served_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Cached => "cached",
+            Source::Fetched => "fetched",
+            Source::Stale => "stale",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Served {
     pub credentials: CachedCredentials,
@@ -163,7 +174,19 @@ impl Cache {
 
     /// Credentials for a verified identity: from the cache while they have
     /// at least `min_remaining` left, else from the (shared) STS call.
+    /// Counted by source, with the lifetime they had left when served.
     pub async fn get(&self, lookup: Lookup) -> Result<Served, Error> {
+        let served = self.lookup(lookup).await?;
+        let left = served
+            .credentials
+            .expiration()
+            .duration_since(self.inner.clock.wall())
+            .unwrap_or_default();
+        self.inner.metrics.served(served.source.label(), left);
+        Ok(served)
+    }
+
+    async fn lookup(&self, lookup: Lookup) -> Result<Served, Error> {
         let now = self.inner.clock.now();
         let entry = self.inner.entry_for(&lookup, now)?;
         let token_fp = lookup.token.fingerprint();
@@ -415,7 +438,7 @@ impl Inner {
                 });
                 call.metrics.sts_call(
                     call.clock.now().saturating_duration_since(started),
-                    result.as_ref().err().map(|e| e.code.as_str()),
+                    result.as_ref().err().map(|e| (e.kind.label(), e.code.as_str())),
                 );
                 call.complete(&entry, result, token_fp, background)
             });

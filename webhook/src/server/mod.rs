@@ -108,6 +108,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    state
+        .ctx
+        .metrics
+        .cache_synced
+        .set(i64::from(state.ctx.cache.is_ready()));
     (
         [(
             header::CONTENT_TYPE,
@@ -289,7 +294,7 @@ pub async fn run(cfg: &ServerConfig) -> Result<()> {
 /// Binds both listeners and starts serving.
 pub async fn start(args: &ServerConfig) -> Result<Running> {
     let metrics = Arc::new(Metrics::new());
-    let tls_config = tls::load(&args.tls_cert, &args.tls_key).await?;
+    let tls_config = tls::load(&args.tls_cert, &args.tls_key, &metrics).await?;
     let state = build_state(args, metrics.clone()).await?;
     tls::spawn_reloader(
         tls_config.clone(),

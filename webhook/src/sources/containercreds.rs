@@ -198,7 +198,12 @@ mod tests {
         }
         assert!(ids.contains("x", "y"));
         assert!(!ids.contains("a", "b"));
-        assert!(metrics.encode().contains("container_credentials_error"));
+        assert!(
+            !metrics
+                .encode()
+                .contains("reloads_total{kind=\"container_credentials_error\"} 0"),
+            "the failed reload is counted"
+        );
         task.abort();
     }
 }
