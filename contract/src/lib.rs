@@ -10,12 +10,15 @@
 //! - [`injected`]: whether a pod got what the webhook injects (doctor and
 //!   the webhook's missing-injection metric);
 //! - [`mode`]: the credential modes, failure policies and ServiceAccount
-//!   keys both sides name.
+//!   keys both sides name;
+//! - [`association`]: `PodIdentityAssociation`'s rules (which one counts,
+//!   its id, a valid spec).
 //!
 //! No I/O and no dependencies beyond `thiserror`: every item here is pure.
 
 pub mod agent;
 pub mod annotations;
+pub mod association;
 pub mod duration;
 pub mod injected;
 pub mod mode;

@@ -577,12 +577,28 @@ impl Webhook {
         Self::start_with_certs(cluster, extra, profile, make_certs()?).await
     }
 
+    /// Starts the webhook and waits only until it serves `/healthz` (for
+    /// tests of what keeps it unready).
+    pub async fn start_unready(cluster: &Cluster, extra: &[&str]) -> Result<Webhook> {
+        Self::start_inner(cluster, extra, "debug", make_certs()?, "/healthz").await
+    }
+
     /// Starts the webhook serving `certs` (files named after its port).
     pub async fn start_with_certs(
         cluster: &Cluster,
         extra: &[&str],
         profile: &str,
         certs: TestCerts,
+    ) -> Result<Webhook> {
+        Self::start_inner(cluster, extra, profile, certs, "/readyz").await
+    }
+
+    async fn start_inner(
+        cluster: &Cluster,
+        extra: &[&str],
+        profile: &str,
+        certs: TestCerts,
+        wait_path: &str,
     ) -> Result<Webhook> {
         let d = cluster.dir.path();
         let (port, metrics_port) = (free_port(), free_port());
@@ -616,7 +632,8 @@ impl Webhook {
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{metrics_port}/readyz")).await {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{metrics_port}{wait_path}")).await
+            {
                 if r.status().is_success() {
                     break;
                 }

@@ -57,6 +57,12 @@ async fn run(cluster: &Cluster, hook: &Webhook) -> Result<()> {
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     helm_ok(&refs).context("helm install")?;
+    // The chart's crds/ folder: the PodIdentityAssociation CRD, served.
+    let crd = cluster
+        .get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/podidentityassociations.pod-identity.io")
+        .await
+        .context("the PodIdentityAssociation CRD was not installed")?;
+    ensure!(crd["spec"]["scope"] == "Cluster", "{crd}");
 
     // Everything the chart made is there, as the API server stored it.
     for path in [

@@ -128,6 +128,7 @@ async fn in_process(out: &mut String) {
             metrics.clone(),
         ),
         container_credentials: Arc::new(ContainerCredentialsIdentities::default()),
+        associations: Default::default(),
         metrics,
         jitter: Arc::new(|| 0),
     };

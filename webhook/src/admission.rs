@@ -23,6 +23,7 @@ use crate::injection::patch::PatchOp;
 use crate::injection::InjectionConfig;
 use crate::injection::{self, Mode, PodView, WarningKind};
 use crate::metrics::Metrics;
+use crate::sources::associations::Associations;
 use crate::sources::cache::ServiceAccountCache;
 use crate::sources::containercreds::ContainerCredentialsIdentities;
 use crate::{Error, Result};
@@ -38,6 +39,8 @@ pub struct AdmissionContext {
     pub config: InjectionConfig,
     pub cache: Arc<ServiceAccountCache>,
     pub container_credentials: Arc<ContainerCredentialsIdentities>,
+    /// PodIdentityAssociations (off unless `--watch-pod-identity-associations`).
+    pub associations: Arc<Associations>,
     pub metrics: Arc<Metrics>,
     pub jitter: Jitter,
 }
@@ -190,7 +193,8 @@ pub async fn decide(ctx: &AdmissionContext, namespace: &str, pod: &PodView<'_>) 
         }
     };
     let cm = ctx.cache.config_map_entry(namespace, sa_name);
-    let cc_listed = ctx.container_credentials.contains(namespace, sa_name);
+    let cc_listed = ctx.container_credentials.contains(namespace, sa_name)
+        || ctx.associations.contains(namespace, sa_name);
     let resolution = injection::resolve(
         sa_name,
         namespace,

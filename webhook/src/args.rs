@@ -279,6 +279,12 @@ pub struct ServeArgs {
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_MISSING_INJECTION_AUDIT_INTERVAL",
           default_value = "0s", value_parser = parse_duration)]
     pub missing_injection_audit_interval: Duration,
+    /// Watch PodIdentityAssociation objects (group pod-identity.io, the
+    /// chart's CRD): their ServiceAccounts get EKS Pod Identity (container
+    /// credentials from the node agent), also when annotated with a role.
+    /// /readyz waits for the first list.
+    #[arg(long, env = "POD_IDENTITY_WEBHOOK_WATCH_POD_IDENTITY_ASSOCIATIONS")]
+    pub watch_pod_identity_associations: bool,
     /// How long a pod whose ServiceAccount is not in the cache waits for a direct
     /// lookup before it is answered. Keep it well under the webhook timeout.
     #[arg(long, env = "POD_IDENTITY_WEBHOOK_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD",

@@ -31,6 +31,8 @@ pub struct ClusterSource {
     pub config_map_namespace: Option<String>,
     /// The missing-injection audit's interval, when on.
     pub missing_injection_audit: Option<Duration>,
+    /// `--watch-pod-identity-associations`.
+    pub pod_identity_associations: bool,
     /// Ask the API server whether native sidecars exist (`--native-sidecars=auto`).
     pub detect_native_sidecars: bool,
 }
@@ -105,6 +107,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                     config_map_namespace: args.watch_config_map.then(|| args.namespace.clone()),
                     missing_injection_audit: (!args.missing_injection_audit_interval.is_zero())
                         .then_some(args.missing_injection_audit_interval),
+                    pod_identity_associations: args.watch_pod_identity_associations,
                     detect_native_sidecars: args.injection.native_sidecars == NativeSidecars::Auto,
                 })
             }

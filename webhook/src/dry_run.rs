@@ -36,6 +36,7 @@ pub async fn run_mutate(args: &MutateArgs) -> Result<DryRun> {
         config,
         cache,
         container_credentials,
+        associations: Default::default(),
         metrics,
         // Deterministic output: no jitter in a dry run.
         jitter: Arc::new(|| 0),

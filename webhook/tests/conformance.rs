@@ -109,6 +109,7 @@ fn context(
         ),
         config,
         container_credentials: Arc::new(ContainerCredentialsIdentities::from_set(listed)),
+        associations: Default::default(),
         metrics,
         jitter: Arc::new(|| 7200),
     }

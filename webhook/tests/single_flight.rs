@@ -110,6 +110,7 @@ async fn readyz_fails_until_the_cache_has_synced() {
             config: InjectionConfig::default(),
             cache: cache(&url, Duration::from_secs(1)),
             container_credentials: Arc::new(ContainerCredentialsIdentities::default()),
+            associations: Default::default(),
             metrics,
             jitter: Arc::new(|| 0),
         },

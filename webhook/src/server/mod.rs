@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::{ClusterSource, ServerConfig, ServiceAccountSource};
 use crate::injection::identity::MAX_EXPIRATION_JITTER;
 use crate::metrics::Metrics;
+use crate::sources::associations::Associations;
 use crate::sources::cache::ServiceAccountCache;
 use crate::sources::containercreds::ContainerCredentialsIdentities;
 use crate::{Error, Result};
@@ -96,23 +97,27 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ctx.cache.is_ready() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
+    if !state.ctx.cache.is_ready() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceAccount cache not synced yet\n",
         )
             .into_response()
+    } else if !state.ctx.associations.is_ready() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "PodIdentityAssociations not listed yet (is the CRD installed?)\n",
+        )
+            .into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
     }
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
-    state
-        .ctx
-        .metrics
-        .cache_synced
-        .set(i64::from(state.ctx.cache.is_ready()));
+    state.ctx.metrics.cache_synced.set(i64::from(
+        state.ctx.cache.is_ready() && state.ctx.associations.is_ready(),
+    ));
     (
         [(
             header::CONTENT_TYPE,
@@ -194,6 +199,7 @@ pub async fn build_state(cfg: &ServerConfig, metrics: Arc<Metrics>) -> Result<Ar
     if cfg.in_cluster_requested {
         tracing::warn!("--in-cluster=true: the upstream CSR certificate flow is not implemented; serving --tls-cert/--tls-key");
     }
+    let mut associations = Arc::new(Associations::default());
     let cache = match &cfg.service_accounts {
         ServiceAccountSource::File(path) => {
             let cache =
@@ -213,6 +219,11 @@ pub async fn build_state(cfg: &ServerConfig, metrics: Arc<Metrics>) -> Result<Ar
                 metrics.clone(),
             );
             cache.spawn_watchers(c.config_map_namespace.as_deref())?;
+            if c.pod_identity_associations {
+                let set = Arc::new(Associations::watched());
+                set.spawn(client.clone());
+                associations = set;
+            }
             if let Some(interval) = c.missing_injection_audit {
                 crate::sources::audit::spawn(
                     client.clone(),
@@ -239,6 +250,7 @@ pub async fn build_state(cfg: &ServerConfig, metrics: Arc<Metrics>) -> Result<Ar
             config,
             cache,
             container_credentials,
+            associations,
             metrics,
             jitter: Arc::new(random_jitter),
         },

@@ -3,6 +3,7 @@
 //! `serve --service-accounts`), and the container credentials config file;
 //! and the pod watch of the missing-injection audit.
 
+pub mod associations;
 pub mod audit;
 pub mod cache;
 pub mod containercreds;
