@@ -1,10 +1,16 @@
-//! Evaluates a trust policy for one `sts:AssumeRoleWithWebIdentity` request,
-//! the way IAM does for the parts this project writes and users commonly
-//! add: Effect Allow/Deny (an explicit Deny wins), `Principal.Federated`,
-//! `Action` (with `*` wildcards), and conditions with the operators
-//! StringEquals, StringNotEquals, StringEqualsIgnoreCase,
-//! StringNotEqualsIgnoreCase, StringLike, StringNotLike (each also with
-//! `IfExists`). A condition with any other operator (or a statement of any
+//! Evaluates a trust policy for one STS request, the way IAM does for the
+//! parts this project writes and users commonly add: Effect Allow/Deny (an
+//! explicit Deny wins), `Principal` (`Federated` for
+//! `sts:AssumeRoleWithWebIdentity`; `AWS` — the role ARN, its account's
+//! root or id, `*` — and `Service` for `sts:AssumeRole` and
+//! `sts:TagSession`, which IAM checks as two requests), `Action` (with `*`
+//! wildcards), and conditions with the operators StringEquals,
+//! StringNotEquals, StringEqualsIgnoreCase, StringNotEqualsIgnoreCase,
+//! StringLike, StringNotLike, ArnEquals, ArnLike, ArnNotEquals, ArnNotLike
+//! (each also with `IfExists`), over single-valued keys
+//! (`aws:RequestTag/<key>`, `aws:PrincipalArn`, the token's `sub`/`aud`)
+//! and, with `ForAllValues:` / `ForAnyValue:`, multi-valued ones
+//! (`aws:TagKeys`). A condition with any other operator (or a statement of any
 //! other shape) is not understood: in an Allow it counts as not matching,
 //! and a Deny that might apply makes the answer [`Decision::Unknown`], so
 //! the evaluator never claims a role can be assumed when it cannot tell.
@@ -15,13 +21,27 @@ use serde_json::Value;
 
 use super::string_or_list;
 
-/// One AssumeRoleWithWebIdentity request, as IAM sees it.
+/// Who makes the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A web identity of this IAM OIDC provider (ARN).
+    Federated(String),
+    /// A session of this IAM role (its role ARN, as trust policies name it).
+    Aws(String),
+    /// An AWS service principal, e.g. `pods.eks.amazonaws.com`.
+    Service(String),
+}
+
+/// One STS request, as IAM sees it.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub provider_arn: String,
+    pub principal: Principal,
     pub action: String,
-    /// Condition keys (`<host/path>:sub`, `<host/path>:aud`, ...) and values.
+    /// Single-valued condition keys (`<host/path>:sub`,
+    /// `aws:RequestTag/<key>`, `aws:PrincipalArn`, ...) and values.
     pub context: BTreeMap<String, String>,
+    /// Multi-valued condition keys (`aws:TagKeys`).
+    pub multi: BTreeMap<String, Vec<String>>,
 }
 
 impl Request {
@@ -29,13 +49,71 @@ impl Request {
     pub fn web_identity(provider_arn: &str, issuer: &str, sub: &str, aud: &str) -> Request {
         let host = super::issuer_host_path(issuer);
         Request {
-            provider_arn: provider_arn.into(),
+            principal: Principal::Federated(provider_arn.into()),
             action: super::ASSUME_WEB_IDENTITY.into(),
             context: BTreeMap::from([
                 (format!("{host}:sub"), sub.into()),
                 (format!("{host}:aud"), aud.into()),
             ]),
+            multi: BTreeMap::new(),
         }
+    }
+
+    /// `action` (`sts:AssumeRole` or `sts:TagSession`) by a session of
+    /// `caller_role_arn` asking for these session tags.
+    pub fn with_session_tags(
+        caller_role_arn: &str,
+        action: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Request {
+        let mut context: BTreeMap<String, String> = tags
+            .iter()
+            .map(|(k, v)| (format!("aws:RequestTag/{k}"), v.clone()))
+            .collect();
+        context.insert("aws:PrincipalArn".into(), caller_role_arn.into());
+        Request {
+            principal: Principal::Aws(caller_role_arn.into()),
+            action: action.into(),
+            context,
+            multi: BTreeMap::from([("aws:TagKeys".into(), tags.keys().cloned().collect())]),
+        }
+    }
+}
+
+/// Whether a statement's `Principal` names the request's.
+fn principal_matches(p: Option<&Value>, who: &Principal) -> Result<(), String> {
+    if p.and_then(Value::as_str) == Some("*") {
+        return Ok(());
+    }
+    let field = |k: &str| string_or_list(p.and_then(|p| p.get(k)));
+    let (kind, listed, ok) = match who {
+        Principal::Federated(arn) => {
+            let l = field("Federated");
+            let ok = l.contains(arn);
+            ("Federated", l, ok || field("AWS").iter().any(|a| a == "*"))
+        }
+        Principal::Service(name) => {
+            let l = field("Service");
+            let ok = l.contains(name);
+            ("Service", l, ok)
+        }
+        Principal::Aws(role) => {
+            // A role session is named by the role's ARN, or trusted through
+            // its account (root ARN or bare id), or by `*`.
+            let account = role.split(':').nth(4).unwrap_or_default();
+            let partition = role.split(':').nth(1).unwrap_or("aws");
+            let root = format!("arn:{partition}:iam::{account}:root");
+            let l = field("AWS");
+            let ok = l
+                .iter()
+                .any(|a| a == "*" || a == role || *a == root || a == account);
+            ("AWS", l, ok)
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("principal {kind} {listed:?} does not name {who:?}"))
     }
 }
 
@@ -123,18 +201,7 @@ fn applies(s: &Value, req: &Request) -> Result<(), Why> {
             "NotPrincipal / NotAction are not understood by this evaluator".into(),
         ));
     }
-    let federated = string_or_list(s.get("Principal").and_then(|p| p.get("Federated")));
-    let any_principal = s.get("Principal").and_then(Value::as_str) == Some("*")
-        || s.get("Principal")
-            .and_then(|p| p.get("AWS"))
-            .and_then(Value::as_str)
-            == Some("*");
-    if !any_principal && !federated.contains(&req.provider_arn) {
-        return Err(Why::NoMatch(format!(
-            "principal {federated:?} is not the OIDC provider {}",
-            req.provider_arn
-        )));
-    }
+    principal_matches(s.get("Principal"), &req.principal).map_err(Why::NoMatch)?;
     let actions = string_or_list(s.get("Action"));
     if !actions.iter().any(|a| like(a, &req.action, true)) {
         return Err(Why::NoMatch(format!(
@@ -156,6 +223,15 @@ fn applies(s: &Value, req: &Request) -> Result<(), Why> {
         };
         for (key, expected) in clauses {
             let expected = string_or_list(Some(expected));
+            if let Some((set, op)) = operator.split_once(':') {
+                multi_condition(set, op, key, &expected, req)?;
+                continue;
+            }
+            if req.multi.contains_key(key) {
+                return Err(Why::NotUnderstood(format!(
+                    "{operator} on the multi-valued key {key} needs ForAllValues: or ForAnyValue:"
+                )));
+            }
             condition(
                 operator,
                 key,
@@ -165,6 +241,45 @@ fn applies(s: &Value, req: &Request) -> Result<(), Why> {
         }
     }
     Ok(())
+}
+
+/// `ForAllValues:<op>` (every value of the key matches; none at all
+/// passes) and `ForAnyValue:<op>` (at least one does).
+fn multi_condition(
+    set: &str,
+    op: &str,
+    key: &str,
+    expected: &[String],
+    req: &Request,
+) -> Result<(), Why> {
+    let values: Vec<&str> = match (req.multi.get(key), req.context.get(key)) {
+        (Some(v), _) => v.iter().map(String::as_str).collect(),
+        (None, Some(v)) => vec![v.as_str()],
+        (None, None) => Vec::new(),
+    };
+    let one = |v: &str| condition(op, key, expected, Some(v));
+    match set {
+        "ForAllValues" => {
+            for v in &values {
+                one(v)?;
+            }
+            Ok(())
+        }
+        "ForAnyValue" => {
+            let mut last = Why::NoMatch(format!("{set}:{op}: the request has no {key}"));
+            for v in &values {
+                match one(v) {
+                    Ok(()) => return Ok(()),
+                    Err(e @ Why::NotUnderstood(_)) => return Err(e),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+        _ => Err(Why::NotUnderstood(format!(
+            "condition set operator {set} is not understood by this evaluator"
+        ))),
+    }
 }
 
 fn condition(
@@ -180,14 +295,15 @@ fn condition(
     let test: fn(&str, &str) -> bool = match base {
         "StringEquals" | "StringNotEquals" => |p, v| p == v,
         "StringEqualsIgnoreCase" | "StringNotEqualsIgnoreCase" => |p, v| p.eq_ignore_ascii_case(v),
-        "StringLike" | "StringNotLike" => |p, v| like(p, v, false),
+        "StringLike" | "StringNotLike" | "ArnLike" | "ArnNotLike" => |p, v| like(p, v, false),
+        "ArnEquals" | "ArnNotEquals" => |p, v| p == v,
         _ => {
             return Err(Why::NotUnderstood(format!(
                 "condition operator {operator} is not understood by this evaluator"
             )))
         }
     };
-    let negated = base.starts_with("StringNot");
+    let negated = base.starts_with("StringNot") || base.starts_with("ArnNot");
     let Some(actual) = actual else {
         // An absent key: IfExists passes; negated operators pass as IAM's do.
         return if if_exists || negated {
@@ -379,7 +495,7 @@ mod tests {
             ),
             (
                 "unknown operator",
-                doc("Allow", "ArnLike", json!(app), json!(sts)),
+                doc("Allow", "NumericEquals", json!(app), json!(sts)),
                 req(app, sts),
                 false,
             ),
@@ -491,5 +607,176 @@ mod tests {
         ] {
             assert_eq!(like(p, v, false), want, "{p} {v}");
         }
+    }
+
+    /// A trust policy for Pod Identity through this project's broker: its
+    /// role may AssumeRole and TagSession only with the association's tags.
+    fn broker_trust() -> Value {
+        json!({"Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": BROKER},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {"StringEquals": {
+                "aws:RequestTag/eks-cluster-name": "prod",
+                "aws:RequestTag/kubernetes-namespace": "apps",
+                "aws:RequestTag/kubernetes-service-account": "web"
+            }}
+        }]})
+    }
+
+    const BROKER: &str = "arn:aws:iam::123456789012:role/pod-identity-broker";
+
+    fn tags(ns: &str, sa: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("eks-cluster-name".to_string(), "prod".to_string()),
+            ("kubernetes-namespace".into(), ns.into()),
+            ("kubernetes-service-account".into(), sa.into()),
+            ("kubernetes-pod-name".into(), "web-7d9f".into()),
+            ("kubernetes-pod-uid".into(), "0f3c".into()),
+        ])
+    }
+
+    #[test]
+    fn session_tag_table() {
+        let other_role = "arn:aws:iam::123456789012:role/someone-else";
+        let assume = "sts:AssumeRole";
+        let tag = "sts:TagSession";
+        let mut eks = broker_trust();
+        eks["Statement"][0]["Principal"] = json!({"Service": "pods.eks.amazonaws.com"});
+        let mut root = broker_trust();
+        root["Statement"][0]["Principal"] = json!({"AWS": "arn:aws:iam::123456789012:root"});
+        let mut only_assume = broker_trust();
+        only_assume["Statement"][0]["Action"] = json!("sts:AssumeRole");
+        let mut keys_limited = broker_trust();
+        keys_limited["Statement"][0]["Condition"]["ForAllValues:StringEquals"] = json!({"aws:TagKeys": ["eks-cluster-name", "kubernetes-namespace", "kubernetes-service-account", "kubernetes-pod-name", "kubernetes-pod-uid"]});
+        let mut any_team = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": BROKER},
+            "Action": "sts:*", "Condition": {"ForAnyValue:StringLike": {"aws:TagKeys": "team*"}}}]});
+        let mut principal_arn = broker_trust();
+        principal_arn["Statement"][0]["Principal"] = json!({"AWS": "*"});
+        principal_arn["Statement"][0]["Condition"]["ArnLike"] =
+            json!({"aws:PrincipalArn": "arn:aws:iam::123456789012:role/pod-identity-*"});
+        let mut plain_on_multi = broker_trust();
+        plain_on_multi["Statement"][0]["Condition"]["StringEquals"]["aws:TagKeys"] = json!("x");
+        let mut with_team = tags("apps", "web");
+        with_team.insert("team-a".into(), "x".into());
+        let with = Request::with_session_tags;
+        let trust = broker_trust();
+        let cases: Vec<(&str, &Value, Request, bool)> = vec![
+            (
+                "the association's tags",
+                &trust,
+                with(BROKER, assume, &tags("apps", "web")),
+                true,
+            ),
+            (
+                "TagSession too",
+                &trust,
+                with(BROKER, tag, &tags("apps", "web")),
+                true,
+            ),
+            (
+                "another namespace's tag",
+                &trust,
+                with(BROKER, assume, &tags("other", "web")),
+                false,
+            ),
+            (
+                "another ServiceAccount",
+                &trust,
+                with(BROKER, assume, &tags("apps", "api")),
+                false,
+            ),
+            (
+                "no tags (disableSessionTags)",
+                &trust,
+                with(BROKER, assume, &BTreeMap::new()),
+                false,
+            ),
+            (
+                "another role",
+                &trust,
+                with(other_role, assume, &tags("apps", "web")),
+                false,
+            ),
+            (
+                "account root trusts the account",
+                &root,
+                with(BROKER, assume, &tags("apps", "web")),
+                true,
+            ),
+            (
+                "EKS's service principal is not the broker",
+                &eks,
+                with(BROKER, assume, &tags("apps", "web")),
+                false,
+            ),
+            (
+                "TagSession not allowed",
+                &only_assume,
+                with(BROKER, tag, &tags("apps", "web")),
+                false,
+            ),
+            (
+                "ForAllValues: only known keys",
+                &keys_limited,
+                with(BROKER, assume, &tags("apps", "web")),
+                true,
+            ),
+            (
+                "ForAllValues: an extra key",
+                &keys_limited,
+                with(BROKER, assume, &with_team),
+                false,
+            ),
+            (
+                "ForAnyValue: a team tag",
+                &any_team,
+                with(BROKER, assume, &with_team),
+                true,
+            ),
+            (
+                "ForAnyValue: none",
+                &any_team,
+                with(BROKER, assume, &tags("apps", "web")),
+                false,
+            ),
+            (
+                "ArnLike on aws:PrincipalArn",
+                &principal_arn,
+                with(BROKER, assume, &tags("apps", "web")),
+                true,
+            ),
+            (
+                "ArnLike: another role",
+                &principal_arn,
+                with(other_role, assume, &tags("apps", "web")),
+                false,
+            ),
+            (
+                "plain operator on a multi-valued key",
+                &plain_on_multi,
+                with(BROKER, assume, &tags("apps", "web")),
+                false,
+            ),
+        ];
+        for (name, policy, request, want) in cases {
+            let d = evaluate(policy, &request);
+            assert_eq!(d.is_allowed(), want, "{name}: {d:?}");
+        }
+        // EKS's own trust: the service principal, not a role.
+        let eks_req = Request {
+            principal: Principal::Service("pods.eks.amazonaws.com".into()),
+            ..with(BROKER, assume, &tags("apps", "web"))
+        };
+        assert!(evaluate(&eks, &eks_req).is_allowed());
+        // A Deny the evaluator cannot read keeps the answer Unknown.
+        any_team["Statement"].as_array_mut().unwrap().push(
+            json!({"Effect": "Deny", "Principal": "*", "Action": "sts:*",
+                         "Condition": {"StringEquals": {"aws:TagKeys": "x"}}}),
+        );
+        assert!(matches!(
+            evaluate(&any_team, &with(BROKER, assume, &with_team)),
+            Decision::Unknown { .. }
+        ));
     }
 }
