@@ -151,6 +151,52 @@ impl Association {
     }
 }
 
+#[cfg(feature = "json")]
+impl Association {
+    /// The association a `PodIdentityAssociation` object's `spec` describes
+    /// (with the object's name, uid and creationTimestamp), if it has the
+    /// required fields; whether it is valid is [`Association::problems`].
+    pub fn from_json(
+        name: &str,
+        uid: &str,
+        created: &str,
+        spec: &serde_json::Value,
+    ) -> Option<Association> {
+        use serde_json::Value;
+        let s = |k: &str| spec.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(Association {
+            name: name.to_string(),
+            uid: uid.to_string(),
+            created: created.to_string(),
+            namespace: s("namespace")?,
+            service_account: s("serviceAccount")?,
+            role_arn: s("roleArn")?,
+            target_role_arn: s("targetRoleArn"),
+            disable_session_tags: spec
+                .get("disableSessionTags")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            session_tags: spec
+                .get("sessionTags")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            transitive_session_tags: spec
+                .get("transitiveSessionTags")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                }),
+        })
+    }
+}
+
 /// The association that counts for each (namespace, ServiceAccount) among
 /// valid ones: the oldest (then the first name), as EKS allows only one and
 /// the first one made is the one that was working. The others are reported

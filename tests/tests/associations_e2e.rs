@@ -228,6 +228,33 @@ async fn associations_inject_pod_identity() -> Result<()> {
     let (env, _) = pod_of(&cluster, "apps", "plain", "plain-1").await?;
     ensure!(var(&env, "AWS_ROLE_ARN") == Some(OTHER_ROLE), "{env:?}");
 
+    // doctor cluster names the ServiceAccount with both.
+    let tools = e2e_tests::iam::Tools {
+        kubeconfig: cluster.kubeconfig.clone(),
+        moto_url: "http://127.0.0.1:1".into(),
+        home: tempfile::tempdir()?,
+    };
+    let out = tools.run(&["doctor", "cluster", "-o", "json"])?;
+    let audit: Value = serde_json::from_str(&out.stdout).with_context(|| format!("{out:?}"))?;
+    let both = audit["associations"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["association"] == "apps-both"))
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        both["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("also annotated"),
+        "doctor cluster: {audit}"
+    );
+    ensure!(
+        !audit["associations"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["association"] == "apps-web")),
+        "apps-web is fine: {audit}"
+    );
+
     // Deleted: new pods get web identity from the annotation again.
     kubectl(&cluster, &["delete", "pia", "apps-both"])?;
     let mut n = 0;

@@ -9,9 +9,12 @@
 //! 2. agent mode: the chart's agent pod, from the project's image, with
 //!    `setup-link` on a test-made interface; a pod in its own network
 //!    namespace reaches 169.254.170.23 and gets credentials;
-//! 3. sidecar mode on this 1.20 node: the webhook's fallback (web identity,
+//! 3. a PodIdentityAssociation: EKS Pod Identity's variables, and the
+//!    `eks-pod-identity-token` the kubelet mounted (audience
+//!    pods.eks.amazonaws.com, bound to the pod) read by a non-root container;
+//! 4. sidecar mode on this 1.20 node: the webhook's fallback (web identity,
 //!    with a warning kubectl prints) on a pod that runs;
-//! 4. the webhook down: `failurePolicy: Fail` refuses the pod, `Ignore`
+//! 5. the webhook down: `failurePolicy: Fail` refuses the pod, `Ignore`
 //!    starts it uninjected, and `pod-identity doctor` says so on the real pod.
 //!
 //! One node per test binary: all scenarios run in one test, in order.
@@ -447,6 +450,73 @@ async fn agent_mode(env: &mut Env) -> Result<()> {
     Ok(())
 }
 
+/// A PodIdentityAssociation: the webhook injects EKS Pod Identity and the
+/// kubelet mounts the `eks-pod-identity-token` (audience
+/// pods.eks.amazonaws.com, bound to the pod), readable by a non-root
+/// container. (Credentials for it need the broker, not built yet.)
+async fn pod_identity_token(env: &Env) -> Result<()> {
+    const TOKEN: &str =
+        "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token";
+    env.cluster.create_namespace("pia").await?;
+    apply(env, &service_account("pia", "app", json!({})))?;
+    apply(
+        env,
+        &json!({"apiVersion": "pod-identity.io/v1alpha1", "kind": "PodIdentityAssociation",
+                "metadata": {"name": "pia-app"},
+                "spec": {"namespace": "pia", "serviceAccount": "app", "roleArn": ROLE}}),
+    )?;
+    // The webhook's watch sees it a moment later: ask the API server for a
+    // dry-run pod until it comes back injected.
+    let pod = client_pod("pia", "app", "app", false, &env.moto.url);
+    let file = env.home.path().join("pia-pod.json");
+    std::fs::write(&file, pod.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = kubectl(
+            &env.cluster,
+            &[
+                "create",
+                "--dry-run=server",
+                "-o",
+                "json",
+                "-f",
+                &file.display().to_string(),
+            ],
+        )?;
+        if out.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the association never reached the webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    apply(env, &pod)?;
+    let running = wait_pod(&env.cluster, "pia", "app", &["Running"]).await?;
+    let uid = running["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let vars = exec(env, "pia", "app", &["env"])?;
+    ensure!(
+        vars.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.23/v1/credentials")
+            && vars.contains(&format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={TOKEN}"))
+            && !vars.contains("AWS_ROLE_ARN"),
+        "EKS Pod Identity's variables: {vars}"
+    );
+    let claims = claims_of(&exec(env, "pia", "app", &["cat", TOKEN])?)?;
+    ensure!(
+        claims["aud"] == json!(["pods.eks.amazonaws.com"]),
+        "{claims}"
+    );
+    ensure!(
+        claims["kubernetes.io"]["pod"] == json!({"name": "app", "uid": uid}),
+        "the token is bound to the pod: {claims}"
+    );
+    Ok(())
+}
+
 async fn sidecar_fallback(env: &Env) -> Result<()> {
     env.cluster.create_namespace("sidecar").await?;
     apply(
@@ -599,11 +669,26 @@ async fn real_pods_on_a_real_node() {
     let (project, project_image) = project_archive(&images).expect("the project's image");
     node.import(&project).expect("import the project's image");
     let agent_port = free_port();
+    // The chart's PodIdentityAssociation CRD, so the webhook can watch it.
+    let crd =
+        e2e_tests::helm::chart_dir().join("crds/podidentityassociations.pod-identity.io.yaml");
+    kubectl(&cluster, &["apply", "-f", &crd.display().to_string()]).expect("the CRD");
+    kubectl(
+        &cluster,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/podidentityassociations.pod-identity.io",
+        ],
+    )
+    .expect("the CRD established");
     let hook = Webhook::start(
         &cluster,
         &[
             "--aws-default-region=us-east-1",
             &format!("--agent-url=http://{AGENT_ADDRESS}:{agent_port}/v1/credentials"),
+            "--watch-pod-identity-associations",
         ],
     )
     .await
@@ -627,6 +712,9 @@ async fn real_pods_on_a_real_node() {
     }
     if let Err(e) = agent_mode(&mut env).await {
         failures.push(format!("agent mode: {e:#}"));
+    }
+    if let Err(e) = pod_identity_token(&env).await {
+        failures.push(format!("pod identity association: {e:#}"));
     }
     if let Err(e) = sidecar_fallback(&env).await {
         failures.push(format!("sidecar fallback: {e:#}"));

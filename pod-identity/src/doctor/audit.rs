@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 
 use contract::annotations::{is_near_miss, ROLE_ARN, SERVICE_ACCOUNT_NAMES, SKIP_CONTAINERS};
+use contract::association::{self, Association};
 use contract::injected::{missing_injection, Container};
 use contract::RoleArn;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject};
 use serde::Serialize;
 
 use super::checks::{webhook_health, why_not_injected};
@@ -36,12 +37,26 @@ pub struct AnnotationProblem {
     pub problem: String,
 }
 
+/// Something about a PodIdentityAssociation a platform engineer should know.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationProblem {
+    pub association: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub problem: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Audit {
     pub webhook: Check,
     pub pods_missing_injection: Vec<MissedPod>,
     pub service_accounts: Vec<AnnotationProblem>,
+    /// Invalid associations, two for one ServiceAccount, an association
+    /// next to a role-arn annotation, one for a missing ServiceAccount
+    /// (empty when the CRD is not installed).
+    pub associations: Vec<AssociationProblem>,
 }
 
 impl Audit {
@@ -75,6 +90,18 @@ impl Audit {
                 s.namespace, s.service_account, s.problem
             ));
         }
+        if !self.associations.is_empty() {
+            out.push_str(&format!(
+                "PodIdentityAssociations to look at: {}\n",
+                self.associations.len()
+            ));
+            for a in &self.associations {
+                out.push_str(&format!(
+                    "  {} ({}/{}): {}\n",
+                    a.association, a.namespace, a.service_account, a.problem
+                ));
+            }
+        }
         out
     }
 }
@@ -96,6 +123,61 @@ pub fn annotation_problems(prefix: &str, annotations: &BTreeMap<String, String>)
             "annotation {k:?} looks like a typo of {prefix}/{} and is ignored",
             k.rsplit('/').next().unwrap_or(k)
         ));
+    }
+    out
+}
+
+/// What is worth saying about the associations, given the ServiceAccounts
+/// that exist (with their annotations).
+pub fn association_problems(
+    all: &[Association],
+    accounts: &BTreeMap<(String, String), ServiceAccountFacts>,
+    prefix: &str,
+) -> Vec<AssociationProblem> {
+    let winners = association::winners(all);
+    let mut out = Vec::new();
+    let mut say = |a: &Association, problem: String| {
+        out.push(AssociationProblem {
+            association: a.name.clone(),
+            namespace: a.namespace.clone(),
+            service_account: a.service_account.clone(),
+            problem,
+        })
+    };
+    for a in all {
+        let problems = a.problems();
+        if !problems.is_empty() {
+            say(a, format!("ignored: {}", problems.join("; ")));
+            continue;
+        }
+        let key = (a.namespace.clone(), a.service_account.clone());
+        match winners.get(&key) {
+            Some(w) if w.name != a.name => {
+                say(
+                    a,
+                    format!(
+                        "not used: {} is an older association for the same ServiceAccount (one counts)",
+                        w.name
+                    ),
+                );
+                continue;
+            }
+            _ => {}
+        }
+        match accounts.get(&key) {
+            None => say(a, "the ServiceAccount does not exist (yet)".into()),
+            Some(sa) => {
+                if let Some(role) = sa.annotations.get(&format!("{prefix}/{ROLE_ARN}")) {
+                    say(
+                        a,
+                        format!(
+                            "the ServiceAccount is also annotated {prefix}/{ROLE_ARN}={role}: its pods get Pod Identity ({}), not web identity; remove one of the two",
+                            a.role_arn
+                        ),
+                    );
+                }
+            }
+        }
     }
     out
 }
@@ -226,9 +308,119 @@ pub async fn run(cluster: &Cluster, opts: &Options) -> Result<Audit> {
     }
     let health = facts_for(opts, &hooks, "", Some(BTreeMap::new()), "", None, None);
     let webhook = webhook_health(&health);
+    let associations =
+        association_problems(&list_associations(cluster).await?, &accounts, &opts.prefix);
     Ok(Audit {
         webhook,
         pods_missing_injection: missed,
         service_accounts: problems,
+        associations,
     })
+}
+
+/// Every PodIdentityAssociation; none when the CRD is not installed.
+async fn list_associations(cluster: &Cluster) -> Result<Vec<Association>> {
+    let resource = ApiResource {
+        group: association::GROUP.into(),
+        version: association::VERSION.into(),
+        api_version: format!("{}/{}", association::GROUP, association::VERSION),
+        kind: association::KIND.into(),
+        plural: association::PLURAL.into(),
+    };
+    let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &resource);
+    let objects = match crate::cluster::list_all(&api).await {
+        Ok(o) => o,
+        Err(crate::error::Error::Kube { source, .. }) if matches!(source.downcast_ref::<kube::Error>(), Some(kube::Error::Api(e)) if e.code == 404) => {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(objects
+        .iter()
+        .filter_map(|o| {
+            Association::from_json(
+                o.metadata.name.as_deref()?,
+                o.metadata.uid.as_deref().unwrap_or_default(),
+                &o.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default(),
+                o.data.get("spec")?,
+            )
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assoc(name: &str, created: &str, sa: &str, role: &str) -> Association {
+        Association {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            created: created.into(),
+            namespace: "apps".into(),
+            service_account: sa.into(),
+            role_arn: role.into(),
+            target_role_arn: None,
+            disable_session_tags: false,
+            session_tags: BTreeMap::new(),
+            transitive_session_tags: None,
+        }
+    }
+
+    #[test]
+    fn association_problems_table() {
+        const ROLE: &str = "arn:aws:iam::111122223333:role/app";
+        let sa = |annotations: &[(&str, &str)]| ServiceAccountFacts {
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            role_annotated_at: None,
+        };
+        let accounts = BTreeMap::from([
+            (("apps".to_string(), "web".to_string()), sa(&[])),
+            (
+                ("apps".to_string(), "both".to_string()),
+                sa(&[(
+                    "eks.amazonaws.com/role-arn",
+                    "arn:aws:iam::111122223333:role/irsa",
+                )]),
+            ),
+        ]);
+        let all = vec![
+            assoc("web-old", "2026-01-01T00:00:00Z", "web", ROLE),
+            assoc("web-new", "2026-02-01T00:00:00Z", "web", ROLE),
+            assoc("both", "2026-01-01T00:00:00Z", "both", ROLE),
+            assoc("ghost", "2026-01-01T00:00:00Z", "ghost", ROLE),
+            assoc("broken", "2026-01-01T00:00:00Z", "web", "not-an-arn"),
+        ];
+        let found = association_problems(&all, &accounts, "eks.amazonaws.com");
+        let about = |name: &str| {
+            found
+                .iter()
+                .filter(|p| p.association == name)
+                .map(|p| p.problem.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(about("web-old").is_empty(), "{found:?}");
+        assert!(
+            about("web-new")[0].contains("web-old is an older association"),
+            "{found:?}"
+        );
+        assert!(
+            about("both")[0].contains("also annotated")
+                && about("both")[0].contains("Pod Identity"),
+            "{found:?}"
+        );
+        assert!(about("ghost")[0].contains("does not exist"), "{found:?}");
+        assert!(
+            about("broken")[0].starts_with("ignored: roleArn"),
+            "{found:?}"
+        );
+        assert_eq!(found.len(), 4);
+    }
 }

@@ -7,7 +7,7 @@
 //! upstream and EKS: container credentials take precedence). Which
 //! association counts and what makes one valid is `contract::association`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -16,7 +16,6 @@ use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use serde_json::Value;
 
 /// The associations the webhook knows, and the (namespace, ServiceAccount)
 /// pairs they bind.
@@ -56,43 +55,16 @@ pub fn api_resource() -> ApiResource {
 /// The association an object describes, if it has the required fields
 /// (validity is `Association::problems`).
 pub fn from_object(obj: &DynamicObject) -> Option<Association> {
-    let spec = obj.data.get("spec")?;
-    let s = |k: &str| spec.get(k).and_then(Value::as_str).map(str::to_string);
-    Some(Association {
-        name: obj.metadata.name.clone()?,
-        uid: obj.metadata.uid.clone().unwrap_or_default(),
-        created: obj
-            .metadata
+    Association::from_json(
+        obj.metadata.name.as_deref()?,
+        obj.metadata.uid.as_deref().unwrap_or_default(),
+        &obj.metadata
             .creation_timestamp
             .as_ref()
             .map(|t| t.0.to_string())
             .unwrap_or_default(),
-        namespace: s("namespace")?,
-        service_account: s("serviceAccount")?,
-        role_arn: s("roleArn")?,
-        target_role_arn: s("targetRoleArn"),
-        disable_session_tags: spec
-            .get("disableSessionTags")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        session_tags: spec
-            .get("sessionTags")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect::<BTreeMap<_, _>>()
-            })
-            .unwrap_or_default(),
-        transitive_session_tags: spec
-            .get("transitiveSessionTags")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            }),
-    })
+        obj.data.get("spec")?,
+    )
 }
 
 impl Associations {
