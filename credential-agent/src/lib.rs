@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod eks_auth;
 pub mod error;
 pub mod host_guard;
 pub mod http;
