@@ -81,7 +81,7 @@ impl Request {
 }
 
 /// Whether a statement's `Principal` names the request's.
-fn principal_matches(p: Option<&Value>, who: &Principal) -> Result<(), String> {
+fn principal_matches(p: Option<&Value>, who: &Principal) -> Result<(), Why> {
     if p.and_then(Value::as_str) == Some("*") {
         return Ok(());
     }
@@ -113,7 +113,9 @@ fn principal_matches(p: Option<&Value>, who: &Principal) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("principal {kind} {listed:?} does not name {who:?}"))
+        Err(Why::NoMatch(format!(
+            "principal {kind} {listed:?} does not name {who:?}"
+        )))
     }
 }
 
@@ -201,7 +203,7 @@ fn applies(s: &Value, req: &Request) -> Result<(), Why> {
             "NotPrincipal / NotAction are not understood by this evaluator".into(),
         ));
     }
-    principal_matches(s.get("Principal"), &req.principal).map_err(Why::NoMatch)?;
+    principal_matches(s.get("Principal"), &req.principal)?;
     let actions = string_or_list(s.get("Action"));
     if !actions.iter().any(|a| like(a, &req.action, true)) {
         return Err(Why::NoMatch(format!(
