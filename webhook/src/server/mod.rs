@@ -22,6 +22,7 @@ use crate::sources::cache::ServiceAccountCache;
 use crate::sources::containercreds::ContainerCredentialsIdentities;
 use crate::{Error, Result};
 
+pub mod cert_expiry;
 pub mod limit;
 pub mod tls;
 

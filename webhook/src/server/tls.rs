@@ -21,19 +21,8 @@ async fn read(path: &Path) -> Result<Vec<u8>> {
         })
 }
 
-/// The notAfter (Unix seconds) of the first certificate in a PEM chain: the
-/// serving (leaf) certificate.
-pub fn not_after(pem: &[u8]) -> Option<i64> {
-    use x509_parser::prelude::FromDer as _;
-    let leaf = x509_parser::pem::Pem::iter_from_buffer(pem)
-        .filter_map(std::result::Result::ok)
-        .find(|p| p.label == "CERTIFICATE")?;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&leaf.contents).ok()?;
-    Some(cert.validity().not_after.timestamp())
-}
-
 fn record_not_after(metrics: &Metrics, pem: &[u8]) {
-    if let Some(t) = not_after(pem) {
+    if let Some(t) = super::cert_expiry::not_after(pem) {
         metrics.tls_not_after.set(t);
     }
 }
@@ -86,24 +75,4 @@ pub fn spawn_reloader(
             last = (Some(c), Some(k));
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn not_after_is_the_leafs() {
-        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let leaf = params.self_signed(&key).unwrap().pem();
-        let mut other = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        other.not_after = rcgen::date_time_ymd(2040, 1, 1);
-        let ca = other.self_signed(&key).unwrap().pem();
-        // 2031-05-17T00:00:00Z
-        assert_eq!(
-            super::not_after(format!("{leaf}{ca}").as_bytes()),
-            Some(1_936_742_400)
-        );
-        assert_eq!(super::not_after(b"not a certificate"), None);
-    }
 }
