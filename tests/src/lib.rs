@@ -8,3 +8,4 @@ pub mod harness;
 pub mod helm;
 pub mod iam;
 pub mod node;
+pub mod sts_recorder;
