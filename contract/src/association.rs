@@ -197,6 +197,82 @@ impl Association {
     }
 }
 
+/// The pod a session is for, from its verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef<'a> {
+    pub namespace: &'a str,
+    pub service_account: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
+/// The session tags of a pod's session and which of them are transitive.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionTags {
+    /// In a stable order: EKS's six (`eks-cluster-arn` only when the
+    /// cluster has an ARN), then the association's own, by key.
+    pub tags: Vec<(String, String)>,
+    pub transitive: Vec<String>,
+}
+
+impl Association {
+    /// What EKS would tag the pod's session with (nothing with
+    /// `disableSessionTags`), plus the association's `sessionTags`; all
+    /// transitive, as EKS, unless `transitiveSessionTags` names some. The
+    /// broker sets exactly these, and trust policies the CLI writes
+    /// condition on them, so both read them from here.
+    pub fn session_tags(
+        &self,
+        cluster_name: &str,
+        cluster_arn: Option<&str>,
+        pod: &PodRef,
+    ) -> SessionTags {
+        if self.disable_session_tags {
+            return SessionTags::default();
+        }
+        let mut tags: Vec<(String, String)> = Vec::new();
+        if let Some(arn) = cluster_arn {
+            tags.push(("eks-cluster-arn".into(), arn.into()));
+        }
+        tags.extend([
+            ("eks-cluster-name".to_string(), cluster_name.to_string()),
+            ("kubernetes-namespace".into(), pod.namespace.into()),
+            (
+                "kubernetes-service-account".into(),
+                pod.service_account.into(),
+            ),
+            ("kubernetes-pod-name".into(), pod.name.into()),
+            ("kubernetes-pod-uid".into(), pod.uid.into()),
+        ]);
+        tags.extend(
+            self.session_tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let transitive = match &self.transitive_session_tags {
+            None => tags.iter().map(|(k, _)| k.clone()).collect(),
+            Some(keys) => tags
+                .iter()
+                .map(|(k, _)| k.clone())
+                .filter(|k| keys.contains(k))
+                .collect(),
+        };
+        SessionTags { tags, transitive }
+    }
+}
+
+/// The role session name of a pod's session: `eks-<cluster>-<pod>`, cut to
+/// fit, then `-` and the first 8 characters of the pod's uid, in IAM's
+/// characters (`[A-Za-z0-9_+=,.@-]`), at most 64: the pod's name shows in
+/// CloudTrail, and the name is the same for every session of one pod.
+pub fn session_name(cluster_name: &str, pod_name: &str, pod_uid: &str) -> String {
+    let uid: String = RoleArn::sanitize_name(pod_uid).chars().take(8).collect();
+    let base = RoleArn::sanitize_name(&format!("eks-{cluster_name}-{pod_name}"));
+    let room = RoleArn::MAX_NAME_LEN - 1 - uid.len();
+    let base: String = base.chars().take(room).collect();
+    format!("{base}-{uid}")
+}
+
 /// The association that counts for each (namespace, ServiceAccount) among
 /// valid ones: the oldest (then the first name), as EKS allows only one and
 /// the first one made is the one that was working. The others are reported
@@ -261,6 +337,59 @@ mod tests {
         assert_eq!(name("app", "api"), Some("a-same-time"));
         assert_eq!(name("other", "web"), Some("other-ns"));
         assert_eq!(w.len(), 3);
+    }
+
+    #[test]
+    fn session_tags_and_names() {
+        let pod = PodRef {
+            namespace: "apps",
+            service_account: "web",
+            name: "web-7d9f-x2",
+            uid: "0f3c2d1e-aaaa-bbbb-cccc-000000000000",
+        };
+        let mut a = assoc("a", "2026-01-01T00:00:00Z", "apps", "web");
+        let t = a.session_tags("prod", None, &pod);
+        let keys: Vec<&str> = t.tags.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, &EKS_SESSION_TAGS[1..]);
+        assert_eq!(
+            t.tags[2],
+            ("kubernetes-service-account".into(), "web".into())
+        );
+        assert_eq!(t.transitive.len(), 5, "all transitive, as EKS");
+        let t = a.session_tags(
+            "prod",
+            Some("arn:aws:eks:us-east-1:111122223333:cluster/prod"),
+            &pod,
+        );
+        assert_eq!(t.tags[0].0, "eks-cluster-arn");
+        a.session_tags.insert("team".into(), "payments".into());
+        a.transitive_session_tags = Some(vec!["kubernetes-namespace".into(), "team".into()]);
+        let t = a.session_tags("prod", None, &pod);
+        assert_eq!(
+            t.tags.last().unwrap(),
+            &("team".to_string(), "payments".to_string())
+        );
+        assert_eq!(t.transitive, ["kubernetes-namespace", "team"]);
+        a.disable_session_tags = true;
+        assert_eq!(a.session_tags("prod", None, &pod), SessionTags::default());
+
+        assert_eq!(
+            session_name("prod", "web-7d9f-x2", pod.uid),
+            "eks-prod-web-7d9f-x2-0f3c2d1e"
+        );
+        let long = session_name(&"c".repeat(40), &"p".repeat(253), pod.uid);
+        assert_eq!(long.len(), 64);
+        assert!(long.ends_with("-0f3c2d1e"));
+        let odd = session_name("prod", "we b/x", "uid");
+        assert!(
+            odd.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)),
+            "{odd}"
+        );
+        assert_eq!(
+            session_name("prod", "web", pod.uid),
+            session_name("prod", "web", pod.uid)
+        );
     }
 
     #[test]
