@@ -16,6 +16,7 @@ pub mod host_guard;
 pub mod http;
 pub mod link;
 pub mod metrics;
+pub mod role_session;
 pub mod secret;
 pub mod sidecar;
 

@@ -290,7 +290,10 @@ impl Exchanger for AwsSts {
     }
 }
 
-fn map_sdk_error<E, R>(err: aws_sdk_sts::error::SdkError<E, R>, token: &Secret) -> StsError
+pub(crate) fn map_sdk_error<E, R>(
+    err: aws_sdk_sts::error::SdkError<E, R>,
+    token: &Secret,
+) -> StsError
 where
     E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + HttpStatus,

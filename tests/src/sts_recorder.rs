@@ -30,6 +30,7 @@ pub struct AssumeRoleCall {
     pub external_id: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub transitive: Vec<String>,
+    pub duration_seconds: Option<i64>,
     /// `None`: allowed and sent to moto; else the refused action.
     pub denied: Option<String>,
 }
@@ -132,6 +133,7 @@ async fn handle(
             external_id: f.get("ExternalId").cloned(),
             tags,
             transitive,
+            duration_seconds: f.get("DurationSeconds").and_then(|d| d.parse().ok()),
             denied: None,
         };
         let trust = s.trust.lock().unwrap().get(&role).cloned();

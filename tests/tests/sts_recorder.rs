@@ -148,3 +148,88 @@ async fn records_and_decides_assume_role_like_iam() -> Result<()> {
         .is_err());
     Ok(())
 }
+
+/// The broker's building blocks together: contract's session tags and
+/// name for a pod, sts:AssumeRole through `RoleSessions`, then the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_sessions_set_the_pods_tags_and_chain() -> Result<()> {
+    use contract::association::{session_name, Association, PodRef};
+    use credential_agent::role_session::{RoleSessions, SessionRequest};
+    let moto = Moto::start().await?;
+    let proxy = StsRecorder::new(&moto.url, BROKER).await?;
+    let mut policy = trust(&["sts:AssumeRole", "sts:TagSession"]);
+    policy["Statement"][0]["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-pod-name"] =
+        json!("web-7d9f");
+    proxy.set_trust(APP, policy);
+    proxy.set_trust(TARGET, json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": APP},
+        "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": "a-0f3c2d1eaaaabbbbc"}}}]}));
+    let assoc = Association {
+        name: "apps-web".into(),
+        uid: "0f3c2d1e-aaaa-bbbb-cccc-000000000000".into(),
+        created: "2026-01-01T00:00:00Z".into(),
+        namespace: "apps".into(),
+        service_account: "web".into(),
+        role_arn: APP.into(),
+        target_role_arn: Some(TARGET.into()),
+        disable_session_tags: false,
+        session_tags: BTreeMap::from([("team".to_string(), "payments".to_string())]),
+        transitive_session_tags: Some(vec!["team".into()]),
+    };
+    let pod = PodRef {
+        namespace: "apps",
+        service_account: "web",
+        name: "web-7d9f",
+        uid: "77aa88bb-0000",
+    };
+    let tags = assoc.session_tags("prod", None, &pod);
+    let req = SessionRequest {
+        role_arn: assoc.role_arn.clone(),
+        session_name: session_name("prod", pod.name, pod.uid),
+        tags: tags.tags.clone(),
+        transitive: tags.transitive.clone(),
+        then: Some((
+            TARGET.into(),
+            contract::association::association_id(&assoc.uid),
+        )),
+        duration_seconds: 7200,
+    };
+    let sessions = RoleSessions::new(sts(&proxy.url, "testing", "testing", None));
+    let s = sessions
+        .assume(&req)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ensure!(
+        s.assumed_role_arn.contains("assumed-role/cross-account/"),
+        "{}",
+        s.assumed_role_arn
+    );
+    let calls = proxy.calls();
+    ensure!(calls.len() == 2, "{calls:?}");
+    let (first, second) = (&calls[0], &calls[1]);
+    ensure!(first.caller == BROKER && first.session_name == "eks-prod-web-7d9f-77aa88bb");
+    ensure!(first.tags.get("kubernetes-pod-uid").map(String::as_str) == Some("77aa88bb-0000"));
+    ensure!(
+        first.tags.get("team").map(String::as_str) == Some("payments")
+            && first.transitive == ["team"]
+    );
+    ensure!(first.duration_seconds == Some(7200));
+    ensure!(
+        second.caller == APP
+            && second.external_id.as_deref() == Some("a-0f3c2d1eaaaabbbbc")
+            && second.tags.is_empty()
+    );
+    ensure!(
+        second.duration_seconds == Some(3600),
+        "chained sessions last at most an hour: {second:?}"
+    );
+
+    // A trust without TagSession: the error says so, as STS would.
+    proxy.set_trust(APP, trust(&["sts:AssumeRole"]));
+    let e = sessions.assume(&req).await.expect_err("no TagSession");
+    ensure!(
+        e.kind == credential_agent::sts::StsErrorKind::Denied
+            && e.message.contains("sts:TagSession"),
+        "{e}"
+    );
+    Ok(())
+}
