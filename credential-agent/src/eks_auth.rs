@@ -1,7 +1,8 @@
 //! The EKS Auth API's wire format (service `eks-auth`, rest-json,
 //! `AssumeRoleForPodIdentity`), as AWS's own clients read it: the request
 //! body, the response, and the nine error types with their HTTP status,
-//! `x-amzn-ErrorType` header and JSON `message`. The Pod Identity broker
+//! `x-amzn-ErrorType` header and JSON `message` (all `no-store`, as every
+//! credential answer of the agent). The Pod Identity broker
 //! answers in it, so boto3's `eks-auth` client, `aws eks-auth` and
 //! aws-sdk-eksauth work against it unchanged (tests/tests/eks_auth_wire.rs
 //! checks it against botocore's service model and boto3).
@@ -11,7 +12,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -141,15 +142,10 @@ pub struct AssumeRoleForPodIdentityResponse {
 
 impl IntoResponse for AssumeRoleForPodIdentityResponse {
     fn into_response(self) -> Response {
-        let body = serde_json::to_string(&self).unwrap_or_default();
-        let mut resp = (StatusCode::OK, body).into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        resp
+        crate::http::json_response(
+            StatusCode::OK,
+            serde_json::to_string(&self).unwrap_or_default(),
+        )
     }
 }
 
@@ -232,13 +228,8 @@ impl EksAuthError {
 impl IntoResponse for EksAuthError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"message": self.message}).to_string();
-        let mut resp = (self.kind.status(), body).into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(
+        let mut resp = crate::http::json_response(self.kind.status(), body);
+        resp.headers_mut().insert(
             "x-amzn-ErrorType",
             HeaderValue::from_static(self.kind.name()),
         );

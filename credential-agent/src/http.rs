@@ -53,7 +53,8 @@ fn error_response(e: &Error) -> Response {
     json_response(e.status(), body.to_string())
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+/// A JSON body with `Cache-Control: no-store` (credentials and their errors).
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(

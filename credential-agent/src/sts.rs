@@ -87,6 +87,14 @@ impl StsError {
 }
 
 impl StsErrorKind {
+    pub const ALL: [StsErrorKind; 5] = [
+        StsErrorKind::Denied,
+        StsErrorKind::Invalid,
+        StsErrorKind::Throttled,
+        StsErrorKind::Unavailable,
+        StsErrorKind::Failed,
+    ];
+
     /// The `kind` label of `credential_agent_sts_errors_total`.
     pub fn label(self) -> &'static str {
         match self {
@@ -133,13 +141,6 @@ pub const METRIC_CODES: &[&str] = &[
 /// and `other` with every kind (an unknown code is classified by its HTTP
 /// status).
 pub fn metric_series() -> Vec<(&'static str, &'static str)> {
-    let kinds = [
-        StsErrorKind::Denied,
-        StsErrorKind::Invalid,
-        StsErrorKind::Throttled,
-        StsErrorKind::Unavailable,
-        StsErrorKind::Failed,
-    ];
     let mut out: Vec<(&'static str, &'static str)> = METRIC_CODES
         .iter()
         .filter(|c| !c.starts_with("Sts"))
@@ -152,7 +153,7 @@ pub fn metric_series() -> Vec<(&'static str, &'static str)> {
         ("failed", "StsBadResponse"),
         ("failed", "StsRequestFailed"),
     ]);
-    out.extend(kinds.iter().map(|k| (k.label(), "other")));
+    out.extend(StsErrorKind::ALL.iter().map(|k| (k.label(), "other")));
     out
 }
 
@@ -414,15 +415,9 @@ mod tests {
         for code in ["", "Surprise", "AccessDenied ", &"x".repeat(10_000)] {
             assert_eq!(metric_code(code), "other");
         }
-        let kinds = [
-            StsErrorKind::Denied,
-            StsErrorKind::Invalid,
-            StsErrorKind::Throttled,
-            StsErrorKind::Unavailable,
-            StsErrorKind::Failed,
-        ];
-        let labels: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.label()).collect();
-        assert_eq!(labels.len(), kinds.len());
+        let labels: std::collections::BTreeSet<_> =
+            StsErrorKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels.len(), StsErrorKind::ALL.len());
         // The series exported from the start are the ones errors produce:
         // a documented code with any status keeps its kind.
         let series = metric_series();

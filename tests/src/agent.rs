@@ -330,34 +330,44 @@ async fn proxy_handler(
                 .into_response();
         }
     }
+    match forward(&s.client, &s.upstream, &parts, body).await {
+        Ok((status, ct, bytes)) => {
+            (status, [(http::header::CONTENT_TYPE, ct)], bytes).into_response()
+        }
+        Err(e) => (http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+/// Sends a request on to `upstream` (moto) as it came, without Host and
+/// Content-Length; returns the status, content type and body.
+pub async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    parts: &http::request::Parts,
+    body: axum::body::Bytes,
+) -> reqwest::Result<(http::StatusCode, http::HeaderValue, axum::body::Bytes)> {
     let uri = format!(
-        "{}{}",
-        s.upstream,
+        "{upstream}{}",
         parts
             .uri
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/")
     );
-    let mut fwd = s.client.request(parts.method.clone(), uri).body(body);
+    let mut fwd = client.request(parts.method.clone(), uri).body(body);
     for (k, v) in parts.headers.iter() {
         if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
             fwd = fwd.header(k, v);
         }
     }
-    match fwd.send().await {
-        Ok(r) => {
-            let status = r.status();
-            let ct = r
-                .headers()
-                .get("content-type")
-                .cloned()
-                .unwrap_or(http::HeaderValue::from_static("text/xml"));
-            let bytes = r.bytes().await.unwrap_or_default();
-            (status, [(http::header::CONTENT_TYPE, ct)], bytes).into_response()
-        }
-        Err(e) => (http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    }
+    let r = fwd.send().await?;
+    let status = r.status();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .cloned()
+        .unwrap_or(http::HeaderValue::from_static("text/xml"));
+    Ok((status, ct, r.bytes().await?))
 }
 
 impl FaultProxy {

@@ -155,23 +155,11 @@ async fn handle(
         }
         call = Some(c);
     }
-    let mut fwd = s
-        .client
-        .request(
-            parts.method.clone(),
-            format!("{}{}", s.upstream, parts.uri.path()),
-        )
-        .body(body);
-    for (k, v) in parts.headers.iter() {
-        if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
-            fwd = fwd.header(k, v);
-        }
-    }
-    let Ok(r) = fwd.send().await else {
+    let Ok((status, _, bytes)) = crate::agent::forward(&s.client, &s.upstream, &parts, body).await
+    else {
         return (http::StatusCode::BAD_GATEWAY, "moto unreachable").into_response();
     };
-    let status = r.status();
-    let text = r.text().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     if let Some(c) = call {
         if status.is_success() {
             if let Some(key) = text

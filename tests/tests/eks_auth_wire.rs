@@ -156,6 +156,13 @@ async fn answer(Path(cluster): Path<String>, body: axum::body::Bytes) -> Respons
     EksAuthError::new(kind, format!("planted {}", kind.name())).into_response()
 }
 
+/// Keeps the user's AWS configuration and the metadata service out.
+const NO_AWS_CONFIG: [(&str, &str); 3] = [
+    ("AWS_CONFIG_FILE", "/dev/null"),
+    ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
 const BOTO3: &str = r#"
 import json, sys, boto3, botocore
 c = boto3.client("eks-auth", endpoint_url=sys.argv[1], region_name="us-east-1",
@@ -193,9 +200,7 @@ async fn boto3_and_the_aws_cli_parse_it() -> Result<()> {
         Ok(std::process::Command::new(venv()?.join("bin/python"))
             .args(["-c", BOTO3, &u])
             .args(&n)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(NO_AWS_CONFIG)
             .output()?)
     })
     .await??;
@@ -238,9 +243,7 @@ async fn boto3_and_the_aws_cli_parse_it() -> Result<()> {
             ])
             .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
             .env("AWS_SECRET_ACCESS_KEY", "x")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(NO_AWS_CONFIG)
             .output()?)
     })
     .await??;
