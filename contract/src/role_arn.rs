@@ -26,6 +26,11 @@ impl RoleArn {
     /// Longest role name IAM allows.
     pub const MAX_NAME_LEN: usize = 64;
 
+    /// Whether `name` is a role name IAM accepts: 1-64 of `[A-Za-z0-9_+=,.@-]`.
+    pub fn is_valid_name(name: &str) -> bool {
+        !name.is_empty() && name.len() <= Self::MAX_NAME_LEN && name.chars().all(is_name_char)
+    }
+
     /// `s` with every character IAM does not allow in a role or session
     /// name (outside `[A-Za-z0-9_+=,.@-]`) replaced by `-`.
     pub fn sanitize_name(s: &str) -> String {

@@ -15,12 +15,13 @@ use crate::auth::Auth;
 use crate::cache::{random_jitter, Cache};
 use crate::clock::Clock;
 use crate::config::{CommonConfig, NodeConfig, SidecarConfig};
+use crate::eks_auth_client::EksAuthExchanger;
 use crate::error::{Error, Result};
 use crate::host_guard::HostGuard;
 use crate::http::{health_router, metrics_router, router, AppState, ReadyCheck};
 use crate::metrics::Metrics;
 use crate::sidecar::TokenFile;
-use crate::sts::{AwsSts, Exchanger};
+use crate::sts::{AwsSts, Exchanger, Routed};
 use crate::verify::Verifier;
 
 /// A started agent.
@@ -53,14 +54,14 @@ impl Running {
     }
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| Error::Io {
         context: format!("cannot listen on {addr} ({what})"),
         source: e,
     })
 }
 
-fn spawn_server(
+pub(crate) fn spawn_server(
     listener: TcpListener,
     app: Router,
     limits: listener::Limits,
@@ -179,7 +180,20 @@ pub async fn serve_until_signal(running: Running, timeout: Duration) {
 
 /// Node mode.
 pub async fn start_node(cfg: &NodeConfig) -> Result<Running> {
-    start_node_with(cfg, exchanger(&cfg.common)).await
+    let pod_identity: Option<Arc<dyn Exchanger>> = match &cfg.eks_auth {
+        None => None,
+        Some(s) => Some(Arc::new(
+            EksAuthExchanger::new(s, &cfg.common.region, cfg.common.sts_timeout).await?,
+        )),
+    };
+    start_node_with(
+        cfg,
+        Arc::new(Routed {
+            web_identity: exchanger(&cfg.common),
+            pod_identity,
+        }),
+    )
+    .await
 }
 
 /// Node mode with a given STS client (tests use this to count calls).
@@ -194,12 +208,20 @@ pub async fn start_node_with(cfg: &NodeConfig, exchanger: Arc<dyn Exchanger>) ->
     let listeners = bind_credential_listeners(&cfg.listen).await?;
     let keys = tokio::spawn(verifier.clone().run(cfg.jwks_refresh_interval));
     let v = verifier.clone();
+    let pod_identity = cfg.eks_auth.as_ref().and_then(|_| {
+        cfg.verifier
+            .audiences
+            .iter()
+            .position(|a| a == contract::injected::POD_IDENTITY_AUDIENCE)
+            .map(|i| 1u32 << i)
+    });
     start_with(
         &cfg.common,
         listeners,
         Auth::Node {
             verifier,
             scope: cfg.cache_scope,
+            pod_identity,
         },
         exchanger,
         metrics,

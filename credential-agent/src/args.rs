@@ -37,6 +37,10 @@ pub enum Command {
     /// Node init step: adds the agent's link-local addresses to a dummy
     /// interface (needs NET_ADMIN).
     SetupLink(LinkArgs),
+    /// Pod Identity broker (Deployment): answers the EKS Auth API's
+    /// AssumeRoleForPodIdentity over HTTPS for the pods of
+    /// PodIdentityAssociations, with sts:AssumeRole and session tags.
+    Broker(BrokerArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -166,13 +170,46 @@ pub struct ServeArgs {
         default_values_t = node_listen_addrs()
     )]
     pub listen: Vec<SocketAddr>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Accepted audiences (repeatable); a token must carry one of them.
+    #[arg(long = "audience", env = "CREDENTIAL_AGENT_AUDIENCE", value_delimiter = ',', default_values = ["sts.amazonaws.com"])]
+    pub audiences: Vec<String>,
+    /// EKS Auth API endpoint for Pod Identity: a request without `?role=`
+    /// presenting an eks-pod-identity-token is exchanged there (this
+    /// project's broker, or https://eks-auth.<region>.api.aws on EKS). Off
+    /// when not set.
+    #[arg(long, env = "CREDENTIAL_AGENT_EKS_AUTH_ENDPOINT")]
+    pub eks_auth_endpoint: Option<String>,
+    /// The cluster name sent to EKS Auth (required with --eks-auth-endpoint).
+    #[arg(long, env = "CREDENTIAL_AGENT_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// Extra CA bundle for the EKS Auth endpoint (a broker's private CA).
+    #[arg(long, env = "CREDENTIAL_AGENT_EKS_AUTH_CA_FILE")]
+    pub eks_auth_ca_file: Option<PathBuf>,
+    /// Send EKS Auth requests unsigned (the broker reads only the token);
+    /// by default they are SigV4-signed with the node's credentials, as EKS
+    /// Auth requires.
+    #[arg(long, env = "CREDENTIAL_AGENT_EKS_AUTH_UNSIGNED")]
+    pub eks_auth_unsigned: bool,
+    /// What one cached credential is shared by.
+    #[arg(
+        long,
+        env = "CREDENTIAL_AGENT_CACHE_SCOPE",
+        value_enum,
+        default_value = "service-account"
+    )]
+    pub cache_scope: CacheScope,
+}
+
+/// Where tokens are verified against: the issuer and its keys (`serve` and
+/// `broker`).
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
     /// The `iss` every token must carry (the cluster's service account
     /// issuer, e.g. https://oidc.eks.<region>.amazonaws.com/id/<id>).
     #[arg(long, env = "CREDENTIAL_AGENT_ISSUER")]
     pub issuer: String,
-    /// Accepted audiences (repeatable); a token must carry one of them.
-    #[arg(long = "audience", env = "CREDENTIAL_AGENT_AUDIENCE", value_delimiter = ',', default_values = ["sts.amazonaws.com"])]
-    pub audiences: Vec<String>,
     /// URL of the issuer's JWKS. Default: the in-cluster API server's
     /// /openid/v1/jwks, with the agent's own ServiceAccount token and CA.
     #[arg(long, env = "CREDENTIAL_AGENT_JWKS_URL", conflicts_with = "jwks_file")]
@@ -197,14 +234,69 @@ pub struct ServeArgs {
     /// Clock skew allowed on exp and nbf.
     #[arg(long, env = "CREDENTIAL_AGENT_TOKEN_LEEWAY", default_value = "10s", value_parser = duration)]
     pub token_leeway: Duration,
-    /// What one cached credential is shared by.
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BrokerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Accepted audiences (repeatable); a token must carry one of them.
+    #[arg(long = "audience", env = "CREDENTIAL_AGENT_AUDIENCE", value_delimiter = ',', default_values = ["pods.eks.amazonaws.com"])]
+    pub audiences: Vec<String>,
+    /// HTTPS address of the EKS Auth API.
+    #[arg(long, env = "CREDENTIAL_AGENT_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Serving certificate (PEM chain); re-read when it changes.
+    #[arg(long, env = "CREDENTIAL_AGENT_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// Serving key (PEM); re-read when it changes.
+    #[arg(long, env = "CREDENTIAL_AGENT_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// How often the certificate and key files are checked for a change.
+    #[arg(long, env = "CREDENTIAL_AGENT_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub tls_reload_interval: Duration,
+    /// An HTTPS connection on which nothing moves for this long is closed
+    /// (HTTP/2 connections included).
+    #[arg(long, env = "CREDENTIAL_AGENT_CONNECTION_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub connection_idle_timeout: Duration,
+    /// The cluster name requests must name (the session tag
+    /// eks-cluster-name and the session name carry it).
+    #[arg(long, env = "CREDENTIAL_AGENT_CLUSTER_NAME")]
+    pub cluster_name: String,
+    /// The session tag eks-cluster-arn (none when not set) and the
+    /// account of associationArn.
+    #[arg(long, env = "CREDENTIAL_AGENT_CLUSTER_ARN")]
+    pub cluster_arn: Option<String>,
+    /// The API server (default: the in-cluster one).
+    #[arg(long, env = "CREDENTIAL_AGENT_KUBE_API_URL")]
+    pub kube_api_url: Option<String>,
+    /// CA bundle of the API server (default in a cluster: the
+    /// ServiceAccount CA).
+    #[arg(long, env = "CREDENTIAL_AGENT_KUBE_CA_FILE")]
+    pub kube_ca_file: Option<PathBuf>,
+    /// Bearer token file for the API server, re-read for each call (default
+    /// in a cluster: the broker's ServiceAccount token).
+    #[arg(long, env = "CREDENTIAL_AGENT_KUBE_TOKEN_FILE")]
+    pub kube_token_file: Option<PathBuf>,
+    /// Timeout of one API server call.
+    #[arg(long, env = "CREDENTIAL_AGENT_KUBE_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub kube_timeout: Duration,
+    /// A pod confirmed to exist is not asked for again within this time: a
+    /// deleted pod's token is refused at most this long after.
+    #[arg(long, env = "CREDENTIAL_AGENT_POD_RECHECK_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub pod_recheck_interval: Duration,
+    /// Pod lookups in flight at once (round-robin by namespace).
     #[arg(
         long,
-        env = "CREDENTIAL_AGENT_CACHE_SCOPE",
-        value_enum,
-        default_value = "service-account"
+        env = "CREDENTIAL_AGENT_MAX_CONCURRENT_POD_LOOKUPS",
+        default_value_t = 16
     )]
-    pub cache_scope: CacheScope,
+    pub max_concurrent_pod_lookups: usize,
+    /// Write each association's status (Ready, associationId, conflicts).
+    #[arg(long, env = "CREDENTIAL_AGENT_WRITE_STATUS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub write_status: bool,
 }
 
 #[derive(Args, Debug, Clone)]

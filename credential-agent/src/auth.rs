@@ -27,6 +27,9 @@ pub enum Auth {
     Node {
         verifier: Arc<Verifier>,
         scope: CacheScope,
+        /// With the Pod Identity backend: the bit of `pods.eks.amazonaws.com`
+        /// in the verifier's audience list.
+        pod_identity: Option<u32>,
     },
     /// Sidecar: the token must be the pod's token file; one role.
     Sidecar {
@@ -63,6 +66,53 @@ pub fn requested_role(role: Option<String>) -> Result<RoleArn> {
         .map_err(|e| Error::InvalidRole(format!("{role:?} is not an IAM role ARN: {e}")))
 }
 
+/// The role a Pod Identity key carries: a placeholder (the role is the
+/// association's, known to EKS Auth); keys are told apart by their
+/// association marker (`sts::EKS_AUTH`), which no request can set.
+pub const POD_IDENTITY_KEY_ROLE: &str = "arn:aws:iam::000000000000:role/eks-pod-identity";
+
+/// A request without `?role=` on an agent with the Pod Identity backend:
+/// the token must be a pod's, for `pods.eks.amazonaws.com`; one session per
+/// pod, from EKS Auth.
+async fn pod_identity_lookup(
+    verifier: &Verifier,
+    bit: u32,
+    token: Secret,
+    metrics: &Metrics,
+) -> Result<Lookup> {
+    let id = verifier
+        .verify(&token)
+        .await
+        .inspect_err(|e| metrics.rejection(e.reason()))?;
+    if id.audiences & bit == 0 {
+        metrics.rejection("rejected");
+        return Err(Error::InvalidRole(
+            "no role: name it with ?role=<URL-encoded role ARN>, or send the pod's eks-pod-identity-token (audience pods.eks.amazonaws.com) for Pod Identity".into(),
+        ));
+    }
+    let Some(pod_uid) = id.pod_uid.clone() else {
+        metrics.rejection("rejected");
+        return Err(Error::TokenRejected(
+            "a Pod Identity token must be bound to a pod".into(),
+        ));
+    };
+    Ok(Lookup {
+        session_name: session_name(&id.namespace, &id.service_account, id.pod_name.as_deref()),
+        key: Key {
+            namespace: id.namespace.clone(),
+            service_account: id.service_account.clone(),
+            service_account_uid: id.service_account_uid.clone(),
+            role_arn: RoleArn::parse(POD_IDENTITY_KEY_ROLE)
+                .map_err(|e| Error::Config(e.to_string()))?,
+            pod_uid: Some(pod_uid),
+            association: Some(crate::sts::EKS_AUTH.to_string()),
+            audiences: id.audiences,
+        },
+        token,
+        token_expires: Some(id.expires),
+    })
+}
+
 impl Auth {
     /// Authenticates a request presenting `token` (and, in node mode,
     /// naming `role`: the decoded `?role=`, or why the query string could not
@@ -74,8 +124,16 @@ impl Auth {
         metrics: &Metrics,
     ) -> Result<Lookup> {
         match self {
-            Auth::Node { verifier, scope } => {
-                let role_arn = requested_role(role?)?;
+            Auth::Node {
+                verifier,
+                scope,
+                pod_identity,
+            } => {
+                let role = role?;
+                if let (None, Some(bit)) = (&role, pod_identity) {
+                    return pod_identity_lookup(verifier, *bit, token, metrics).await;
+                }
+                let role_arn = requested_role(role)?;
                 let id = verifier
                     .verify(&token)
                     .await
@@ -91,6 +149,7 @@ impl Auth {
                         service_account_uid: id.service_account_uid.clone(),
                         role_arn,
                         pod_uid: if per_pod { id.pod_uid.clone() } else { None },
+                        association: None,
                         audiences: id.audiences,
                     },
                     token,
@@ -122,6 +181,7 @@ impl Auth {
                         service_account_uid: uid.into(),
                         role_arn: role_arn.clone(),
                         pod_uid: None,
+                        association: None,
                         audiences: 0,
                     },
                     session_name: session_name(ns, sa, pod),

@@ -142,7 +142,7 @@ pub struct AssumeRoleForPodIdentityResponse {
 
 impl IntoResponse for AssumeRoleForPodIdentityResponse {
     fn into_response(self) -> Response {
-        crate::http::json_response(
+        crate::response::json_response(
             StatusCode::OK,
             serde_json::to_string(&self).unwrap_or_default(),
         )
@@ -228,7 +228,7 @@ impl EksAuthError {
 impl IntoResponse for EksAuthError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"message": self.message}).to_string();
-        let mut resp = crate::http::json_response(self.kind.status(), body);
+        let mut resp = crate::response::json_response(self.kind.status(), body);
         resp.headers_mut().insert(
             "x-amzn-ErrorType",
             HeaderValue::from_static(self.kind.name()),

@@ -38,7 +38,7 @@ pub enum Error {
     #[error("{0}")]
     TooManyRoles(String),
 
-    #[error("STS AssumeRoleWithWebIdentity failed ({}): {}", .0.code, .0.message)]
+    #[error("the credential exchange failed ({}): {}", .0.code, .0.message)]
     Sts(StsError),
 
     #[error("no such path: the credentials endpoint is GET /v1/credentials")]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
@@ -21,6 +21,7 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::host_guard::HostGuard;
 use crate::metrics::Metrics;
+use crate::response::json_response;
 use crate::stored::CachedCredentials;
 
 #[derive(Clone)]
@@ -51,18 +52,6 @@ async fn not_found(State(state): State<AppState>) -> Response {
 fn error_response(e: &Error) -> Response {
     let body = serde_json::json!({ "code": e.code(), "message": e.to_string() });
     json_response(e.status(), body.to_string())
-}
-
-/// A JSON body with `Cache-Control: no-store` (credentials and their errors).
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
-    let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }
 
 /// The 200 body every SDK's container provider reads.

@@ -1,6 +1,7 @@
 //! `credential-agent`: parses the command line, sets up logging, validates
 //! the flags into the mode's configuration (`config.rs`), runs the command
-//! (`app` for `serve` and `sidecar`, `link` for `setup-link`) and maps its
+//! (`app` for `serve` and `sidecar`, `broker` for `broker`, `link` for
+//! `setup-link`) and maps its
 //! outcome to the exit code.
 
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use credential_agent::app::{self, Running};
 use credential_agent::args::{Cli, Command, LogFormat};
-use credential_agent::config::{NodeConfig, SidecarConfig};
+use credential_agent::config::{BrokerConfig, NodeConfig, SidecarConfig};
 
 async fn serve(started: credential_agent::Result<(Running, std::time::Duration)>) -> ExitCode {
     match started {
@@ -49,6 +50,28 @@ async fn main() -> ExitCode {
                 .await,
             )
             .await
+        }
+        Command::Broker(args) => {
+            listener::daemon::init_tracing(args.common.log_format == LogFormat::Json, "info");
+            let started = async {
+                let cfg = BrokerConfig::try_from(&args)?;
+                Ok::<_, credential_agent::Error>((
+                    credential_agent::broker::start(&cfg).await?,
+                    cfg.common.shutdown_timeout,
+                ))
+            }
+            .await;
+            match started {
+                Ok((running, timeout)) => {
+                    credential_agent::broker::serve_until_signal(running, timeout).await;
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("cannot start: {e}");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::SetupLink(args) => {
             listener::daemon::init_tracing(false, "info");

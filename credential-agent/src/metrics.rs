@@ -53,6 +53,14 @@ pub const REJECTION_REASONS: &[&str] = &[
 ];
 /// Every `result` of [`Metrics::jwks_fetches`].
 pub const JWKS_RESULTS: &[&str] = &["ok", "error"];
+/// Every `result` of [`Metrics::pod_checks`] (the broker's `pods.rs`).
+pub const POD_CHECK_RESULTS: &[&str] = &[
+    "recent",
+    "confirmed",
+    "gone",
+    "outage_tolerated",
+    "unavailable",
+];
 /// Every `source` of [`Metrics::served`].
 pub const SOURCES: &[&str] = &["cached", "fetched", "stale"];
 
@@ -92,6 +100,11 @@ pub struct Metrics {
     pub sts_call_abandoned: Counter,
     /// Connections closed at once because a cap was reached, by reason.
     pub connections_rejected: Family<ReasonLabel, Counter>,
+    /// Broker: AssumeRoleForPodIdentity answers, by result (`ok` or the
+    /// EKS Auth error type).
+    pub eks_auth_answers: Family<ResultLabel, Counter>,
+    /// Broker: checks that a token's pod still exists, by result.
+    pub pod_checks: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -196,6 +209,25 @@ impl Metrics {
             "Connections closed at once because a connection cap was reached, by reason",
             connections_rejected.clone(),
         );
+        let eks_auth_answers = Family::default();
+        registry.register(
+            "eks_auth_answers",
+            "Broker: AssumeRoleForPodIdentity answers, by result (ok or the EKS Auth error type)",
+            eks_auth_answers.clone(),
+        );
+        let pod_checks = Family::default();
+        registry.register(
+            "pod_checks",
+            "Broker: checks that a token's pod still exists, by result (recent: confirmed within the recheck interval)",
+            pod_checks.clone(),
+        );
+        for result in std::iter::once("ok").chain(crate::eks_auth::ErrorType::ALL.map(|t| t.name()))
+        {
+            let _ = eks_auth_answers.get_or_create(&ResultLabel { result });
+        }
+        for &result in POD_CHECK_RESULTS {
+            let _ = pod_checks.get_or_create(&ResultLabel { result });
+        }
         for &status in STATUSES {
             let _ = requests.get_or_create(&StatusLabel { status });
         }
@@ -222,6 +254,8 @@ impl Metrics {
         }
         Metrics {
             registry,
+            eks_auth_answers,
+            pod_checks,
             connections_rejected,
             sts_call_abandoned,
             served,
@@ -282,6 +316,16 @@ impl Metrics {
         self.connections_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    pub fn eks_auth_answer(&self, result: &'static str) {
+        self.eks_auth_answers
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn pod_check(&self, result: &'static str) {
+        self.pod_checks.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn jwks_fetch(&self, result: &'static str) {

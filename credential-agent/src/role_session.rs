@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use crate::secret::Secret;
-use crate::sts::{map_sdk_error, Credentials, StsError, StsErrorKind};
+use crate::sts::{map_sdk_error, AssumedRole, Credentials, StsError, StsErrorKind};
 
 /// One pod's session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +136,10 @@ async fn once(
             session_token: Secret::new(c.session_token),
             account_id: user.arn.split(':').nth(4).map(str::to_string),
             expiration,
+            assumed_role: Some(AssumedRole {
+                arn: user.arn.clone(),
+                id: user.assumed_role_id.clone(),
+            }),
         },
         assumed_role_arn: user.arn,
         assumed_role_id: user.assumed_role_id,

@@ -34,6 +34,10 @@ impl CachedCredentials {
         &self.0.access_key_id
     }
 
+    pub fn assumed_role(&self) -> Option<&crate::sts::AssumedRole> {
+        self.0.assumed_role.as_ref()
+    }
+
     pub fn account_id(&self) -> Option<&str> {
         self.0.account_id.as_deref().filter(|a| !a.is_empty())
     }
@@ -219,6 +223,7 @@ mod tests {
             session_token: Secret::new("SESSION-MARKER-77aa"),
             account_id: Some("123456789012".into()),
             expiration: SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 5),
+            assumed_role: None,
         }
     }
 

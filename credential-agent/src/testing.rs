@@ -119,6 +119,7 @@ impl Exchanger for CountingSts {
                 session_token: Secret::new(format!("session{n}")),
                 account_id: Some("111122223333".into()),
                 expiration: t0() + Duration::from_secs(req.duration_seconds as u64),
+                assumed_role: None,
             })
         }
         .boxed()

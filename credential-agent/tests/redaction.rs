@@ -20,6 +20,7 @@ fn debug_never_prints_secrets() {
         session_token: Secret::new(SESSION),
         account_id: None,
         expiration: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        assumed_role: None,
     };
     let lookup = Lookup {
         key: Key {
@@ -28,6 +29,7 @@ fn debug_never_prints_secrets() {
             service_account_uid: "uid".into(),
             role_arn: "arn:aws:iam::123456789012:role/r".parse().unwrap(),
             pod_uid: None,
+            association: None,
             audiences: 1,
         },
         session_name: "ns.sa".into(),
@@ -37,6 +39,7 @@ fn debug_never_prints_secrets() {
     let req = AssumeRequest {
         role_arn: "arn:aws:iam::123456789012:role/r".into(),
         session_name: "ns.sa".into(),
+        association: None,
         token: Secret::new(TOKEN),
         duration_seconds: 3600,
     };

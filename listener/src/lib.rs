@@ -22,6 +22,8 @@
 
 pub mod clock;
 pub mod daemon;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;

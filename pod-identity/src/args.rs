@@ -1,4 +1,7 @@
 //! The command line (clap). Flags are eksctl's where the two overlap.
+//!
+//! Long because clap stays in `args.rs` and `main.rs` (a structure test
+//! checks it): the whole command tree, each flag with its help, is here.
 
 use std::path::PathBuf;
 
@@ -37,6 +40,195 @@ pub enum Command {
     /// Why a pod has no AWS credentials, and which pods missed injection.
     #[command(subcommand)]
     Doctor(Doctor),
+    /// EKS Pod Identity on any cluster: PodIdentityAssociations and the
+    /// roles they bind (eksctl's `podidentityassociation`).
+    #[command(
+        subcommand,
+        name = "podidentityassociation",
+        alias = "podidentityassociations"
+    )]
+    PodIdentityAssociation(Pia),
+    /// eksctl's `utils` verbs.
+    #[command(subcommand)]
+    Utils(Utils),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Utils {
+    /// Move ServiceAccounts annotated with a role (IRSA) to Pod Identity:
+    /// an association for each, the broker's grant in each role's trust;
+    /// with --remove-oidc-provider-trust-relationship also the IRSA trust
+    /// and the annotation. Pods get Pod Identity once restarted.
+    MigrateToPodIdentity {
+        /// The cluster's name (the broker's --cluster-name).
+        #[arg(long)]
+        cluster: String,
+        /// The role the broker runs as.
+        #[arg(long, env = "POD_IDENTITY_BROKER_ROLE_ARN")]
+        broker_role_arn: String,
+        /// Only this namespace (default: all).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Also remove each ServiceAccount from its role's IRSA trust and
+        /// its role-arn annotation (after the pods were restarted).
+        #[arg(long)]
+        remove_oidc_provider_trust_relationship: bool,
+        /// Make the changes (without it, print them and change nothing).
+        #[arg(long)]
+        approve: bool,
+    },
+}
+
+/// One association's ServiceAccount (eksctl's flag names).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PiaTarget {
+    /// The cluster's name: the session tag eks-cluster-name the broker sets
+    /// (its --cluster-name), which the role's trust requires.
+    #[arg(long)]
+    pub cluster: String,
+    /// The ServiceAccount's namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    #[arg(long)]
+    pub service_account_name: String,
+    /// The role the broker runs as (the principal its trust grants).
+    #[arg(long, env = "POD_IDENTITY_BROKER_ROLE_ARN")]
+    pub broker_role_arn: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Pia {
+    /// Bind a ServiceAccount to a role: the PodIdentityAssociation object,
+    /// and the role's trust for the broker with the association's session
+    /// tags (a role named with --role-name is created).
+    Create {
+        /// An eksctl ClusterConfig: create each of its
+        /// iam.podIdentityAssociations (nothing is deleted; `apply -f` also
+        /// removes what the file no longer has).
+        #[arg(long, short = 'f', conflicts_with_all = ["cluster", "service_account_name", "role_arn", "role_name"])]
+        file: Option<PathBuf>,
+        /// The cluster's name: the session tag eks-cluster-name the broker
+        /// sets (its --cluster-name), which the role's trust requires.
+        #[arg(long, required_unless_present = "file")]
+        cluster: Option<String>,
+        /// The ServiceAccount's namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The ServiceAccount's name.
+        #[arg(long, required_unless_present = "file")]
+        service_account_name: Option<String>,
+        /// The role the broker runs as (the principal its trust grants).
+        #[arg(long, env = "POD_IDENTITY_BROKER_ROLE_ARN")]
+        broker_role_arn: Option<String>,
+        /// An existing role: its trust gets the broker's grant and it is
+        /// tagged for the cluster; nothing else changes.
+        #[arg(long)]
+        role_arn: Option<String>,
+        /// A role to create (with --permission-policy-arns).
+        #[arg(long)]
+        role_name: Option<String>,
+        /// Managed policies for the role created with --role-name
+        /// (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        permission_policy_arns: Vec<String>,
+        /// Permissions boundary of the role created with --role-name.
+        #[arg(long)]
+        permissions_boundary_arn: Option<String>,
+        /// A role to chain to (another account's): assumed from the first
+        /// role's session with the association's id as ExternalId.
+        #[arg(long)]
+        target_role_arn: Option<String>,
+        /// No session tags (then the role's trust cannot check the
+        /// namespace and ServiceAccount; only with --role-arn).
+        #[arg(long)]
+        disable_session_tags: bool,
+        /// Tags for the created role: "Owner=John,Team=Some Team".
+        #[arg(long)]
+        tags: Option<String>,
+        /// Create the ServiceAccount (and its namespace) when missing.
+        #[arg(long)]
+        create_service_account: bool,
+        /// Make the changes (without it, print them and change nothing).
+        #[arg(long)]
+        approve: bool,
+    },
+    /// Change an association pod-identity made (eksctl's `update
+    /// podidentityassociation`): bind another existing role, chain to
+    /// another target, turn session tags on or off.
+    Update {
+        #[command(flatten)]
+        target: PiaTarget,
+        /// The existing role to bind (it gets the broker's grant and tag).
+        #[arg(long)]
+        role_arn: String,
+        /// A role to chain to (another account's).
+        #[arg(long)]
+        target_role_arn: Option<String>,
+        /// No session tags.
+        #[arg(long)]
+        disable_session_tags: bool,
+        /// Make the changes (without it, print them and change nothing).
+        #[arg(long)]
+        approve: bool,
+    },
+    /// Make the associations of an eksctl ClusterConfig's
+    /// iam.podIdentityAssociations exist as `create` would, and delete the
+    /// ones pod-identity made that the file no longer has (with the roles it
+    /// created for them).
+    Apply {
+        /// The eksctl ClusterConfig (metadata.name is the cluster's name).
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// The role the broker runs as.
+        #[arg(long, env = "POD_IDENTITY_BROKER_ROLE_ARN")]
+        broker_role_arn: Option<String>,
+        /// Make the changes (without it, print them and change nothing).
+        #[arg(long)]
+        approve: bool,
+    },
+    /// The associations, with their role, target and whether they count.
+    Get {
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this ServiceAccount (with --namespace).
+        #[arg(long)]
+        service_account_name: Option<String>,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// The role the broker runs as (IRSA for its ServiceAccount, which the
+    /// chart creates): trusted by the cluster's IAM OIDC provider for that
+    /// ServiceAccount only, allowed sts:AssumeRole and sts:TagSession only on
+    /// roles tagged pod-identity.io/cluster=<cluster>.
+    SetupBroker {
+        /// The cluster's name (the broker's --cluster-name).
+        #[arg(long)]
+        cluster: String,
+        /// The broker's namespace (the chart's release namespace).
+        #[arg(long, default_value = "pod-identity")]
+        namespace: String,
+        /// The broker's ServiceAccount (the chart's <release>-pod-identity-broker).
+        #[arg(long, default_value = "pod-identity-broker")]
+        service_account_name: String,
+        /// The role's name (default: pod-identity-broker-<cluster>).
+        #[arg(long)]
+        role_name: Option<String>,
+        /// Make the changes (without it, print them and change nothing).
+        #[arg(long)]
+        approve: bool,
+    },
+    /// Remove a ServiceAccount's association; a role pod-identity created
+    /// for it is deleted, another role loses the broker's grant.
+    Delete {
+        #[command(flatten)]
+        target: PiaTarget,
+        /// Make the changes (without it, print them and change nothing).
+        #[arg(long)]
+        approve: bool,
+    },
 }
 
 /// Which cluster to talk to.
@@ -86,9 +278,19 @@ pub enum Doctor {
     Pod {
         /// The pod, as NAMESPACE/NAME.
         target: String,
-        /// Also mint a token for the ServiceAccount and exchange it with STS.
+        /// Also mint a token for the ServiceAccount and exchange it with STS
+        /// (a Pod Identity pod's: with the broker at --broker-url).
         #[arg(long)]
         exchange: bool,
+        /// The Pod Identity broker's URL for --exchange, e.g. after
+        /// `kubectl port-forward -n pod-identity svc/pod-identity-broker 8443:443`:
+        /// https://127.0.0.1:8443.
+        #[arg(long)]
+        broker_url: Option<String>,
+        /// CA bundle of the broker's certificate (the `ca.crt` of its TLS
+        /// Secret).
+        #[arg(long)]
+        broker_ca_file: Option<PathBuf>,
         #[command(flatten)]
         flags: DoctorFlags,
     },

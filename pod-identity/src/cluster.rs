@@ -219,6 +219,85 @@ impl Cluster {
     }
 }
 
+/// The CRD's API resource.
+fn association_resource() -> kube::api::ApiResource {
+    use contract::association;
+    kube::api::ApiResource {
+        group: association::GROUP.into(),
+        version: association::VERSION.into(),
+        api_version: format!("{}/{}", association::GROUP, association::VERSION),
+        kind: association::KIND.into(),
+        plural: association::PLURAL.into(),
+    }
+}
+
+impl Cluster {
+    fn associations_api(&self) -> Api<kube::api::DynamicObject> {
+        Api::all_with(self.client.clone(), &association_resource())
+    }
+
+    /// Every PodIdentityAssociation object; none when the CRD is not
+    /// installed.
+    pub async fn association_objects(&self) -> Result<Vec<kube::api::DynamicObject>> {
+        match list_all(&self.associations_api()).await {
+            Ok(o) => Ok(o),
+            Err(Error::Kube { source, .. }) if matches!(source.downcast_ref::<kube::Error>(), Some(kube::Error::Api(e)) if e.code == 404) => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the PodIdentityAssociation CRD is installed.
+    pub async fn association_crd_installed(&self) -> Result<bool> {
+        let params = kube::api::ListParams::default().limit(1);
+        match self.associations_api().list(&params).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+            Err(e) => Err(Error::kube("listing PodIdentityAssociations", e)),
+        }
+    }
+
+    /// Writes the association by server-side apply (field manager
+    /// `pod-identity`), labelled as made by this tool.
+    pub async fn apply_association(&self, name: &str, spec: &Value) -> Result<()> {
+        use contract::association;
+        let body = json!({
+            "apiVersion": format!("{}/{}", association::GROUP, association::VERSION),
+            "kind": association::KIND,
+            "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+            "spec": spec,
+        });
+        self.associations_api()
+            .patch(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body))
+            .await
+            .map_err(|e| {
+                let hint = if matches!(&e, kube::Error::Api(a) if a.code == 404) {
+                    " (is the PodIdentityAssociation CRD installed? it comes with the Helm chart, crds/)"
+                } else {
+                    ""
+                };
+                Error::kube(format!("applying PodIdentityAssociation {name}{hint}"), e)
+            })?;
+        Ok(())
+    }
+
+    pub async fn delete_association(&self, name: &str) -> Result<()> {
+        match self
+            .associations_api()
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(Error::kube(
+                format!("deleting PodIdentityAssociation {name}"),
+                e,
+            )),
+        }
+    }
+}
+
 /// Every object of `api`, listed in pages of 500 (a large cluster's pods
 /// never arrive as one response).
 pub async fn list_all<K>(api: &kube::Api<K>) -> Result<Vec<K>>

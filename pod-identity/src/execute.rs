@@ -262,6 +262,17 @@ async fn apply(change: &Change, aws: &Aws, cluster: Option<&Cluster>) -> Result<
                 .delete_service_account(namespace, name)
                 .await?;
         }
+        Change::CreateServiceAccount { namespace, name } => {
+            need_cluster(cluster)?
+                .apply_annotation(namespace, name, &[], &[], true, false)
+                .await?;
+        }
+        Change::ApplyAssociation { name, spec } => {
+            need_cluster(cluster)?.apply_association(name, spec).await?;
+        }
+        Change::DeleteAssociation { name } => {
+            need_cluster(cluster)?.delete_association(name).await?;
+        }
     }
     Ok(())
 }

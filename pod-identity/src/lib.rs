@@ -14,6 +14,7 @@ pub mod execute;
 pub mod iam;
 pub mod iamsa;
 pub mod oidc;
+pub mod pia;
 pub mod plan;
 pub mod policy;
 
@@ -128,6 +129,8 @@ pub async fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         }
         Command::IamServiceAccount(cmd) => iamsa::cli::run(cmd, &kube, args.region, out).await?,
         Command::Doctor(cmd) => run_doctor(cmd, &kube, args.region, out).await?,
+        Command::PodIdentityAssociation(cmd) => pia::cli::run(cmd, &kube, args.region, out).await?,
+        Command::Utils(cmd) => pia::cli::utils(cmd, &kube, args.region, out).await?,
     }
     Ok(())
 }
@@ -147,6 +150,8 @@ fn doctor_options(flags: &args::DoctorFlags, exchange: bool) -> doctor::gather::
         sidecar_name: flags.sidecar_name.clone(),
         webhook_configuration: flags.webhook_configuration.clone(),
         exchange,
+        broker_url: None,
+        broker_ca_file: None,
     }
 }
 
@@ -156,10 +161,12 @@ async fn run_doctor(
     region: Option<String>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let (target, exchange, flags, pod) = match cmd {
+    let (target, exchange, flags, pod, broker_url, broker_ca_file) = match cmd {
         args::Doctor::Cluster { flags } => {
             let cluster = cluster::Cluster::connect(kube).await?;
-            let audit = doctor::audit::run(&cluster, &doctor_options(&flags, false)).await?;
+            let aws = aws::Aws::load(region.as_deref()).await;
+            let audit =
+                doctor::audit::run(Some(&aws), &cluster, &doctor_options(&flags, false)).await?;
             let text = match flags.output {
                 Output::Text | Output::Table => audit.render(),
                 o => serialize(&audit, o)?,
@@ -176,13 +183,15 @@ async fn run_doctor(
         args::Doctor::Pod {
             target,
             exchange,
+            broker_url,
+            broker_ca_file,
             flags,
-        } => (target, exchange, flags, true),
+        } => (target, exchange, flags, true, broker_url, broker_ca_file),
         args::Doctor::Serviceaccount {
             target,
             exchange,
             flags,
-        } => (target, exchange, flags, false),
+        } => (target, exchange, flags, false, None, None),
     };
     let (namespace, name) = split_target(&target)?;
     let cluster = cluster::Cluster::connect(kube).await?;
@@ -190,7 +199,11 @@ async fn run_doctor(
     let facts = doctor::gather::gather(
         &aws,
         &cluster,
-        &doctor_options(&flags, exchange),
+        &doctor::gather::Options {
+            broker_url,
+            broker_ca_file,
+            ..doctor_options(&flags, exchange)
+        },
         &namespace,
         &name,
         pod,

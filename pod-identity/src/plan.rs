@@ -93,6 +93,19 @@ pub enum Change {
         namespace: String,
         name: String,
     },
+    /// A ServiceAccount without annotations (Pod Identity needs none).
+    CreateServiceAccount {
+        namespace: String,
+        name: String,
+    },
+    /// A PodIdentityAssociation object, by server-side apply.
+    ApplyAssociation {
+        name: String,
+        spec: Value,
+    },
+    DeleteAssociation {
+        name: String,
+    },
 }
 
 fn pretty(v: &Value, indent: &str) -> String {
@@ -182,6 +195,16 @@ impl Change {
             }
             Change::DeleteServiceAccount { namespace, name } => {
                 format!("- delete ServiceAccount {namespace}/{name}")
+            }
+            Change::CreateServiceAccount { namespace, name } => {
+                format!("+ create ServiceAccount {namespace}/{name}")
+            }
+            Change::ApplyAssociation { name, spec } => format!(
+                "+ apply PodIdentityAssociation {name}:\n{}",
+                pretty(spec, "    ")
+            ),
+            Change::DeleteAssociation { name } => {
+                format!("- delete PodIdentityAssociation {name}")
             }
         }
     }

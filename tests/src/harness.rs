@@ -697,3 +697,22 @@ pub async fn register_webhook(
         .await?;
     Ok(())
 }
+
+/// Polls `check` every 200 ms until it says yes; fails after 60 s naming
+/// `what`.
+pub async fn wait_for<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -3,6 +3,7 @@
 //! STS server, and helpers to talk to them.
 
 pub mod agent;
+pub mod broker;
 pub mod clients;
 pub mod harness;
 pub mod helm;

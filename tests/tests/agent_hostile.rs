@@ -57,7 +57,14 @@ async fn half_open_connections_neither_exhaust_nor_block() -> anyhow::Result<()>
     let rejected = agent
         .metric("credential_agent_connections_rejected_total{reason=\"max_connections_per_peer\"}")
         .await?;
-    anyhow::ensure!(rejected >= 4900.0, "rejected {rejected}");
+    // Each held connection was admitted (64 at a time, more as admitted ones
+    // reach the header-read timeout while a slow machine is still
+    // connecting) or rejected at once: nearly all are rejections.
+    anyhow::ensure!(
+        rejected >= 0.9 * held.len() as f64,
+        "rejected {rejected} of {} connections",
+        held.len()
+    );
     let (rss_during, peak) = agent.rss_mib();
     anyhow::ensure!(peak < CHART_LIMIT_MIB, "peak RSS {peak:.1} MiB");
 

@@ -6,11 +6,8 @@
 //! says why), then ready; an association beats a role-arn annotation;
 //! deleting it gives new pods web identity again; the oldest of two wins.
 
-use std::time::{Duration, Instant};
-
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use e2e_tests::harness::*;
-use e2e_tests::helm::chart_dir;
 use e2e_tests::node::kubectl;
 use serde_json::{json, Value};
 
@@ -62,23 +59,6 @@ fn var<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
     env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not in 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn associations_inject_pod_identity() -> Result<()> {
     let cluster = Cluster::start().await?;
@@ -96,18 +76,7 @@ async fn associations_inject_pod_identity() -> Result<()> {
         status == 503 && body.contains("PodIdentityAssociations"),
         "{status} {body}"
     );
-
-    let crd = chart_dir().join("crds/podidentityassociations.pod-identity.io.yaml");
-    kubectl(&cluster, &["apply", "-f", &crd.display().to_string()])?;
-    kubectl(
-        &cluster,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/podidentityassociations.pod-identity.io",
-        ],
-    )?;
+    e2e_tests::broker::install_crd(&cluster)?;
     let port = hook.metrics_port;
     wait_for("webhook ready once the CRD exists", || async move {
         Ok(readyz(port).await?.0 == 200)

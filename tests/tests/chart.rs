@@ -118,6 +118,35 @@ fn bad_values_are_refused_clearly() {
             "caBundle is required",
         ),
         (&["--set", "agent.sessionDuration=60"], "sessionDuration"),
+        (
+            &["--set", "broker.enabled=true"],
+            "broker.clusterName is required",
+        ),
+        (
+            &[
+                "--set",
+                "agent.enabled=true",
+                "--set",
+                "agent.issuer=https://i",
+                "--set",
+                "agent.podIdentity.enabled=true",
+            ],
+            "needs broker.enabled",
+        ),
+        (
+            &[
+                "--set",
+                "broker.enabled=true",
+                "--set",
+                "broker.clusterName=prod",
+                "--set",
+                "broker.issuer=https://i",
+                "--set",
+                "broker.tls.mode=cert-manager",
+            ],
+            "issuerRef is required",
+        ),
+        (&["--set", "broker.clusterName=bad name"], "clusterName"),
     ];
     for (args, want) in cases {
         let mut all = vec!["template", "x", chart];
@@ -209,7 +238,7 @@ fn render(extra: &[&str]) -> (String, Vec<serde_json::Value>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_flags_are_accepted_by_the_binaries() {
     use e2e_tests::agent::SigningKey;
-    use e2e_tests::harness::{free_port, make_certs, workspace_bin};
+    use e2e_tests::harness::{free_port, make_certs};
     let agent_values = chart_dir().join("ci/agent-values.yaml");
     let (_, docs) = render(&[
         "-f",
@@ -293,33 +322,112 @@ async fn rendered_flags_are_accepted_by_the_binaries() {
             format!("http://127.0.0.1:{ahealth}/readyz"),
         ),
     ] {
-        let mut child = std::process::Command::new(workspace_bin(bin).unwrap())
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let mut ok = false;
-        while std::time::Instant::now() < deadline {
-            if reqwest::get(&ready)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                ok = true;
-                break;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            ok,
-            "{bin} {args:?} did not become ready:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        starts(bin, &args, &ready).await;
     }
+
+    // Pod Identity: the broker (its API server and keys swapped for
+    // loopback; /healthz, as readiness needs the associations listed) and
+    // the agent's Pod Identity backend pointed at it.
+    let broker_values = chart_dir().join("ci/broker-values.yaml");
+    let (_, docs) = render(&["-f", broker_values.to_str().unwrap()]);
+    let args_of = |kind: &str, component: &str| -> Vec<String> {
+        let d = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == kind
+                    && d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+            })
+            .unwrap();
+        d["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    std::fs::write(dir.path().join("ca.crt"), &certs.ca_pem).unwrap();
+    let (bport, bhealth, bmetrics) = (free_port(), free_port(), free_port());
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let mut broker: Vec<String> = args_of("Deployment", "broker")
+        .into_iter()
+        .map(|a| match a.split_once('=') {
+            Some(("--listen", _)) => format!("--listen=127.0.0.1:{bport}"),
+            Some(("--health-listen", _)) => format!("--health-listen=127.0.0.1:{bhealth}"),
+            Some(("--metrics-listen", _)) => format!("--metrics-listen=127.0.0.1:{bmetrics}"),
+            Some(("--tls-cert", _)) => format!("--tls-cert={}", path("tls.crt")),
+            Some(("--tls-key", _)) => format!("--tls-key={}", path("tls.key")),
+            _ => a,
+        })
+        .collect();
+    assert!(
+        broker.contains(&"--cluster-name=prod".to_string()),
+        "{broker:?}"
+    );
+    broker.push("--kube-api-url=https://127.0.0.1:1".into());
+    broker.push(format!("--jwks-file={}", path("jwks.json")));
+    starts(
+        "credential-agent",
+        &broker,
+        &format!("http://127.0.0.1:{bhealth}/healthz"),
+    )
+    .await;
+    let (aport, ahealth, ametrics) = (free_port(), free_port(), free_port());
+    let mut agent: Vec<String> = args_of("DaemonSet", "agent")
+        .into_iter()
+        .filter(|a| !a.starts_with("--listen="))
+        .map(|a| match a.split_once('=') {
+            Some(("--health-listen", _)) => format!("--health-listen=127.0.0.1:{ahealth}"),
+            Some(("--metrics-listen", _)) => format!("--metrics-listen=127.0.0.1:{ametrics}"),
+            Some(("--eks-auth-ca-file", _)) => format!("--eks-auth-ca-file={}", path("ca.crt")),
+            _ => a,
+        })
+        .collect();
+    assert!(
+        agent
+            .iter()
+            .any(|a| a.starts_with("--eks-auth-endpoint=https://pod-identity-broker."))
+            && agent.contains(&"--eks-auth-unsigned".to_string()),
+        "{agent:?}"
+    );
+    agent.push(format!("--listen=127.0.0.1:{aport}"));
+    agent.push(format!("--jwks-file={}", path("jwks.json")));
+    starts(
+        "credential-agent",
+        &agent,
+        &format!("http://127.0.0.1:{ahealth}/readyz"),
+    )
+    .await;
+}
+
+/// Starts `bin` with `args` and waits for `ready` to answer 200.
+async fn starts(bin: &str, args: &[String], ready: &str) {
+    use e2e_tests::harness::workspace_bin;
+    let mut child = std::process::Command::new(workspace_bin(bin).unwrap())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut ok = false;
+    while std::time::Instant::now() < deadline {
+        if reqwest::get(ready)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ok = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        ok,
+        "{bin} {args:?} did not become ready:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

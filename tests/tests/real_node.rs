@@ -9,9 +9,13 @@
 //! 2. agent mode: the chart's agent pod, from the project's image, with
 //!    `setup-link` on a test-made interface; a pod in its own network
 //!    namespace reaches 169.254.170.23 and gets credentials;
-//! 3. a PodIdentityAssociation: EKS Pod Identity's variables, and the
-//!    `eks-pod-identity-token` the kubelet mounted (audience
-//!    pods.eks.amazonaws.com, bound to the pod) read by a non-root container;
+//! 3. a PodIdentityAssociation applied with kubectl: EKS Pod Identity's
+//!    variables, the `eks-pod-identity-token` the kubelet mounted (audience
+//!    pods.eks.amazonaws.com, bound to the pod) read by a non-root
+//!    container, and credentials for it through the chart's agent pod (its
+//!    Pod Identity backend) and the chart's broker pod (host network here,
+//!    with moto behind the recording STS proxy): the association's role
+//!    with the pod's session tags;
 //! 4. sidecar mode on this 1.20 node: the webhook's fallback (web identity,
 //!    with a warning kubectl prints) on a pod that runs;
 //! 5. the webhook down: `failurePolicy: Fail` refuses the pod, `Ignore`
@@ -29,13 +33,20 @@ use e2e_tests::harness::{free_port, wait_for_webhook, Cluster, Webhook};
 use e2e_tests::helm::{chart_dir, helm_ok};
 use e2e_tests::iam::Tools;
 use e2e_tests::node::*;
+use e2e_tests::sts_recorder::StsRecorder;
 use serde_json::{json, Value};
 
+const BROKER_ROLE: &str = "arn:aws:iam::123456789012:role/pod-identity-broker";
 const TOKEN_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 
 struct Env {
     cluster: Cluster,
     moto: Moto,
+    /// The broker's port (the chart's broker pod, on the host's network)
+    /// and its certificate; the STS its AssumeRole calls go through.
+    broker_port: u16,
+    broker_certs: e2e_tests::harness::TestCerts,
+    sts: StsRecorder,
     node: Node,
     hook: Option<Webhook>,
     agent_port: u16,
@@ -148,8 +159,6 @@ async fn web_identity(env: &Env) -> Result<()> {
 async fn chart_agent_pod(env: &Env, name: &str, interface: &str) -> Result<()> {
     let (health, metrics) = (free_port(), free_port());
     let (repo, tag) = env.project_image.rsplit_once(':').context("image tag")?;
-    let kubeconfig = env.cluster.kubeconfig.display().to_string();
-    let chart = chart_dir().display().to_string();
     let sets = [
         "agent.enabled=true".to_string(),
         "agent.issuer=https://kubernetes.default.svc".into(),
@@ -169,7 +178,28 @@ async fn chart_agent_pod(env: &Env, name: &str, interface: &str) -> Result<()> {
         format!("image.repository={repo}"),
         format!("image.tag={tag}"),
         "image.pullPolicy=Never".into(),
+        // Pod Identity through the chart's broker pod (on the host's
+        // network here, as the agent), trusting the CA of its TLS Secret.
+        "agent.podIdentity.enabled=true".into(),
+        format!(
+            "agent.podIdentity.endpoint=https://127.0.0.1:{}",
+            env.broker_port
+        ),
+        "agent.podIdentity.clusterName=prod".into(),
+        "agent.podIdentity.sign=false".into(),
+        "agent.podIdentity.caSecret=broker-tls".into(),
     ];
+    apply(env, &broker_tls_secret(env))?;
+    let ds = chart_workload(env, &sets, "templates/agent.yaml", "DaemonSet").await?;
+    run_template(env, &ds, name, |_| {}).await
+}
+
+/// `helm template pi <chart> -n pod-identity --set <sets> --show-only
+/// <template>`: applies every object it renders but the `kind` one (the
+/// workload), which it returns.
+async fn chart_workload(env: &Env, sets: &[String], template: &str, kind: &str) -> Result<Value> {
+    let kubeconfig = env.cluster.kubeconfig.display().to_string();
+    let chart = chart_dir().display().to_string();
     let mut args: Vec<String> = [
         "template",
         "pi",
@@ -182,33 +212,44 @@ async fn chart_agent_pod(env: &Env, name: &str, interface: &str) -> Result<()> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for s in &sets {
+    for s in sets {
         args.push("--set".into());
         args.push(s.clone());
     }
-    args.extend(["--show-only".into(), "templates/agent.yaml".into()]);
+    args.extend(["--show-only".into(), template.into()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let rendered = helm_ok(&refs).context("helm template")?;
-    let mut pod = None;
+    let mut workload = None;
     for doc in serde_yaml::Deserializer::from_str(&rendered) {
         let v = Value::deserialize(doc)?;
-        if v["kind"] == "DaemonSet" {
-            pod = Some(v);
+        if v["kind"] == kind {
+            workload = Some(v);
         } else if v.is_object() {
             apply(env, &v)?;
         }
     }
-    let ds = pod.context("no DaemonSet rendered")?;
-    let mut template = ds["spec"]["template"].clone();
+    workload.with_context(|| format!("no {kind} rendered"))
+}
+
+/// The workload's pod template as a pod named `name` on the node (no
+/// scheduler here), `adapt`ed first.
+async fn run_template(
+    env: &Env,
+    workload: &Value,
+    name: &str,
+    adapt: impl FnOnce(&mut Value),
+) -> Result<()> {
+    let mut template = workload["spec"]["template"].clone();
     template["apiVersion"] = json!("v1");
     template["kind"] = json!("Pod");
     template["metadata"]["name"] = json!(name);
     template["metadata"]["namespace"] = json!("pod-identity");
     template["spec"]["nodeName"] = json!(NODE_NAME);
     template["spec"]["terminationGracePeriodSeconds"] = json!(1);
-    // The token controller gives the agent's ServiceAccount its token
-    // Secret a moment after the ServiceAccount exists; until then the API
-    // server refuses pods that mount it.
+    adapt(&mut template["spec"]);
+    // The token controller gives a ServiceAccount its token Secret a moment
+    // after the ServiceAccount exists; until then the API server refuses
+    // pods that mount it.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match env
@@ -223,6 +264,60 @@ async fn chart_agent_pod(env: &Env, name: &str, interface: &str) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The broker's TLS Secret (a certificate for 127.0.0.1, where the agent
+/// reaches it on this node), with the `ca.crt` the agent trusts.
+fn broker_tls_secret(env: &Env) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+           "metadata": {"name": "broker-tls", "namespace": "pod-identity"},
+           "stringData": {"tls.crt": env.broker_certs.cert_pem, "tls.key": env.broker_certs.key_pem,
+                          "ca.crt": env.broker_certs.ca_pem}})
+}
+
+/// The chart's broker (rendered by `helm template`, TLS from the Secret
+/// above) as a pod named `broker` on the node, with the objects it renders
+/// with it (ServiceAccount, RBAC, Service). Adapted, as the agent's, to a
+/// test that talks to loopback only: host network (the pod network here
+/// routes nowhere but the agent's address), the API server and its keys by
+/// URL with the pod's own ServiceAccount token and CA, STS at the recording
+/// proxy, static AWS keys as the broker's own identity.
+async fn chart_broker_pod(env: &Env, sts: &str) -> Result<()> {
+    let (repo, tag) = env.project_image.rsplit_once(':').context("image tag")?;
+    let sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let sets = [
+        "broker.enabled=true".to_string(),
+        "broker.replicas=1".into(),
+        "broker.clusterName=prod".into(),
+        "broker.issuer=https://kubernetes.default.svc".into(),
+        format!("broker.jwksURL={}/openid/v1/jwks", env.cluster.url),
+        format!("broker.stsEndpoint={sts}"),
+        "broker.region=us-east-1".into(),
+        format!("broker.port={}", env.broker_port),
+        format!("broker.healthPort={}", free_port()),
+        format!("broker.metricsPort={}", free_port()),
+        "broker.tls.mode=secret".into(),
+        "broker.tls.existingSecret=broker-tls".into(),
+        format!("broker.extraArgs[0]=--jwks-ca-file={sa_dir}/ca.crt"),
+        format!("broker.extraArgs[1]=--jwks-token-file={sa_dir}/token"),
+        format!("broker.extraArgs[2]=--kube-api-url={}", env.cluster.url),
+        format!("broker.extraArgs[3]=--kube-ca-file={sa_dir}/ca.crt"),
+        format!("broker.extraArgs[4]=--kube-token-file={sa_dir}/token"),
+        "broker.extraEnv[0].name=AWS_ACCESS_KEY_ID".into(),
+        "broker.extraEnv[0].value=testing".into(),
+        "broker.extraEnv[1].name=AWS_SECRET_ACCESS_KEY".into(),
+        "broker.extraEnv[1].value=testing".into(),
+        format!("image.repository={repo}"),
+        format!("image.tag={tag}"),
+        "image.pullPolicy=Never".into(),
+    ];
+    let d = chart_workload(env, &sets, "templates/broker.yaml", "Deployment").await?;
+    run_template(env, &d, "broker", |spec| {
+        spec["hostNetwork"] = json!(true);
+        spec["dnsPolicy"] = json!("ClusterFirstWithHostNet");
+    })
+    .await?;
+    wait_ready(env, "pod-identity", "broker").await
 }
 
 /// Whether this kernel can make dummy links (the chart's default
@@ -450,13 +545,17 @@ async fn agent_mode(env: &mut Env) -> Result<()> {
     Ok(())
 }
 
-/// A PodIdentityAssociation: the webhook injects EKS Pod Identity and the
+/// A PodIdentityAssociation: the webhook injects EKS Pod Identity, the
 /// kubelet mounts the `eks-pod-identity-token` (audience
 /// pods.eks.amazonaws.com, bound to the pod), readable by a non-root
-/// container. (Credentials for it need the broker, not built yet.)
+/// container, and aws-sdk-rust in the container gets the role's session,
+/// tagged with the pod, through the chart's agent pod and the broker.
 async fn pod_identity_token(env: &Env) -> Result<()> {
     const TOKEN: &str =
         "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token";
+    chart_broker_pod(env, &env.sts.url)
+        .await
+        .context("the chart's broker pod")?;
     env.cluster.create_namespace("pia").await?;
     apply(env, &service_account("pia", "app", json!({})))?;
     apply(
@@ -500,8 +599,10 @@ async fn pod_identity_token(env: &Env) -> Result<()> {
         .to_string();
     let vars = exec(env, "pia", "app", &["env"])?;
     ensure!(
-        vars.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.23/v1/credentials")
-            && vars.contains(&format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={TOKEN}"))
+        vars.contains(&format!(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{AGENT_ADDRESS}:{}/v1/credentials\n",
+            env.agent_port
+        )) && vars.contains(&format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={TOKEN}"))
             && !vars.contains("AWS_ROLE_ARN"),
         "EKS Pod Identity's variables: {vars}"
     );
@@ -513,6 +614,53 @@ async fn pod_identity_token(env: &Env) -> Result<()> {
     ensure!(
         claims["kubernetes.io"]["pod"] == json!({"name": "app", "uid": uid}),
         "the token is bound to the pod: {claims}"
+    );
+    // Credentials: the SDK's container provider in the pod, the agent's
+    // Pod Identity backend, the broker, sts:AssumeRole with the pod's tags.
+    let out = exec(env, "pia", "app", &["/aws-sdk-probe", "credentials"]).with_context(|| {
+        let logs = kubectl_output(&env.cluster, &["logs", "-n", "pod-identity", "broker"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        format!("broker log:\n{logs}")
+    })?;
+    let creds: Value = serde_json::from_str(out.trim()).with_context(|| out.clone())?;
+    let caller = caller_arn(
+        Client::Boto3,
+        &[
+            (
+                "AWS_ACCESS_KEY_ID".into(),
+                creds["AccessKeyId"].as_str().unwrap_or_default().into(),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                creds["SecretAccessKey"].as_str().unwrap_or_default().into(),
+            ),
+            (
+                "AWS_SESSION_TOKEN".into(),
+                creds["SessionToken"].as_str().unwrap_or_default().into(),
+            ),
+            ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+            ("AWS_ENDPOINT_URL_STS".into(), env.moto.url.clone()),
+        ],
+        env.home.path(),
+    )?;
+    let session = format!("eks-prod-app-{}", &uid[..8]);
+    ensure!(
+        caller == format!("arn:aws:sts::123456789012:assumed-role/app-role/{session}"),
+        "the pod's credentials belong to {caller}"
+    );
+    let calls = env.sts.calls();
+    let call = calls
+        .iter()
+        .find(|c| c.session_name == session)
+        .with_context(|| format!("no AssumeRole for the pod: {calls:?}"))?;
+    ensure!(
+        call.tags.get("kubernetes-pod-name").map(String::as_str) == Some("app")
+            && call.tags.get("kubernetes-pod-uid") == Some(&uid)
+            && call.tags.get("kubernetes-namespace").map(String::as_str) == Some("pia")
+            && call.tags.get("eks-cluster-name").map(String::as_str) == Some("prod")
+            && call.denied.is_none(),
+        "{call:?}"
     );
     Ok(())
 }
@@ -670,24 +818,24 @@ async fn real_pods_on_a_real_node() {
     node.import(&project).expect("import the project's image");
     let agent_port = free_port();
     // The chart's PodIdentityAssociation CRD, so the webhook can watch it.
-    let crd =
-        e2e_tests::helm::chart_dir().join("crds/podidentityassociations.pod-identity.io.yaml");
-    kubectl(&cluster, &["apply", "-f", &crd.display().to_string()]).expect("the CRD");
-    kubectl(
-        &cluster,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/podidentityassociations.pod-identity.io",
-        ],
-    )
-    .expect("the CRD established");
+    e2e_tests::broker::install_crd(&cluster).expect("the CRD");
+    let sts = StsRecorder::new(&moto.url, BROKER_ROLE)
+        .await
+        .expect("the recording STS proxy");
+    sts.set_trust(
+        ROLE,
+        json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": BROKER_ROLE},
+               "Action": ["sts:AssumeRole", "sts:TagSession"]}]}),
+    );
+    let broker_certs = e2e_tests::harness::make_certs().expect("the broker's certificate");
     let hook = Webhook::start(
         &cluster,
         &[
             "--aws-default-region=us-east-1",
             &format!("--agent-url=http://{AGENT_ADDRESS}:{agent_port}/v1/credentials"),
+            &format!(
+                "--container-credentials-full-uri=http://{AGENT_ADDRESS}:{agent_port}/v1/credentials"
+            ),
             "--watch-pod-identity-associations",
         ],
     )
@@ -700,6 +848,9 @@ async fn real_pods_on_a_real_node() {
     let mut env = Env {
         cluster,
         moto,
+        broker_port: free_port(),
+        broker_certs,
+        sts,
         node,
         hook: Some(hook),
         agent_port,

@@ -93,3 +93,44 @@ tlsCert: {{ $cert.Cert | quote }}
 tlsKey: {{ $cert.Key | quote }}
 {{- end -}}
 {{- end -}}
+
+{{- define "pod-identity.brokerName" -}}
+{{- printf "%s-broker" (include "pod-identity.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "pod-identity.brokerTLSSecretName" -}}
+{{- if eq .Values.broker.tls.mode "secret" -}}
+{{- required "broker.tls.existingSecret is required with broker.tls.mode=secret" .Values.broker.tls.existingSecret -}}
+{{- else -}}
+{{- printf "%s-tls" (include "pod-identity.brokerName" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The broker's HTTPS URL inside the cluster (the agent's EKS Auth endpoint). */}}
+{{- define "pod-identity.brokerURL" -}}
+{{- printf "https://%s.%s.svc:443" (include "pod-identity.brokerName" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/*
+The broker's chart-generated serving certificate, reused from its Secret on
+upgrade (agents trust its ca.crt), generated on install.
+*/}}
+{{- define "pod-identity.brokerCerts" -}}
+{{- $secretName := include "pod-identity.brokerTLSSecretName" . -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $secretName -}}
+{{- if and $existing (index $existing "data") (index $existing.data "ca.crt") -}}
+caCert: {{ index $existing.data "ca.crt" | b64dec | quote }}
+tlsCert: {{ index $existing.data "tls.crt" | b64dec | quote }}
+tlsKey: {{ index $existing.data "tls.key" | b64dec | quote }}
+{{- else -}}
+{{- $svc := include "pod-identity.brokerName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $days := int .Values.broker.tls.validityDays -}}
+{{- $ca := genCA (printf "%s-ca" $svc) $days -}}
+{{- $dns := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $svc $ns) nil $dns $days $ca -}}
+caCert: {{ $ca.Cert | quote }}
+tlsCert: {{ $cert.Cert | quote }}
+tlsKey: {{ $cert.Key | quote }}
+{{- end -}}
+{{- end -}}

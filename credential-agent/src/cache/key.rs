@@ -20,6 +20,9 @@ pub struct Key {
     pub role_arn: RoleArn,
     /// Set with `--cache-scope pod`.
     pub pod_uid: Option<String>,
+    /// The broker's PodIdentityAssociation (uid and generation): an update
+    /// of the association gets new credentials. `None` on the agent.
+    pub association: Option<String>,
     /// The token's accepted audiences, as a bitmask over the agent's
     /// `--audience` list: a token for another audience of the same
     /// ServiceAccount does not share these credentials (STS may refuse it;
@@ -28,7 +31,7 @@ pub struct Key {
 }
 
 /// The string fields of a key.
-const FIELDS: usize = 5;
+const FIELDS: usize = 6;
 /// The audience bitmask, then each string field's length as a u16.
 const HEADER: usize = 4 + FIELDS * 2;
 
@@ -40,11 +43,12 @@ impl Key {
             &self.service_account_uid,
             self.role_arn.as_str(),
             self.pod_uid.as_deref().unwrap_or(""),
+            self.association.as_deref().unwrap_or(""),
         ]
     }
 
     /// The packed form the map is searched with: the audience bitmask, the
-    /// five string fields' lengths (u16, little-endian), then the fields.
+    /// six string fields' lengths (u16, little-endian), then the fields.
     /// `pod_uid: None` and `Some("")` pack alike: a pod always has a uid.
     /// `None` when a field is over 64 KiB (claims come from a token of at
     /// most 16 KiB, so only a bug could get here).
@@ -119,6 +123,16 @@ impl PackedKey {
         self.field(3)
     }
 
+    /// Empty when the key is not per pod.
+    pub(super) fn pod_uid(&self) -> &str {
+        self.field(4)
+    }
+
+    /// The key's association (broker) or backend marker (agent).
+    pub(super) fn association(&self) -> Option<&str> {
+        Some(self.field(5)).filter(|a| !a.is_empty())
+    }
+
     /// The session name of this key's STS calls.
     pub(super) fn session_name(&self) -> String {
         let stored = self.0.get(self.key_bytes().len()..).unwrap_or_default();
@@ -138,6 +152,7 @@ impl PackedKey {
             service_account_uid: self.field(2).into(),
             role_arn: RoleArn::parse(self.role_arn()).expect("packed from a RoleArn"),
             pod_uid: (!pod.is_empty()).then(|| pod.into()),
+            association: (!self.field(5).is_empty()).then(|| self.field(5).into()),
             audiences: self
                 .0
                 .get(..4)
@@ -158,6 +173,7 @@ mod tests {
             service_account_uid: uid.into(),
             role_arn: "arn:aws:iam::123456789012:role/path/app".parse().unwrap(),
             pod_uid: pod.map(Into::into),
+            association: None,
             audiences: 1,
         }
     }
@@ -175,6 +191,10 @@ mod tests {
             Key {
                 audiences: 2,
                 ..key("ns", "app", "uid-1", None)
+            },
+            Key {
+                association: Some("assoc-uid/1".into()),
+                ..key("ns", "app", "uid-1", Some("pod-uid"))
             },
         ];
         for (i, k) in cases.iter().enumerate() {

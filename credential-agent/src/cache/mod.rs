@@ -23,7 +23,7 @@ mod config;
 mod entry;
 mod key;
 mod map;
-mod permits;
+pub(crate) mod permits;
 mod schedule;
 
 use std::cmp::Reverse;
@@ -306,11 +306,34 @@ impl Inner {
         self.identity_of(entry.key.namespace(), entry.key.service_account_uid())
     }
 
+    /// Who holds an entry's role, for `--max-roles-per-identity` and the
+    /// eviction order: the ServiceAccount, or, with per-pod keys (cache
+    /// scope pod, Pod Identity), the pod. Otherwise nine pods of one
+    /// ServiceAccount would be refused as nine roles of one identity.
+    fn holder_of(&self, namespace: &str, service_account_uid: &str, pod_uid: &str) -> IdentityId {
+        IdentityId(
+            self.identity_hasher
+                .hash_one((namespace, service_account_uid, pod_uid)),
+        )
+    }
+
+    pub(super) fn entry_holder(&self, entry: &Entry) -> IdentityId {
+        self.holder_of(
+            entry.key.namespace(),
+            entry.key.service_account_uid(),
+            entry.key.pod_uid(),
+        )
+    }
+
     fn entry_for(self: &Arc<Self>, lookup: &Lookup, now: Instant) -> Result<Arc<Entry>, Error> {
         let packed = lookup.key.packed().ok_or(Error::MalformedToken(
             "a claim of the token is longer than 64 KiB",
         ))?;
-        let id = self.identity_of(&lookup.key.namespace, &lookup.key.service_account_uid);
+        let id = self.holder_of(
+            &lookup.key.namespace,
+            &lookup.key.service_account_uid,
+            lookup.key.pod_uid.as_deref().unwrap_or(""),
+        );
         let mut map = self.map();
         if let Some(e) = map.slots.get(packed.as_slice()) {
             let e = e.0.clone();
@@ -387,6 +410,7 @@ impl Inner {
         let req = AssumeRequest {
             role_arn: entry.key.role_arn().to_string(),
             session_name: entry.key.session_name(),
+            association: entry.key.association().map(str::to_string),
             token: token.clone(),
             duration_seconds: self.cfg.session_duration.as_secs() as i32,
         };

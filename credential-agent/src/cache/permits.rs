@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 /// Who a waiting call belongs to (a hash of namespace and ServiceAccount uid).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) struct IdentityId(pub(super) u64);
+pub(crate) struct IdentityId(pub(crate) u64);
 
 #[derive(Default)]
 struct Queues {
@@ -25,12 +25,12 @@ struct Queues {
     ring: VecDeque<IdentityId>,
 }
 
-pub(super) struct FairPermits {
+pub(crate) struct FairPermits {
     queues: Mutex<Queues>,
 }
 
 /// One STS slot; handed to the next waiter when dropped.
-pub(super) struct Permit {
+pub(crate) struct Permit {
     owner: Arc<FairPermits>,
 }
 
@@ -41,7 +41,7 @@ impl Drop for Permit {
 }
 
 impl FairPermits {
-    pub(super) fn new(slots: usize) -> Arc<Self> {
+    pub(crate) fn new(slots: usize) -> Arc<Self> {
         Arc::new(FairPermits {
             queues: Mutex::new(Queues {
                 free: slots.max(1),
@@ -56,7 +56,7 @@ impl FairPermits {
 
     /// Waits for a slot for a call of `id`. Dropping the future gives up
     /// the place in the queue.
-    pub(super) async fn acquire(self: &Arc<Self>, id: IdentityId) -> Permit {
+    pub(crate) async fn acquire(self: &Arc<Self>, id: IdentityId) -> Permit {
         let rx = {
             let mut q = self.lock();
             if q.free > 0 && q.ring.is_empty() {

@@ -128,7 +128,7 @@ impl Inner {
             return false;
         }
         entry.set_removed();
-        map.remove(entry, self.entry_identity(entry));
+        map.remove(entry, self.entry_holder(entry));
         self.metrics.identities.set(map.len() as i64);
         self.metrics.eviction("idle");
         true

@@ -93,6 +93,7 @@ impl Exchanger for FakeSts {
                 session_token: Secret::new(format!("session{n}")),
                 account_id: Some("123456789012".into()),
                 expiration: clock.wall() + Duration::from_secs(req.duration_seconds as u64),
+                assumed_role: None,
             })
         }
         .boxed()
@@ -106,6 +107,7 @@ fn key(sa: &str) -> Key {
         service_account_uid: format!("uid-{sa}"),
         role_arn: "arn:aws:iam::123456789012:role/app".parse().unwrap(),
         pod_uid: None,
+        association: None,
         audiences: 1,
     }
 }
@@ -589,6 +591,31 @@ async fn roles_per_identity_are_capped() {
     tokio::time::sleep(Duration::from_secs(61)).await;
     settle().await;
     cache.get(lookup_role("flood", 3)).await.unwrap();
+}
+
+/// With per-pod keys (cache scope pod, Pod Identity) the cap counts roles
+/// per pod: many pods of one ServiceAccount are all served, while one pod
+/// asking for more roles than the cap is still refused.
+#[tokio::test(start_paused = true)]
+async fn pods_of_one_service_account_are_not_roles() {
+    let sts = FakeSts::new(Duration::ZERO);
+    let cfg = CacheConfig {
+        max_roles_per_identity: 3,
+        ..CacheConfig::default()
+    };
+    let cache = cache_with(sts.clone(), cfg, 0.0);
+    for p in 0..10 {
+        let mut l = lookup("web", &format!("tok-{p}"));
+        l.key.pod_uid = Some(format!("pod-{p}"));
+        cache.get(l).await.unwrap();
+    }
+    assert_eq!(sts.calls(), 10);
+    for r in 0..4 {
+        let mut l = lookup_role("web", r);
+        l.key.pod_uid = Some("pod-x".into());
+        let got = cache.get(l).await;
+        assert_eq!(got.is_ok(), r < 3, "role {r}: {got:?}");
+    }
 }
 
 /// While every STS slot is taken, the next free one goes to an identity

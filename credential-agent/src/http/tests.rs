@@ -81,6 +81,7 @@ async fn node_app(audiences: &[&str]) -> (Router, Arc<CountingSts>, TestKey, tem
     let auth = Auth::Node {
         verifier,
         scope: CacheScope::ServiceAccount,
+        pod_identity: None,
     };
     (router(state(auth, sts.clone(), clock)), sts, key, dir)
 }
@@ -359,6 +360,7 @@ fn body_has_the_sdk_fields_and_z_expiration() {
         session_token: Secret::new("t"),
         account_id: Some("123456789012".into()),
         expiration: std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        assumed_role: None,
     };
     let v: serde_json::Value =
         serde_json::from_str(&credentials_body(&CachedCredentials::new(&c))).unwrap();

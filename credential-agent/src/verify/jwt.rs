@@ -253,7 +253,7 @@ pub fn verify(
                 last = VerifyError::Rejected(
                     match e.kind() {
                         K::InvalidSignature => "the signature does not verify",
-                        K::ExpiredSignature => "the token has expired",
+                        K::ExpiredSignature => super::EXPIRED,
                         K::ImmatureSignature => "the token is not valid yet (nbf)",
                         K::InvalidIssuer => "the token's issuer is not the configured issuer",
                         K::InvalidAudience => "the token's audience is not an accepted audience",
@@ -322,7 +322,7 @@ fn check_window(c: &Claims, leeway: Duration, now: SystemTime) -> Result<(), Ver
     let leeway = leeway.as_secs();
     let exp = c.exp.ok_or_else(lacks_exp)?;
     if exp.saturating_add(leeway) < now {
-        return Err(VerifyError::Rejected("the token has expired".into()));
+        return Err(VerifyError::Rejected(super::EXPIRED.into()));
     }
     if c.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
         return Err(VerifyError::Rejected(

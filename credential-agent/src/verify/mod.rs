@@ -50,7 +50,15 @@ pub enum VerifyError {
     KeysUnavailable(String),
 }
 
+/// The refusal of a token past its `exp` (the broker answers it as EKS
+/// Auth's `ExpiredTokenException`).
+pub const EXPIRED: &str = "the token has expired";
+
 impl VerifyError {
+    pub fn is_expired(&self) -> bool {
+        matches!(self, VerifyError::Rejected(m) if m == EXPIRED)
+    }
+
     /// A short label for metrics.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -38,7 +38,7 @@ impl JwksSource {
                 client,
                 bearer_token_file,
             } => {
-                let mut req = client.get(url.as_str());
+                let mut req = client.get(url.as_str()).timeout(Duration::from_secs(10));
                 if let Some(f) = bearer_token_file {
                     let token = tokio::fs::read_to_string(f)
                         .await
@@ -63,18 +63,7 @@ impl JwksSource {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+use crate::kube_api::{error_chain, in_cluster_base, SA_DIR};
 
 impl JwksSource {
     /// The key source from the flags: a file, a URL, or (neither given) the
@@ -93,19 +82,10 @@ impl JwksSource {
         let (url, in_cluster) = match url {
             Some(u) => (u.to_string(), false),
             None => {
-                let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
-                    String::from(
-                        "no --jwks-url and not running in a cluster (KUBERNETES_SERVICE_HOST unset)",
-                    )
-                })?;
-                let port =
-                    std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
-                let host = if host.contains(':') {
-                    format!("[{host}]")
-                } else {
-                    host
-                };
-                (format!("https://{host}:{port}/openid/v1/jwks"), true)
+                let base = in_cluster_base().ok_or(
+                    "no --jwks-url and not running in a cluster (KUBERNETES_SERVICE_HOST unset)",
+                )?;
+                (format!("{base}/openid/v1/jwks"), true)
             }
         };
         check_url(&url)?;
@@ -115,19 +95,8 @@ impl JwksSource {
         let bearer = token_file
             .map(Path::to_path_buf)
             .or_else(|| in_cluster.then(|| PathBuf::from(SA_DIR).join("token")));
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &ca {
-            let pem = std::fs::read(ca)
-                .map_err(|e| format!("cannot read --jwks-ca-file {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("{} holds no usable PEM certificate: {e}", ca.display()))?;
-            builder = builder.tls_certs_only(certs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
+        let client = crate::kube_api::client(ca.as_deref(), "--jwks-ca-file")
+            .map_err(|e| SourceError(e.0))?;
         Ok(JwksSource::Url {
             url,
             client,

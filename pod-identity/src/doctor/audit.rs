@@ -9,7 +9,7 @@ use contract::association::{self, Association};
 use contract::injected::{missing_injection, Container};
 use contract::RoleArn;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::Api;
 use serde::Serialize;
 
 use super::checks::{webhook_health, why_not_injected};
@@ -128,11 +128,12 @@ pub fn annotation_problems(prefix: &str, annotations: &BTreeMap<String, String>)
 }
 
 /// What is worth saying about the associations, given the ServiceAccounts
-/// that exist (with their annotations).
+/// that exist (with their annotations) and the roles IAM says do not exist.
 pub fn association_problems(
     all: &[Association],
     accounts: &BTreeMap<(String, String), ServiceAccountFacts>,
     prefix: &str,
+    missing_roles: &std::collections::BTreeSet<String>,
 ) -> Vec<AssociationProblem> {
     let winners = association::winners(all);
     let mut out = Vec::new();
@@ -163,6 +164,15 @@ pub fn association_problems(
                 continue;
             }
             _ => {}
+        }
+        if missing_roles.contains(&a.role_arn) {
+            say(
+                a,
+                format!(
+                    "its role {} does not exist in IAM: its pods get no credentials",
+                    a.role_arn
+                ),
+            );
         }
         match accounts.get(&key) {
             None => say(a, "the ServiceAccount does not exist (yet)".into()),
@@ -233,12 +243,17 @@ fn facts_for(
         role: Lookup::NotAsked,
         exchange: None,
         agent: None,
+        associations: None,
         default_mode: opts.default_mode,
         sidecar_name: opts.sidecar_name.clone(),
     }
 }
 
-pub async fn run(cluster: &Cluster, opts: &Options) -> Result<Audit> {
+pub async fn run(
+    aws: Option<&crate::aws::Aws>,
+    cluster: &Cluster,
+    opts: &Options,
+) -> Result<Audit> {
     let hooks = webhooks(cluster, opts.webhook_configuration.as_deref()).await?;
     let namespaces: BTreeMap<String, BTreeMap<String, String>> =
         crate::cluster::list_all(&Api::<Namespace>::all(cluster.client.clone()))
@@ -308,8 +323,23 @@ pub async fn run(cluster: &Cluster, opts: &Options) -> Result<Audit> {
     }
     let health = facts_for(opts, &hooks, "", Some(BTreeMap::new()), "", None, None);
     let webhook = webhook_health(&health);
-    let associations =
-        association_problems(&list_associations(cluster).await?, &accounts, &opts.prefix);
+    let all = list_associations(cluster).await?;
+    // Roles of the associations that count, looked up in IAM when AWS is
+    // reachable (one read per role; an unreadable role is not reported).
+    let mut missing_roles = std::collections::BTreeSet::new();
+    if let Some(aws) = aws {
+        let roles: std::collections::BTreeSet<&str> = association::winners(&all)
+            .values()
+            .map(|a| a.role_arn.as_str())
+            .collect();
+        for arn in roles {
+            let name = arn.rsplit('/').next().unwrap_or_default();
+            if let Ok(None) = crate::iam::get_role(&aws.iam, name).await {
+                missing_roles.insert(arn.to_string());
+            }
+        }
+    }
+    let associations = association_problems(&all, &accounts, &opts.prefix, &missing_roles);
     Ok(Audit {
         webhook,
         pods_missing_injection: missed,
@@ -320,22 +350,9 @@ pub async fn run(cluster: &Cluster, opts: &Options) -> Result<Audit> {
 
 /// Every PodIdentityAssociation; none when the CRD is not installed.
 async fn list_associations(cluster: &Cluster) -> Result<Vec<Association>> {
-    let resource = ApiResource {
-        group: association::GROUP.into(),
-        version: association::VERSION.into(),
-        api_version: format!("{}/{}", association::GROUP, association::VERSION),
-        kind: association::KIND.into(),
-        plural: association::PLURAL.into(),
-    };
-    let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &resource);
-    let objects = match crate::cluster::list_all(&api).await {
-        Ok(o) => o,
-        Err(crate::error::Error::Kube { source, .. }) if matches!(source.downcast_ref::<kube::Error>(), Some(kube::Error::Api(e)) if e.code == 404) => {
-            return Ok(Vec::new())
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(objects
+    Ok(cluster
+        .association_objects()
+        .await?
         .iter()
         .filter_map(|o| {
             Association::from_json(
@@ -383,6 +400,7 @@ mod tests {
         };
         let accounts = BTreeMap::from([
             (("apps".to_string(), "web".to_string()), sa(&[])),
+            (("apps".to_string(), "solo".to_string()), sa(&[])),
             (
                 ("apps".to_string(), "both".to_string()),
                 sa(&[(
@@ -397,8 +415,11 @@ mod tests {
             assoc("both", "2026-01-01T00:00:00Z", "both", ROLE),
             assoc("ghost", "2026-01-01T00:00:00Z", "ghost", ROLE),
             assoc("broken", "2026-01-01T00:00:00Z", "web", "not-an-arn"),
+            assoc("norole", "2026-01-01T00:00:00Z", "solo", GONE),
         ];
-        let found = association_problems(&all, &accounts, "eks.amazonaws.com");
+        const GONE: &str = "arn:aws:iam::111122223333:role/gone";
+        let missing = std::collections::BTreeSet::from([GONE.to_string()]);
+        let found = association_problems(&all, &accounts, "eks.amazonaws.com", &missing);
         let about = |name: &str| {
             found
                 .iter()
@@ -421,6 +442,12 @@ mod tests {
             about("broken")[0].starts_with("ignored: roleArn"),
             "{found:?}"
         );
-        assert_eq!(found.len(), 4);
+        assert_eq!(
+            about("norole"),
+            [format!(
+                "its role {GONE} does not exist in IAM: its pods get no credentials"
+            )]
+        );
+        assert_eq!(found.len(), 5);
     }
 }

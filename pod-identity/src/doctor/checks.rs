@@ -12,6 +12,7 @@ use contract::injected::{self, Injected};
 use contract::mode::{CredentialMode, FailurePolicy};
 use contract::RoleArn;
 
+use super::association_checks;
 use super::cert;
 use super::facts::{Facts, Lookup, PodFacts, ServingCert, WebhookFacts};
 use super::report::{Check, Status};
@@ -30,7 +31,14 @@ pub fn run(f: &Facts) -> Vec<Check> {
     let audience = audience(f);
     let token = token(f, &mutation, &audience);
     let pod_identity = eks_pod_identity(f, role.as_ref());
-    let (provider, role_check, exchange) = if pod_identity {
+    let ours = f.associations.as_ref().filter(|_| pod_identity);
+    let (provider, role_check, exchange) = if let Some(a) = ours {
+        (
+            association_checks::association(f, a),
+            association_checks::broker_trust(f, a),
+            association_checks::broker(f, a),
+        )
+    } else if pod_identity {
         let why = "EKS Pod Identity: the role comes from a Pod Identity association and the EKS Auth API, not from an IAM OIDC provider and a trust policy";
         (
             Check::skip("provider", why),
@@ -44,7 +52,12 @@ pub fn run(f: &Facts) -> Vec<Check> {
             exchange(f, role.as_ref()),
         )
     };
-    let agent = agent(f, &mutation);
+    let mut agent = agent(f, &mutation);
+    if ours.is_some() && agent.status == Status::Pass {
+        if let Some(backend) = association_checks::agent_backend(f) {
+            agent = backend;
+        }
+    }
     let sdk = sdk(f);
     let region = region(f, &mutation);
     vec![

@@ -108,6 +108,7 @@ fn healthy() -> Facts {
         }),
         exchange: None,
         agent: Some(AgentFacts::default()),
+        associations: None,
         default_mode: contract::mode::CredentialMode::WebIdentity,
         sidecar_name: "aws-credential-agent".into(),
     }
@@ -396,6 +397,7 @@ fn each_fault_fails_exactly_its_check() {
                     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
                 ]);
                 f.agent = Some(AgentFacts {
+                    eks_auth: Default::default(),
                     pods: vec![("agent-x".into(), false)],
                 });
             },
@@ -536,6 +538,7 @@ fn agent_and_sidecar_modes_pass_when_ready() {
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     ]);
     f.agent = Some(AgentFacts {
+        eks_auth: Default::default(),
         pods: vec![("agent-x".into(), true)],
     });
     let (failed, _, checks) = outcome(&f);
@@ -713,6 +716,7 @@ fn eks_webhook_config_map_roles_and_pod_identity_pods_are_understood() {
         expiration_seconds: Some(86400),
     }];
     f.agent = Some(AgentFacts {
+        eks_auth: Default::default(),
         pods: vec![("eks-pod-identity-agent-x".into(), true)],
     });
     let (failed, warned, checks) = outcome(&f);
@@ -726,4 +730,121 @@ fn eks_webhook_config_map_roles_and_pod_identity_pods_are_understood() {
         let c = checks.iter().find(|c| c.id == id).unwrap();
         assert_eq!(c.status, Status::Skip, "{id}");
     }
+}
+
+/// A pod served by this project's Pod Identity: association Ready, the
+/// role trusting the broker's role with the pod's tags, broker pods ready,
+/// the node agent with its Pod Identity backend.
+fn our_pod_identity() -> Facts {
+    use crate::doctor::facts::{AssociationFacts, BoundAssociation, BrokerFacts};
+    use crate::policy::broker_trust::{new_document, Grant};
+    let mut f = healthy();
+    set_annotation(&mut f, "", None);
+    let p = f.pod.as_mut().unwrap();
+    p.containers[0] = ContainerFacts {
+        name: "app".into(),
+        env: env(&[
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        ]),
+        mounts: vec![(
+            "eks-pod-identity-token".into(),
+            "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount".into(),
+        )],
+        ready: Some(true),
+        ..Default::default()
+    };
+    p.token_volumes = vec![TokenVolume {
+        name: "eks-pod-identity-token".into(),
+        audience: Some("pods.eks.amazonaws.com".into()),
+        expiration_seconds: Some(86400),
+    }];
+    let broker = "arn:aws:iam::123456789012:role/broker";
+    f.role = Lookup::Found(RoleState {
+        arn: ROLE.into(),
+        trust: new_document(&Grant {
+            broker_role_arn: broker.into(),
+            cluster: "prod".into(),
+            namespace: "app".into(),
+            service_account: "reader".into(),
+        }),
+        ..Default::default()
+    });
+    f.agent = Some(AgentFacts {
+        pods: vec![("pod-identity-agent-x".into(), true)],
+        eks_auth: [(
+            "pod-identity-agent-x".to_string(),
+            "https://pod-identity-broker.pod-identity.svc:443".to_string(),
+        )]
+        .into(),
+    });
+    f.associations = Some(AssociationFacts {
+        bound: Some(BoundAssociation {
+            name: "app.reader".into(),
+            role_arn: ROLE.into(),
+            ready: "True".into(),
+            id: "a-0123456789abcdefg".into(),
+            ..Default::default()
+        }),
+        shadowed: vec![],
+        broker: BrokerFacts {
+            ready: 2,
+            total: 2,
+            role_arn: Some(broker.into()),
+            cluster_name: Some("prod".into()),
+        },
+    });
+    f
+}
+
+#[test]
+fn association_pods_are_checked_and_each_fault_fails_its_check() {
+    let f = our_pod_identity();
+    let (failed, warned, checks) = outcome(&f);
+    assert!(failed.is_empty() && warned.is_empty(), "{checks:#?}");
+    for id in ["association", "role", "broker", "agent"] {
+        let c = checks.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(c.status, Status::Pass, "{id}: {c:?}");
+    }
+    type Fault = fn(&mut Facts);
+    let faults: [(&str, Fault); 6] = [
+        ("association", |f| {
+            f.associations.as_mut().unwrap().bound = None
+        }),
+        ("association", |f| {
+            let b = f.associations.as_mut().unwrap().bound.as_mut().unwrap();
+            b.ready = "False".into();
+            b.message = "roleArn: not a role ARN".into();
+        }),
+        ("role", |f| {
+            if let Lookup::Found(r) = &mut f.role {
+                r.trust = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/broker"}, "Action": "sts:AssumeRole"}]});
+            }
+        }),
+        ("role", |f| {
+            f.associations.as_mut().unwrap().broker.cluster_name = Some("staging".into())
+        }),
+        ("broker", |f| {
+            f.associations.as_mut().unwrap().broker.ready = 0
+        }),
+        ("agent", |f| f.agent.as_mut().unwrap().eks_auth.clear()),
+    ];
+    for (want, plant) in faults {
+        let mut f = our_pod_identity();
+        plant(&mut f);
+        let (failed, _, checks) = outcome(&f);
+        assert_eq!(failed, BTreeSet::from([want]), "{want}: {checks:#?}");
+    }
+    // The TagSession refusal names the action.
+    let mut f = our_pod_identity();
+    if let Lookup::Found(r) = &mut f.role {
+        r.trust = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/broker"}, "Action": "sts:AssumeRole"}]});
+    }
+    let (_, _, checks) = outcome(&f);
+    let role = checks.iter().find(|c| c.id == "role").unwrap();
+    assert!(
+        role.evidence.contains("sts:TagSession"),
+        "{}",
+        role.evidence
+    );
 }

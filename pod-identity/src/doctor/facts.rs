@@ -107,6 +107,45 @@ pub enum Lookup<T> {
 pub struct AgentFacts {
     /// (pod name, ready) of agent pods on the node.
     pub pods: Vec<(String, bool)>,
+    /// The EKS Auth endpoint (`--eks-auth-endpoint`) of each of this
+    /// project's agent pods that has the Pod Identity backend.
+    pub eks_auth: BTreeMap<String, String>,
+}
+
+/// The association that counts for the ServiceAccount, with the status the
+/// broker wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoundAssociation {
+    pub name: String,
+    pub role_arn: String,
+    pub target_role_arn: Option<String>,
+    pub disable_session_tags: bool,
+    /// The Ready condition's status (`True`, `False`), empty before a broker
+    /// wrote one.
+    pub ready: String,
+    pub message: String,
+    pub id: String,
+}
+
+/// The broker as read: its pods, its own role and its cluster name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerFacts {
+    pub ready: usize,
+    pub total: usize,
+    /// Its ServiceAccount's role-arn annotation (the principal the
+    /// associations' roles must trust).
+    pub role_arn: Option<String>,
+    /// Its `--cluster-name` (the session tag eks-cluster-name).
+    pub cluster_name: Option<String>,
+}
+
+/// This project's Pod Identity (the PodIdentityAssociation CRD installed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssociationFacts {
+    pub bound: Option<BoundAssociation>,
+    /// Other associations for the ServiceAccount (ignored: the oldest counts).
+    pub shadowed: Vec<String>,
+    pub broker: BrokerFacts,
 }
 
 /// A role given to a ServiceAccount through the webhook's ConfigMap
@@ -143,6 +182,9 @@ pub struct Facts {
     /// `--exchange`: the assumed-role ARN or the STS error.
     pub exchange: Option<Result<String, Unavailable>>,
     pub agent: Option<AgentFacts>,
+    /// `None` when the PodIdentityAssociation CRD is not installed (EKS's
+    /// own Pod Identity, or none).
+    pub associations: Option<AssociationFacts>,
     /// The webhook's default mode (`--credential-mode` of doctor).
     pub default_mode: contract::mode::CredentialMode,
     pub sidecar_name: String,

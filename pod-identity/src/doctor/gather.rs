@@ -66,6 +66,9 @@ pub struct Options {
     /// Also consider this MutatingWebhookConfiguration (by name).
     pub webhook_configuration: Option<String>,
     pub exchange: bool,
+    /// The broker's URL and CA for a Pod Identity pod's `--exchange`.
+    pub broker_url: Option<String>,
+    pub broker_ca_file: Option<std::path::PathBuf>,
 }
 
 pub fn now() -> i64 {
@@ -398,6 +401,7 @@ pub async fn gather(
         .get_opt(namespace)
         .await?
         .map(|n| n.metadata.labels.unwrap_or_default());
+    let mut pod_uid = None;
     let (pod_facts, sa_name) = if pod {
         let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
         let p = api
@@ -406,6 +410,7 @@ pub async fn gather(
             .ok_or_else(|| Error::Precondition(format!("pod {namespace}/{name} does not exist")))?;
         let facts = pod_facts(&p);
         let sa = facts.service_account.clone();
+        pod_uid = p.metadata.uid.clone();
         (Some(facts), sa)
     } else {
         (None, name.to_string())
@@ -425,11 +430,20 @@ pub async fn gather(
         },
         Err(_) => Lookup::NotAsked,
     };
-    let role_arn = service_account
+    let associations = associations(cluster, namespace, &sa_name).await?;
+    let annotated = service_account
         .as_ref()
         .and_then(|s| s.annotations.get(&format!("{}/role-arn", opts.prefix)))
         .or(config_map.as_ref().map(|c| &c.role_arn))
         .and_then(|a| contract::RoleArn::parse(a.trim()).ok());
+    // A Pod Identity pod's role is its association's (read for the trust
+    // check; the exchange below is IRSA's and stays off for it).
+    let association_role = associations
+        .as_ref()
+        .and_then(|a| a.bound.as_ref())
+        .and_then(|b| contract::RoleArn::parse(&b.role_arn).ok());
+    let irsa = annotated.is_some();
+    let role_arn = annotated.or(association_role);
     let role = match &role_arn {
         None => Lookup::NotAsked,
         Some(arn) => {
@@ -454,7 +468,7 @@ pub async fn gather(
             }
         }
     };
-    let exchange = match (&role_arn, opts.exchange && sa.is_some()) {
+    let exchange = match (&role_arn, opts.exchange && sa.is_some() && irsa) {
         (Some(arn), true) => Some(
             exchange(
                 aws,
@@ -468,6 +482,28 @@ pub async fn gather(
             .await,
         ),
         _ => None,
+    };
+    // A Pod Identity pod's exchange: with the broker, for a token bound to
+    // the pod (the broker checks that it exists).
+    let exchange = match (&associations, &pod_uid, opts.exchange && !irsa) {
+        (Some(a), Some(uid), true) if a.bound.is_some() => Some(match &opts.broker_url {
+            None => Err(Unavailable(
+                "--exchange for a Pod Identity pod needs --broker-url (the broker is usually reachable only inside the cluster: kubectl port-forward -n <namespace> svc/<broker> 8443:443)".into(),
+            )),
+            Some(url) => {
+                broker_exchange(
+                    cluster,
+                    url,
+                    opts.broker_ca_file.as_deref(),
+                    a.broker.cluster_name.as_deref().unwrap_or_default(),
+                    namespace,
+                    &sa_name,
+                    (name, uid),
+                )
+                .await
+            }
+        }),
+        _ => exchange,
     };
     let agent = match pod_facts.as_ref().and_then(|p| p.node.clone()) {
         Some(node) => Some(agent_pods(cluster, &node).await?),
@@ -489,25 +525,19 @@ pub async fn gather(
         role,
         exchange,
         agent,
+        associations,
         default_mode: opts.default_mode,
         sidecar_name: opts.sidecar_name.clone(),
     })
 }
 
-async fn exchange(
-    aws: &Aws,
+/// A token of namespace/sa from a TokenRequest with this body.
+async fn mint_token(
     cluster: &Cluster,
     namespace: &str,
     sa: &str,
-    role_arn: &str,
-    prefix: &str,
-    facts: Option<&ServiceAccountFacts>,
+    body: &serde_json::Value,
 ) -> std::result::Result<String, Unavailable> {
-    let audience = facts
-        .and_then(|f| f.annotations.get(&format!("{prefix}/audience")).cloned())
-        .unwrap_or_else(|| crate::policy::STS_AUDIENCE.to_string());
-    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                      "spec": {"audiences": [audience], "expirationSeconds": 600}});
     let req = http::Request::post(format!(
         "/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token"
     ))
@@ -525,6 +555,94 @@ async fn exchange(
         .as_str()
         .ok_or("TokenRequest returned no token")?
         .to_string();
+    Ok(token)
+}
+
+/// AssumeRoleForPodIdentity at the broker (aws-sdk-eksauth, unsigned: the
+/// broker reads only the token) with a token minted for the pod.
+async fn broker_exchange(
+    cluster: &Cluster,
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    cluster_name: &str,
+    namespace: &str,
+    sa: &str,
+    (pod, uid): (&str, &str),
+) -> std::result::Result<String, Unavailable> {
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": [contract::injected::POD_IDENTITY_AUDIENCE], "expirationSeconds": 600,
+                 "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod, "uid": uid}}});
+    let token = mint_token(cluster, namespace, sa, &body).await?;
+    use aws_smithy_http_client::tls;
+    let mut http = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::AwsLc,
+    ));
+    if let Some(ca) = ca_file {
+        let pem =
+            std::fs::read(ca).map_err(|e| format!("--broker-ca-file {}: {e}", ca.display()))?;
+        let ctx = tls::TlsContext::builder()
+            .with_trust_store(tls::TrustStore::default().with_pem_certificate(pem))
+            .build()
+            .map_err(|e| format!("--broker-ca-file {}: {e}", ca.display()))?;
+        http = http.tls_context(ctx);
+    }
+    let conf = aws_sdk_eksauth::Config::builder()
+        .behavior_version(aws_sdk_eksauth::config::BehaviorVersion::latest())
+        .region(aws_sdk_eksauth::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .allow_no_auth()
+        .http_client(http.build_https())
+        .build();
+    match aws_sdk_eksauth::Client::from_conf(conf)
+        .assume_role_for_pod_identity()
+        .cluster_name(cluster_name)
+        .token(token)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.assumed_role_user.map(|u| u.arn).unwrap_or_default()),
+        Err(e) => {
+            use aws_sdk_eksauth::error::ProvideErrorMetadata;
+            let code = e.code().unwrap_or("no error type").to_string();
+            let message = e.message().unwrap_or_default().to_string();
+            Err(Unavailable(if message.is_empty() {
+                format!(
+                    "the broker at {url} could not be asked: {}",
+                    crate::doctor::gather::error_chain(&e)
+                )
+            } else {
+                format!("{code}: {message}")
+            }))
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+async fn exchange(
+    aws: &Aws,
+    cluster: &Cluster,
+    namespace: &str,
+    sa: &str,
+    role_arn: &str,
+    prefix: &str,
+    facts: Option<&ServiceAccountFacts>,
+) -> std::result::Result<String, Unavailable> {
+    let audience = facts
+        .and_then(|f| f.annotations.get(&format!("{prefix}/audience")).cloned())
+        .unwrap_or_else(|| crate::policy::STS_AUDIENCE.to_string());
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                      "spec": {"audiences": [audience], "expirationSeconds": 600}});
+    let token = mint_token(cluster, namespace, sa, &body).await?;
     let out = aws
         .sts
         .assume_role_with_web_identity()
@@ -609,7 +727,18 @@ async fn agent_pods(cluster: &Cluster, node: &str) -> Result<AgentFacts> {
         items.extend(api.list(&params).await?.items);
     }
     let mut by_name = BTreeMap::new();
+    let mut eks_auth = BTreeMap::new();
     for p in items {
+        let endpoint = p
+            .spec
+            .as_ref()
+            .into_iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.args.iter().flatten())
+            .find_map(|a| a.strip_prefix("--eks-auth-endpoint="));
+        if let Some(e) = endpoint {
+            eks_auth.insert(p.metadata.name.clone().unwrap_or_default(), e.to_string());
+        }
         let ready = p
             .status
             .as_ref()
@@ -619,5 +748,115 @@ async fn agent_pods(cluster: &Cluster, node: &str) -> Result<AgentFacts> {
     }
     Ok(AgentFacts {
         pods: by_name.into_iter().collect(),
+        eks_auth,
     })
+}
+
+/// This project's Pod Identity as it concerns namespace/ServiceAccount:
+/// `None` when the PodIdentityAssociation CRD is not installed.
+async fn associations(
+    cluster: &Cluster,
+    namespace: &str,
+    sa: &str,
+) -> Result<Option<crate::doctor::facts::AssociationFacts>> {
+    use crate::doctor::facts::{AssociationFacts, BoundAssociation, BrokerFacts};
+    use contract::association::{self, Association};
+    if !cluster.association_crd_installed().await? {
+        return Ok(None);
+    }
+    let objects = cluster.association_objects().await?;
+    let all: Vec<(Association, &kube::api::DynamicObject)> = objects
+        .iter()
+        .filter_map(|o| {
+            let a = Association::from_json(
+                o.metadata.name.as_deref()?,
+                o.metadata.uid.as_deref().unwrap_or_default(),
+                &o.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default(),
+                o.data.get("spec")?,
+            )?;
+            Some((a, o))
+        })
+        .collect();
+    let list: Vec<Association> = all.iter().map(|(a, _)| a.clone()).collect();
+    let winners = association::winners(&list);
+    let winner = winners.get(&(namespace.to_string(), sa.to_string()));
+    let bound = winner.and_then(|w| {
+        let (a, o) = all.iter().find(|(a, _)| a.name == w.name)?;
+        let ready = o
+            .data
+            .pointer("/status/conditions")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+        let field = |k: &str| {
+            ready
+                .and_then(|c| c.get(k))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        Some(BoundAssociation {
+            name: a.name.clone(),
+            role_arn: a.role_arn.clone(),
+            target_role_arn: a.target_role_arn.clone(),
+            disable_session_tags: a.disable_session_tags,
+            ready: field("status"),
+            message: field("message"),
+            id: association::association_id(&a.uid),
+        })
+    });
+    let shadowed = list
+        .iter()
+        .filter(|a| a.namespace == namespace && a.service_account == sa)
+        .filter(|a| Some(&a.name) != winner.map(|w| &w.name))
+        .map(|a| a.name.clone())
+        .collect();
+    // The broker: pods of the chart's broker component.
+    let api: Api<Pod> = Api::all(cluster.client.clone());
+    let pods = api
+        .list(&ListParams::default().labels("app.kubernetes.io/component=broker"))
+        .await?
+        .items;
+    let ready = pods
+        .iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .count();
+    let first = pods.first();
+    let cluster_name = first
+        .and_then(|p| p.spec.as_ref())
+        .into_iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.args.iter().flatten())
+        .find_map(|a| a.strip_prefix("--cluster-name=").map(str::to_string));
+    let role_arn = match first.and_then(|p| {
+        Some((
+            p.metadata.namespace.clone()?,
+            p.spec.as_ref()?.service_account_name.clone()?,
+        ))
+    }) {
+        Some((ns, name)) => cluster
+            .service_account(&ns, &name)
+            .await?
+            .and_then(|s| s.metadata.annotations)
+            .and_then(|a| a.get("eks.amazonaws.com/role-arn").cloned()),
+        None => None,
+    };
+    Ok(Some(AssociationFacts {
+        bound,
+        shadowed,
+        broker: BrokerFacts {
+            ready,
+            total: pods.len(),
+            role_arn,
+            cluster_name,
+        },
+    }))
 }

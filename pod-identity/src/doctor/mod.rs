@@ -4,6 +4,7 @@
 //! ordered checklist, purely, so every fault is a table test; [`audit`] runs
 //! the cluster-wide sweep.
 
+pub mod association_checks;
 pub mod audit;
 pub mod cert;
 pub mod checks;

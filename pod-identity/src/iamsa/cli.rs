@@ -216,17 +216,17 @@ fn names(specs: &[Spec]) -> String {
 }
 
 /// How `create`, `update` and `apply` run.
-struct Run {
-    cluster_name: Option<String>,
-    region: Option<String>,
+pub(crate) struct Run {
+    pub cluster_name: Option<String>,
+    pub region: Option<String>,
     /// `iam.withOIDC`: plan the issuer's IAM OIDC provider first.
-    with_oidc: bool,
-    issuer_ca_file: Option<std::path::PathBuf>,
-    opts: iamsa::plan::CreateOptions,
-    verb: &'static str,
+    pub with_oidc: bool,
+    pub issuer_ca_file: Option<std::path::PathBuf>,
+    pub opts: iamsa::plan::CreateOptions,
+    pub verb: &'static str,
 }
 
-async fn create(
+pub(crate) async fn create(
     specs: Vec<Spec>,
     run: Run,
     kube: &cluster::KubeTarget,

@@ -35,7 +35,7 @@ pub async fn provider_arn(aws: &Aws, issuer: &str, need: ProviderNeed) -> Result
 }
 
 /// The partition and account of the credentials in use (sts:GetCallerIdentity).
-async fn caller_account(aws: &Aws) -> Result<(String, String)> {
+pub(crate) async fn caller_account(aws: &Aws) -> Result<(String, String)> {
     let me = aws
         .sts
         .get_caller_identity()

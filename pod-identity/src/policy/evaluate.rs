@@ -143,8 +143,27 @@ impl Decision {
     }
 }
 
+/// Which kind of policy: a trust (resource) policy names principals; an
+/// identity policy names resources (the request's `resource` context key).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Trust,
+    Identity,
+}
+
 /// Evaluates `policy` (a parsed trust policy document) for `req`.
 pub fn evaluate(policy: &Value, req: &Request) -> Decision {
+    evaluate_kind(policy, req, Kind::Trust)
+}
+
+/// Evaluates an identity policy (no `Principal`; `Resource` matched against
+/// the request's `resource` context key, e.g. the role ARN of an
+/// AssumeRole; the role's tags as `iam:ResourceTag/<key>`).
+pub fn evaluate_identity(policy: &Value, req: &Request) -> Decision {
+    evaluate_kind(policy, req, Kind::Identity)
+}
+
+fn evaluate_kind(policy: &Value, req: &Request, kind: Kind) -> Decision {
     let statements: Vec<&Value> = match policy.get("Statement") {
         Some(Value::Array(a)) => a.iter().collect(),
         Some(s @ Value::Object(_)) => vec![s],
@@ -155,7 +174,7 @@ pub fn evaluate(policy: &Value, req: &Request) -> Decision {
     let mut reasons = Vec::new();
     for (i, s) in statements.iter().enumerate() {
         let effect = s.get("Effect").and_then(Value::as_str);
-        match applies(s, req) {
+        match applies(s, req, kind) {
             Ok(()) => match effect {
                 Some("Deny") => return Decision::Denied { statement: i },
                 Some("Allow") => {
@@ -197,13 +216,31 @@ enum Why {
 
 /// Whether the statement matches the request (principal, action,
 /// conditions), or why not.
-fn applies(s: &Value, req: &Request) -> Result<(), Why> {
-    if s.get("NotPrincipal").is_some() || s.get("NotAction").is_some() {
+fn applies(s: &Value, req: &Request, kind: Kind) -> Result<(), Why> {
+    if s.get("NotPrincipal").is_some()
+        || s.get("NotAction").is_some()
+        || s.get("NotResource").is_some()
+    {
         return Err(Why::NotUnderstood(
-            "NotPrincipal / NotAction are not understood by this evaluator".into(),
+            "NotPrincipal / NotAction / NotResource are not understood by this evaluator".into(),
         ));
     }
-    principal_matches(s.get("Principal"), &req.principal)?;
+    match kind {
+        Kind::Trust => principal_matches(s.get("Principal"), &req.principal)?,
+        Kind::Identity => {
+            let resources = string_or_list(s.get("Resource"));
+            let target = req
+                .context
+                .get("resource")
+                .map(String::as_str)
+                .unwrap_or("");
+            if !resources.iter().any(|r| like(r, target, false)) {
+                return Err(Why::NoMatch(format!(
+                    "resource {resources:?} does not include {target}"
+                )));
+            }
+        }
+    }
     let actions = string_or_list(s.get("Action"));
     if !actions.iter().any(|a| like(a, &req.action, true)) {
         return Err(Why::NoMatch(format!(

@@ -9,6 +9,7 @@ contract::message_error! {
     /// A policy document that is neither JSON nor URL-encoded JSON.
     DocumentError
 }
+pub mod broker_trust;
 pub mod trust;
 
 /// The audience of tokens exchanged with STS, and the client id of the IAM

@@ -22,10 +22,6 @@ use crate::sources::cache::ServiceAccountCache;
 use crate::sources::containercreds::ContainerCredentialsIdentities;
 use crate::{Error, Result};
 
-pub mod cert_expiry;
-pub mod limit;
-pub mod tls;
-
 pub struct AppState {
     pub ctx: AdmissionContext,
     pub clock: Clock,
@@ -307,14 +303,27 @@ pub async fn run(cfg: &ServerConfig) -> Result<()> {
 /// Binds both listeners and starts serving.
 pub async fn start(args: &ServerConfig) -> Result<Running> {
     let metrics = Arc::new(Metrics::new());
-    let tls_config = tls::load(&args.tls_cert, &args.tls_key, &metrics).await?;
+    let (tls_config, not_after) = listener::tls::load(&args.tls_cert, &args.tls_key)
+        .await
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    if let Some(t) = not_after {
+        metrics.tls_not_after.set(t);
+    }
     let state = build_state(args, metrics.clone()).await?;
-    tls::spawn_reloader(
+    listener::tls::spawn_reloader(
         tls_config.clone(),
         args.tls_cert.clone(),
         args.tls_key.clone(),
         args.reload_interval,
-        metrics,
+        Arc::new(move |r| match r {
+            listener::tls::Reloaded::Loaded { not_after } => {
+                metrics.reload("tls");
+                if let Some(t) = not_after {
+                    metrics.tls_not_after.set(t);
+                }
+            }
+            listener::tls::Reloaded::Unusable => metrics.reload("tls_error"),
+        }),
     );
 
     let bind = |port| {
@@ -336,12 +345,12 @@ pub async fn start(args: &ServerConfig) -> Result<Running> {
     let limits = args.limits;
     let handle = Handle::new();
     let counted = metrics_for_rejects(&state);
-    let acceptor =
-        axum_server::tls_rustls::RustlsAcceptor::new(tls_config).acceptor(limit::LimitAcceptor {
-            limiter: listener::Limiter::new(limits),
-            on_reject: counted.clone(),
-            idle_timeout: args.idle_timeout,
-        });
+    let acceptor = listener::tls::acceptor(
+        tls_config,
+        listener::Limiter::new(limits),
+        counted.clone(),
+        args.idle_timeout,
+    );
     let mut server = axum_server::from_tcp(https)?
         .acceptor(acceptor)
         .handle(handle.clone());

@@ -1,5 +1,5 @@
 //! Connection caps on the HTTPS port: each accepted TCP connection is
-//! admitted through the shared `listener::Limiter` (a global cap and a cap
+//! admitted through the shared `crate::Limiter` (a global cap and a cap
 //! per peer address) before its TLS handshake; one over a cap is closed at
 //! once and counted. The handshake itself is bounded by axum-server's
 //! timeout, and request heads by hyper's header-read timeout (set in
@@ -22,8 +22,8 @@ use crate::clock::Clock;
 
 #[derive(Clone)]
 pub struct LimitAcceptor {
-    pub limiter: listener::Limiter,
-    pub on_reject: listener::OnReject,
+    pub limiter: crate::Limiter,
+    pub on_reject: crate::OnReject,
     pub idle_timeout: Duration,
 }
 
@@ -54,7 +54,7 @@ impl<S> Accept<TcpStream, S> for LimitAcceptor {
 /// with `TimedOut` once no byte has moved for `idle`.
 pub struct Counted<S = TcpStream> {
     stream: S,
-    _slot: Option<listener::Slot>,
+    _slot: Option<crate::Slot>,
     idle: Duration,
     /// When a byte last moved. The timer is only re-armed when it fires, so
     /// traffic costs a clock read, not a timer-wheel update, per read/write.
@@ -63,12 +63,12 @@ pub struct Counted<S = TcpStream> {
 }
 
 impl<S> Counted<S> {
-    fn new(stream: S, slot: listener::Slot, idle: Duration) -> Self {
+    fn new(stream: S, slot: crate::Slot, idle: Duration) -> Self {
         Self::with_idle(stream, Some(slot), idle)
     }
 
     /// Wraps any stream (tests use an in-memory duplex).
-    pub fn with_idle(stream: S, slot: Option<listener::Slot>, idle: Duration) -> Self {
+    pub fn with_idle(stream: S, slot: Option<crate::Slot>, idle: Duration) -> Self {
         let now = Clock::system().now();
         Counted {
             stream,
