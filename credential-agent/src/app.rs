@@ -152,8 +152,8 @@ async fn start_with(
     for l in listeners {
         servers.push(serve(l, router(state.clone())));
     }
-    servers.push(serve(health, health_router(ready)));
-    servers.push(serve(metrics_l, metrics_router(metrics.clone())));
+    servers.push(serve(health, health_router(ready.clone())));
+    servers.push(serve(metrics_l, metrics_router(metrics.clone(), ready)));
     for a in &credential_addrs {
         tracing::info!(address = %a, "serving credentials");
     }

@@ -146,11 +146,14 @@ pub fn health_router(ready: ReadyCheck) -> Router {
         )
 }
 
-pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+/// `/metrics`; each scrape first sets the `ready` gauge from `ready`, the
+/// check `/readyz` answers with.
+pub fn metrics_router(metrics: Arc<Metrics>, ready: ReadyCheck) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
             let m = metrics.clone();
+            m.ready.set(i64::from(ready()));
             async move {
                 (
                     [(

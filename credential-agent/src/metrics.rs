@@ -105,6 +105,14 @@ pub struct Metrics {
     pub eks_auth_answers: Family<ResultLabel, Counter>,
     /// Broker: checks that a token's pod still exists, by result.
     pub pod_checks: Family<ResultLabel, Counter>,
+    /// 1 when `/readyz` passes, else 0; set at each scrape from the same
+    /// check (agent: the issuer's keys read; broker: keys read and the
+    /// PodIdentityAssociations listed).
+    pub ready: Gauge,
+    /// Broker: the serving certificate's notAfter (Unix seconds), set at
+    /// start and at each reload; 0 when it could not be read (and always in
+    /// the agent, which serves plain HTTP).
+    pub tls_certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -221,6 +229,18 @@ impl Metrics {
             "Broker: checks that a token's pod still exists, by result (recent: confirmed within the recheck interval)",
             pod_checks.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when /readyz passes (agent: the issuer's keys read; broker: keys read and the PodIdentityAssociations listed), else 0",
+            ready.clone(),
+        );
+        let tls_certificate_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "Broker: the serving certificate's notAfter, Unix seconds (set at start and at each reload)",
+            tls_certificate_expiry.clone(),
+        );
         for result in std::iter::once("ok").chain(crate::eks_auth::ErrorType::ALL.map(|t| t.name()))
         {
             let _ = eks_auth_answers.get_or_create(&ResultLabel { result });
@@ -254,6 +274,8 @@ impl Metrics {
         }
         Metrics {
             registry,
+            ready,
+            tls_certificate_expiry,
             eks_auth_answers,
             pod_checks,
             connections_rejected,

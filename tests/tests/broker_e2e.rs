@@ -429,6 +429,20 @@ async fn broker_answers_eks_auth_for_associated_pods() -> Result<()> {
             .with_context(|| format!("{line} in\n{metrics}"))?;
         ensure!(v >= 1.0, "{line} = {v}");
     }
+    // Ready (keys and associations read), and the serving certificate's
+    // notAfter for the expiry alert.
+    let gauge = |name: &str| -> Result<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .with_context(|| format!("{name} in\n{metrics}"))
+    };
+    ensure!(gauge("credential_agent_ready")? == 1.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    ensure!(
+        gauge("credential_agent_tls_certificate_expiry_timestamp_seconds")? > now.as_secs_f64(),
+        "{metrics}"
+    );
     let log = broker.agent.logs();
     for secret in [
         token1.as_str(),

@@ -6,9 +6,10 @@
 //!   which makes every alert fire on the series that should fire it and stay
 //!   quiet on healthy ones;
 //! - a real Prometheus server scraping the release webhook and agent (the
-//!   image's static builds) during a small scenario: admissions, a warning,
-//!   credential requests, an STS error, a role over the per-identity cap,
-//!   connections over the per-peer cap, a pod missing injection. Every
+//!   image's static builds) and the Pod Identity broker during a small
+//!   scenario: admissions, a warning, credential requests, an STS error, a
+//!   role over the per-identity cap, connections over the per-peer cap, a
+//!   pod missing injection, a broker AssumeRole denied. Every
 //!   metric an alert or a dashboard query names exists in what the binaries
 //!   export, every dashboard panel returns series, and the alerts the
 //!   scenario should trigger are pending or firing (their `for:` durations
@@ -28,6 +29,13 @@ use serde_json::{json, Value};
 
 const WEBHOOK_JOB: &str = "pod-identity-webhook";
 const AGENT_JOB: &str = "pod-identity/pod-identity-agent";
+const BROKER_JOB: &str = "pod-identity-broker";
+/// The chart's values that add the broker, and with it its alerts.
+const BROKER: [&str; 3] = [
+    "broker.enabled=true",
+    "broker.clusterName=prod",
+    "broker.issuer=https://kubernetes.default.svc",
+];
 
 fn prometheus_dir() -> Result<std::path::PathBuf> {
     if let Some(d) = std::env::var_os("POD_IDENTITY_PROMETHEUS") {
@@ -95,7 +103,7 @@ fn promtool(dir: &Path, args: &[&str]) -> Result<String> {
 #[test]
 fn promtool_checks_and_unit_tests_every_alert() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let rules = rule_file(&[])?;
+    let rules = rule_file(&BROKER)?;
     std::fs::write(dir.path().join("full.yaml"), serde_yaml::to_string(&rules)?)?;
     let checked = promtool(dir.path(), &["check", "rules", "full.yaml"])?;
     let list = alerts(&rules);
@@ -191,6 +199,22 @@ fn monitoring_renders_only_when_enabled() -> Result<()> {
         dash["panels"].as_array().is_some_and(|p| p.len() >= 10),
         "{dash}"
     );
+    // The broker's alerts come with the broker.
+    let groups = |rules: &Value| -> Vec<String> {
+        rules["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let without = groups(&rule_file(&[])?);
+    ensure!(
+        !without.iter().any(|g| g == "pod-identity-broker"),
+        "{without:?}"
+    );
+    let with = groups(&rule_file(&BROKER)?);
+    ensure!(with.iter().any(|g| g == "pod-identity-broker"), "{with:?}");
     // Thresholds follow the values: the API server timeout and the days.
     let rules = rule_file(&[
         "webhook.admission.timeoutSeconds=4",
@@ -239,7 +263,7 @@ fn monitoring_renders_only_when_enabled() -> Result<()> {
     Ok(())
 }
 
-/// A Prometheus server on loopback scraping the two binaries every second.
+/// A Prometheus server on loopback scraping `targets` (job, port) every second.
 struct Prometheus {
     url: String,
     client: reqwest::Client,
@@ -247,15 +271,14 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    async fn start(dir: &Path, rules: &Value, webhook: u16, agent: u16) -> Result<Prometheus> {
+    async fn start(dir: &Path, rules: &Value, targets: &[(&str, u16)]) -> Result<Prometheus> {
         std::fs::write(dir.join("rules.yaml"), serde_yaml::to_string(rules)?)?;
         let config = json!({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [dir.join("rules.yaml")],
-            "scrape_configs": [
-                {"job_name": WEBHOOK_JOB, "static_configs": [{"targets": [format!("127.0.0.1:{webhook}")]}]},
-                {"job_name": AGENT_JOB, "static_configs": [{"targets": [format!("127.0.0.1:{agent}")]}]},
-            ],
+            "scrape_configs": targets.iter().map(|(job, port)| json!(
+                {"job_name": job, "static_configs": [{"targets": [format!("127.0.0.1:{port}")]}]}
+            )).collect::<Vec<_>>(),
         });
         std::fs::write(dir.join("prometheus.yml"), serde_yaml::to_string(&config)?)?;
         let port = free_port();
@@ -393,6 +416,7 @@ fn dashboard_queries(dash: &Value) -> Vec<(String, Vec<String>)> {
                     e.replace("$__rate_interval", "1m")
                         .replace("$webhook_job", WEBHOOK_JOB)
                         .replace("$agent_job", AGENT_JOB)
+                        .replace("$broker_job", BROKER_JOB)
                 })
                 .collect();
             (p["title"].as_str().unwrap_or_default().to_string(), exprs)
@@ -454,6 +478,7 @@ async fn a_real_prometheus_scrapes_the_real_binaries() -> Result<()> {
     let bins = static_release_bins(&["pod-identity-webhook", "credential-agent"], &[])?;
     let profile = format!("{STATIC_TARGET}/release");
     let cluster = Cluster::start().await?;
+    e2e_tests::broker::install_crd(&cluster)?;
     let moto = Moto::start().await?;
     let proxy = FaultProxy::start(&moto.url).await?;
     let dir = tempfile::tempdir()?;
@@ -504,6 +529,26 @@ async fn a_real_prometheus_scrapes_the_real_binaries() -> Result<()> {
                              "containers": [{"name": "c", "image": "x"}]}}),
         )
         .await?;
+    // The broker, with an association for apps/pia and a pod of it.
+    let broker_dir = tempfile::tempdir()?;
+    let broker =
+        e2e_tests::broker::start_broker(&cluster, &proxy.url, broker_dir.path(), &[]).await?;
+    cluster
+        .create(
+            "/api/v1/namespaces/apps/serviceaccounts",
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "pia"}}),
+        )
+        .await?;
+    cluster
+        .create(
+            "/apis/pod-identity.io/v1alpha1/podidentityassociations",
+            &json!({"apiVersion": "pod-identity.io/v1alpha1", "kind": "PodIdentityAssociation",
+                    "metadata": {"name": "pia"},
+                    "spec": {"namespace": "apps", "serviceAccount": "pia", "roleArn": ROLE}}),
+        )
+        .await?;
+    let (_, pia_token) =
+        e2e_tests::broker::pod(&cluster, "pia", "pia-1", e2e_tests::broker::AUDIENCE).await?;
     let (status, _, body) = cluster
         .request(
             reqwest::Method::PUT,
@@ -525,12 +570,15 @@ async fn a_real_prometheus_scrapes_the_real_binaries() -> Result<()> {
             .trim_end_matches('/')
             .parse()?)
     };
-    let rules = rule_file(&[])?;
+    let rules = rule_file(&BROKER)?;
     let prom = Prometheus::start(
         dir.path(),
         &rules,
-        hook.metrics_port,
-        metrics_port(&agent.metrics)?,
+        &[
+            (WEBHOOK_JOB, hook.metrics_port),
+            (AGENT_JOB, metrics_port(&agent.metrics)?),
+            (BROKER_JOB, metrics_port(&broker.agent.metrics)?),
+        ],
     )
     .await?;
 
@@ -539,12 +587,18 @@ async fn a_real_prometheus_scrapes_the_real_binaries() -> Result<()> {
     // is seen.
     let result = async {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while prom.query("up == 1").await?.len() < 2 {
-            ensure!(Instant::now() < deadline, "Prometheus never scraped both targets");
+        while prom.query("up == 1").await?.len() < 3 {
+            ensure!(Instant::now() < deadline, "Prometheus never scraped the three targets");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         for round in 0..2 {
             scenario(&cluster, &agent, &issuer, &proxy, round).await?;
+            // The broker's AssumeRole denied by STS.
+            proxy.set(Fault::Error(403, "AccessDenied"));
+            let answer = broker.one(&pia_token).await;
+            proxy.set(Fault::Pass);
+            let answer = answer?;
+            ensure!(answer.to_string().contains("AccessDenied"), "{answer}");
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
         // What the binaries export: every family they declare (`# TYPE`),
@@ -554,6 +608,7 @@ async fn a_real_prometheus_scrapes_the_real_binaries() -> Result<()> {
         for url in [
             format!("http://127.0.0.1:{}/metrics", hook.metrics_port),
             format!("{}/metrics", agent.metrics),
+            format!("{}/metrics", broker.agent.metrics),
         ] {
             let text = reqwest::get(&url).await?.text().await?;
             exported.extend(text.lines().filter_map(|l| {
@@ -594,11 +649,20 @@ async fn a_real_prometheus_scrapes_the_real_binaries() -> Result<()> {
             "PodIdentityAgentIdentityLimited",
             "PodIdentityAgentConnectionsRejected",
             "PodIdentityPodsMissingInjection",
+            "PodIdentityBrokerStsErrors",
         ];
         loop {
             let states = prom.alert_states().await?;
             let active = |name: &str| states.iter().any(|(n, s)| n == name && (s == "pending" || s == "firing"));
-            for quiet in ["PodIdentityWebhookDown", "PodIdentityAgentDown", "PodIdentityWebhookNotReady", "PodIdentityAgentServingStale"] {
+            for quiet in [
+                "PodIdentityWebhookDown",
+                "PodIdentityAgentDown",
+                "PodIdentityWebhookNotReady",
+                "PodIdentityAgentServingStale",
+                "PodIdentityBrokerDown",
+                "PodIdentityBrokerNotReady",
+                "PodIdentityBrokerCertificateExpiresSoon",
+            ] {
                 ensure!(!active(quiet), "{quiet} is active on a healthy setup: {states:?}");
             }
             if want.iter().all(|w| active(w)) {
@@ -622,9 +686,10 @@ async fn a_real_prometheus_scrapes_the_real_binaries() -> Result<()> {
     .await;
     result.map_err(|e| {
         anyhow::anyhow!(
-            "{e:#}\n--- prometheus:\n{}\n--- agent:\n{}\n--- webhook:\n{}",
+            "{e:#}\n--- prometheus:\n{}\n--- agent:\n{}\n--- broker:\n{}\n--- webhook:\n{}",
             tail(&prom._proc.log),
             agent.log_tail(),
+            broker.agent.log_tail(),
             hook.log()
         )
     })

@@ -94,15 +94,21 @@ pub async fn own_sts_client(common: &CommonConfig) -> aws_sdk_sts::Client {
 /// Binds, starts the watch, key refresh and servers.
 pub async fn start(cfg: &BrokerConfig) -> Result<Running> {
     let metrics = Arc::new(Metrics::new());
-    let (tls, _) = listener::tls::load(&cfg.tls_cert, &cfg.tls_key)
+    let (tls, not_after) = listener::tls::load(&cfg.tls_cert, &cfg.tls_key)
         .await
         .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    metrics.tls_certificate_expiry.set(not_after.unwrap_or(0));
+    let m = metrics.clone();
     let reloader = listener::tls::spawn_reloader(
         tls.clone(),
         cfg.tls_cert.clone(),
         cfg.tls_key.clone(),
         cfg.tls_reload_interval,
-        Arc::new(|_| {}),
+        Arc::new(move |r| {
+            if let listener::tls::Reloaded::Loaded { not_after } = r {
+                m.tls_certificate_expiry.set(not_after.unwrap_or(0));
+            }
+        }),
     );
     let verifier = Arc::new(Verifier::new(
         cfg.verifier.clone(),
@@ -203,14 +209,14 @@ pub async fn start(cfg: &BrokerConfig) -> Result<Running> {
         https_task,
         spawn_server(
             health,
-            health_router(ready),
+            health_router(ready.clone()),
             limits,
             metrics.clone(),
             rx.clone(),
         ),
         spawn_server(
             metrics_l,
-            metrics_router(metrics.clone()),
+            metrics_router(metrics.clone(), ready),
             limits,
             metrics,
             rx,

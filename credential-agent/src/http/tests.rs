@@ -341,15 +341,34 @@ async fn health_and_metrics() {
     );
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(status(&app, "/readyz").await, StatusCode::OK);
+    // The ready gauge follows the same check at each scrape.
     let metrics = Arc::new(Metrics::new());
     metrics.request(200);
-    let resp = metrics_router(metrics)
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = resp.into_body().collect().await.unwrap().to_bytes();
-    assert!(String::from_utf8_lossy(&text).contains("credential_agent_"));
+    let r = ready.clone();
+    let app = metrics_router(
+        metrics,
+        Arc::new(move || r.load(std::sync::atomic::Ordering::SeqCst)),
+    );
+    let scrape = |app: &Router| {
+        let app = app.clone();
+        async move {
+            let resp = app
+                .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let text = resp.into_body().collect().await.unwrap().to_bytes();
+            String::from_utf8_lossy(&text).into_owned()
+        }
+    };
+    let text = scrape(&app).await;
+    assert!(
+        text.contains("credential_agent_requests_total{status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("\ncredential_agent_ready 1\n"), "{text}");
+    ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(scrape(&app).await.contains("\ncredential_agent_ready 0\n"));
 }
 
 #[test]
