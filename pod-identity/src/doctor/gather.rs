@@ -710,21 +710,40 @@ async fn config_map_role(cluster: &Cluster, namespace: &str, name: &str) -> Opti
     })
 }
 
-/// Labels of the node agents doctor knows: this project's chart, and EKS's
-/// eks-pod-identity-agent add-on.
-const AGENT_SELECTORS: [&str; 2] = [
-    "app.kubernetes.io/component=agent",
-    "app.kubernetes.io/name=eks-pod-identity-agent",
+/// Labels of the node agents doctor knows, and the subcommand a pod of that
+/// label must run to count: this project's chart (`credential-agent
+/// serve`; other charts label their agents component=agent too, Datadog's
+/// among them), and EKS's eks-pod-identity-agent add-on (any).
+const AGENT_SELECTORS: [(&str, Option<&str>); 2] = [
+    ("app.kubernetes.io/component=agent", Some("serve")),
+    ("app.kubernetes.io/name=eks-pod-identity-agent", None),
 ];
+
+/// Whether one of the pod's containers runs `credential-agent <subcommand>`
+/// (its first argument), as the chart's agent and broker containers do:
+/// labels alone also match other projects' agents and message brokers.
+pub(crate) fn runs_subcommand(pod: &Pod, subcommand: &str) -> bool {
+    pod.spec
+        .as_ref()
+        .into_iter()
+        .flat_map(|s| s.containers.iter())
+        .any(|c| c.args.as_ref().and_then(|a| a.first()).map(String::as_str) == Some(subcommand))
+}
 
 async fn agent_pods(cluster: &Cluster, node: &str) -> Result<AgentFacts> {
     let api: Api<Pod> = Api::all(cluster.client.clone());
     let mut items = Vec::new();
-    for selector in AGENT_SELECTORS {
+    for (selector, subcommand) in AGENT_SELECTORS {
         let params = ListParams::default()
             .labels(selector)
             .fields(&format!("spec.nodeName={node}"));
-        items.extend(api.list(&params).await?.items);
+        items.extend(
+            api.list(&params)
+                .await?
+                .items
+                .into_iter()
+                .filter(|p| subcommand.is_none_or(|s| runs_subcommand(p, s))),
+        );
     }
     let mut by_name = BTreeMap::new();
     let mut eks_auth = BTreeMap::new();
@@ -814,12 +833,16 @@ async fn associations(
         .filter(|a| Some(&a.name) != winner.map(|w| &w.name))
         .map(|a| a.name.clone())
         .collect();
-    // The broker: pods of the chart's broker component.
+    // The broker: pods of the chart's broker component that run
+    // `credential-agent broker` (a message broker may carry the label too).
     let api: Api<Pod> = Api::all(cluster.client.clone());
-    let pods = api
+    let pods: Vec<Pod> = api
         .list(&ListParams::default().labels("app.kubernetes.io/component=broker"))
         .await?
-        .items;
+        .items
+        .into_iter()
+        .filter(|p| runs_subcommand(p, "broker"))
+        .collect();
     let ready = pods
         .iter()
         .filter(|p| {
@@ -859,4 +882,34 @@ async fn associations(
             cluster_name,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(containers: serde_json::Value) -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": containers}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn agents_and_brokers_are_known_by_their_subcommand_not_only_their_labels() {
+        let ours = pod(json!([{"name": "agent", "args": ["serve", "--listen=169.254.170.23:80"]}]));
+        assert!(runs_subcommand(&ours, "serve"));
+        assert!(!runs_subcommand(&ours, "broker"));
+        let broker = pod(json!([
+            {"name": "sidecar", "args": ["--verbose"]},
+            {"name": "broker", "args": ["broker", "--cluster-name=prod"]}
+        ]));
+        assert!(runs_subcommand(&broker, "broker"));
+        // Datadog's agent (component=agent) and a message broker
+        // (component=broker): not ours.
+        let datadog = pod(json!([{"name": "agent", "command": ["agent", "run"]}]));
+        assert!(!runs_subcommand(&datadog, "serve"));
+        let kafka = pod(json!([{"name": "kafka", "args": ["--broker-id=1", "broker"]}]));
+        assert!(!runs_subcommand(&kafka, "broker"));
+    }
 }
