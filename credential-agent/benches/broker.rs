@@ -371,14 +371,7 @@ fn main() {
             let n: usize = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
             let tokens: Vec<String> = (0..n).map(|i| pod_token(&key, "app", &format!("app-{i}"))).collect();
             let c = client().build().unwrap();
-            let started = Instant::now();
-            for chunk in tokens.chunks(50) {
-                let futs = chunk.iter().map(|t| c.post(&broker.url).body(body(t)).send());
-                for r in futures::future::join_all(futs).await {
-                    assert_eq!(r.unwrap().status(), 200);
-                }
-            }
-            let filled = started.elapsed();
+            let filled = fill(&tokens, |t| c.post(&broker.url).body(body(t))).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
             let full = rss_kib(pid);
             println!(

@@ -248,6 +248,17 @@ impl Cluster {
         }
     }
 
+    /// Every PodIdentityAssociation whose spec reads (contract's rules);
+    /// none when the CRD is not installed.
+    pub async fn associations(&self) -> Result<Vec<contract::association::Association>> {
+        Ok(self
+            .association_objects()
+            .await?
+            .iter()
+            .filter_map(association_of)
+            .collect())
+    }
+
     /// Whether the PodIdentityAssociation CRD is installed.
     pub async fn association_crd_installed(&self) -> Result<bool> {
         let params = kube::api::ListParams::default().limit(1);
@@ -315,4 +326,18 @@ where
             None => return Ok(out),
         }
     }
+}
+
+/// The association an object holds, when its spec reads.
+pub fn association_of(o: &kube::api::DynamicObject) -> Option<contract::association::Association> {
+    contract::association::Association::from_json(
+        o.metadata.name.as_deref()?,
+        o.metadata.uid.as_deref().unwrap_or_default(),
+        &o.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default(),
+        o.data.get("spec")?,
+    )
 }

@@ -47,6 +47,26 @@ pub const NO_AWS_CONFIG: [(&str, &str); 3] = [
     ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
 
+/// Runs `script` with the suite's Python (boto3 in it) and `args`, with
+/// no AWS configuration of the user; its standard output as JSON.
+pub async fn python_json(script: &'static str, args: Vec<String>) -> Result<Value> {
+    let out = tokio::task::spawn_blocking(move || -> Result<std::process::Output> {
+        Ok(std::process::Command::new(venv()?.join("bin/python"))
+            .arg("-c")
+            .arg(script)
+            .args(&args)
+            .envs(NO_AWS_CONFIG)
+            .output()?)
+    })
+    .await??;
+    ensure!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 pub struct Broker {
     pub agent: Agent,
     pub url: String,
@@ -58,19 +78,9 @@ impl Broker {
     pub async fn call(&self, calls: &[(&str, &str)]) -> Result<Vec<Value>> {
         let (url, ca) = (self.url.clone(), self.ca.display().to_string());
         let arg = serde_json::to_string(calls)?;
-        let out = tokio::task::spawn_blocking(move || -> Result<std::process::Output> {
-            Ok(std::process::Command::new(venv()?.join("bin/python"))
-                .args(["-c", BOTO3, &url, &ca, &arg])
-                .envs(NO_AWS_CONFIG)
-                .output()?)
-        })
-        .await??;
-        ensure!(
-            out.status.success(),
-            "boto3: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(serde_json::from_slice(&out.stdout)?)
+        let out: Vec<Value> =
+            serde_json::from_value(python_json(BOTO3, vec![url, ca, arg]).await?)?;
+        Ok(out)
     }
 
     pub async fn one(&self, token: &str) -> Result<Value> {

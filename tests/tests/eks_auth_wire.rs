@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use credential_agent::eks_auth::*;
 use credential_agent::secret::Secret;
 use e2e_tests::agent::venv;
+use e2e_tests::broker::{python_json, NO_AWS_CONFIG};
 use serde_json::Value;
 
 fn model() -> Result<Value> {
@@ -156,13 +157,6 @@ async fn answer(Path(cluster): Path<String>, body: axum::body::Bytes) -> Respons
     EksAuthError::new(kind, format!("planted {}", kind.name())).into_response()
 }
 
-/// Keeps the user's AWS configuration and the metadata service out.
-const NO_AWS_CONFIG: [(&str, &str); 3] = [
-    ("AWS_CONFIG_FILE", "/dev/null"),
-    ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-];
-
 const BOTO3: &str = r#"
 import json, sys, boto3, botocore
 c = boto3.client("eks-auth", endpoint_url=sys.argv[1], region_name="us-east-1",
@@ -195,21 +189,9 @@ async fn boto3_and_the_aws_cli_parse_it() -> Result<()> {
     let url = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let names: Vec<&str> = ErrorType::ALL.iter().map(|k| k.name()).collect();
-    let (u, n) = (url.clone(), names.clone());
-    let out = tokio::task::spawn_blocking(move || -> Result<std::process::Output> {
-        Ok(std::process::Command::new(venv()?.join("bin/python"))
-            .args(["-c", BOTO3, &u])
-            .args(&n)
-            .envs(NO_AWS_CONFIG)
-            .output()?)
-    })
-    .await??;
-    ensure!(
-        out.status.success(),
-        "boto3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout)?;
+    let mut args = vec![url.clone()];
+    args.extend(names.iter().map(|n| n.to_string()));
+    let got = python_json(BOTO3, args).await?;
     let want = serde_json::to_value(sample())?;
     ensure!(got["ok"] == want, "boto3 parsed {}, sent {want}", got["ok"]);
     for kind in ErrorType::ALL {

@@ -323,7 +323,7 @@ pub async fn run(
     }
     let health = facts_for(opts, &hooks, "", Some(BTreeMap::new()), "", None, None);
     let webhook = webhook_health(&health);
-    let all = list_associations(cluster).await?;
+    let all = cluster.associations().await?;
     // Roles of the associations that count, looked up in IAM when AWS is
     // reachable (one read per role; an unreadable role is not reported).
     let mut missing_roles = std::collections::BTreeSet::new();
@@ -346,27 +346,6 @@ pub async fn run(
         service_accounts: problems,
         associations,
     })
-}
-
-/// Every PodIdentityAssociation; none when the CRD is not installed.
-async fn list_associations(cluster: &Cluster) -> Result<Vec<Association>> {
-    Ok(cluster
-        .association_objects()
-        .await?
-        .iter()
-        .filter_map(|o| {
-            Association::from_json(
-                o.metadata.name.as_deref()?,
-                o.metadata.uid.as_deref().unwrap_or_default(),
-                &o.metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default(),
-                o.data.get("spec")?,
-            )
-        })
-        .collect())
 }
 
 #[cfg(test)]

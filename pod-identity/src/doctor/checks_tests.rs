@@ -696,25 +696,7 @@ fn eks_webhook_config_map_roles_and_pod_identity_pods_are_understood() {
     let mut f = healthy();
     set_annotation(&mut f, "", None);
     f.role = Lookup::NotAsked;
-    let p = f.pod.as_mut().unwrap();
-    p.containers[0] = ContainerFacts {
-        name: "app".into(),
-        env: env(&[
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-        ]),
-        mounts: vec![(
-            "eks-pod-identity-token".into(),
-            "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount".into(),
-        )],
-        ready: Some(true),
-        ..Default::default()
-    };
-    p.token_volumes = vec![TokenVolume {
-        name: "eks-pod-identity-token".into(),
-        audience: Some("pods.eks.amazonaws.com".into()),
-        expiration_seconds: Some(86400),
-    }];
+    with_pod_identity_container(&mut f);
     f.agent = Some(AgentFacts {
         eks_auth: Default::default(),
         pods: vec![("eks-pod-identity-agent-x".into(), true)],
@@ -732,14 +714,9 @@ fn eks_webhook_config_map_roles_and_pod_identity_pods_are_understood() {
     }
 }
 
-/// A pod served by this project's Pod Identity: association Ready, the
-/// role trusting the broker's role with the pod's tags, broker pods ready,
-/// the node agent with its Pod Identity backend.
-fn our_pod_identity() -> Facts {
-    use crate::doctor::facts::{AssociationFacts, BoundAssociation, BrokerFacts};
-    use crate::policy::broker_trust::{new_document, Grant};
-    let mut f = healthy();
-    set_annotation(&mut f, "", None);
+/// The pod's container as EKS (and this project's webhook) injects Pod
+/// Identity: container credentials, the eks-pod-identity-token volume.
+fn with_pod_identity_container(f: &mut Facts) {
     let p = f.pod.as_mut().unwrap();
     p.containers[0] = ContainerFacts {
         name: "app".into(),
@@ -759,6 +736,17 @@ fn our_pod_identity() -> Facts {
         audience: Some("pods.eks.amazonaws.com".into()),
         expiration_seconds: Some(86400),
     }];
+}
+
+/// A pod served by this project's Pod Identity: association Ready, the
+/// role trusting the broker's role with the pod's tags, broker pods ready,
+/// the node agent with its Pod Identity backend.
+fn our_pod_identity() -> Facts {
+    use crate::doctor::facts::{AssociationFacts, BoundAssociation, BrokerFacts};
+    use crate::policy::broker_trust::{new_document, Grant};
+    let mut f = healthy();
+    set_annotation(&mut f, "", None);
+    with_pod_identity_container(&mut f);
     let broker = "arn:aws:iam::123456789012:role/broker";
     f.role = Lookup::Found(RoleState {
         arn: ROLE.into(),

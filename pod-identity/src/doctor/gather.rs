@@ -786,19 +786,7 @@ async fn associations(
     let objects = cluster.association_objects().await?;
     let all: Vec<(Association, &kube::api::DynamicObject)> = objects
         .iter()
-        .filter_map(|o| {
-            let a = Association::from_json(
-                o.metadata.name.as_deref()?,
-                o.metadata.uid.as_deref().unwrap_or_default(),
-                &o.metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default(),
-                o.data.get("spec")?,
-            )?;
-            Some((a, o))
-        })
+        .filter_map(|o| Some((crate::cluster::association_of(o)?, o)))
         .collect();
     let list: Vec<Association> = all.iter().map(|(a, _)| a.clone()).collect();
     let winners = association::winners(&list);

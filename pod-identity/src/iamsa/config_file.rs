@@ -124,22 +124,24 @@ pub fn read_cluster_config(path: &Path) -> Result<ConfigFile> {
     })
 }
 
+/// `Ok` for an eksctl ClusterConfig's kind and apiVersion (the files of
+/// `iamserviceaccount` and `podidentityassociation` both).
+pub(crate) fn is_cluster_config(
+    kind: Option<&str>,
+    api_version: Option<&str>,
+) -> std::result::Result<(), &'static str> {
+    if kind == Some("ClusterConfig") && api_version.unwrap_or_default().starts_with("eksctl.io/") {
+        Ok(())
+    } else {
+        Err("not an eksctl ClusterConfig (apiVersion eksctl.io/v1alpha5, kind ClusterConfig)")
+    }
+}
+
 pub fn parse_cluster_config(text: &str) -> Result<ConfigFile, ConfigFileError> {
     let de = serde_yaml::Deserializer::from_str(text);
     let config: ClusterConfig =
         serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
-    if config.kind.as_deref() != Some("ClusterConfig")
-        || !config
-            .api_version
-            .as_deref()
-            .unwrap_or_default()
-            .starts_with("eksctl.io/")
-    {
-        return Err(
-            "not an eksctl ClusterConfig (apiVersion eksctl.io/v1alpha5, kind ClusterConfig)"
-                .into(),
-        );
-    }
+    is_cluster_config(config.kind.as_deref(), config.api_version.as_deref())?;
     if let Some(name) = &config.metadata.name {
         validate_cluster_name(name).map_err(|e| format!("metadata.name: {e}"))?;
     }

@@ -77,18 +77,10 @@ pub fn parse(text: &str, broker_role_arn: Option<&str>) -> std::result::Result<F
     let de = serde_yaml::Deserializer::from_str(text);
     let config: ClusterConfig =
         serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
-    if config.kind.as_deref() != Some("ClusterConfig")
-        || !config
-            .api_version
-            .as_deref()
-            .unwrap_or_default()
-            .starts_with("eksctl.io/")
-    {
-        return Err(
-            "not an eksctl ClusterConfig (apiVersion eksctl.io/v1alpha5, kind ClusterConfig)"
-                .into(),
-        );
-    }
+    crate::iamsa::config_file::is_cluster_config(
+        config.kind.as_deref(),
+        config.api_version.as_deref(),
+    )?;
     let entries = config
         .iam
         .map(|i| i.pod_identity_associations)
